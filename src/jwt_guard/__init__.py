@@ -1,0 +1,72 @@
+"""jwt_guard: JWT bearer-token authorization for ASGI and WSGI apps."""
+
+from __future__ import annotations
+
+from .algorithms import ALGORITHMS
+from .claims import Claims
+from .errors import (
+    AlgorithmNotAllowed,
+    BadSignature,
+    ClaimError,
+    ConfigurationError,
+    EncryptedToken,
+    ExpiredToken,
+    InsufficientScope,
+    InvalidClaim,
+    InvalidRequest,
+    InvalidToken,
+    IssuedInFuture,
+    JWTGuardError,
+    KeysUnavailable,
+    MalformedToken,
+    MissingClaim,
+    MissingToken,
+    NotYetValid,
+    RevokedToken,
+    TokenTooLarge,
+    TokenTooOld,
+    UnknownKey,
+    UnsupportedHeader,
+    WrongAudience,
+    WrongIssuer,
+)
+from .jwks import JWKSClient
+from .jws import verify_jws
+from .keys import KeySet
+from .verifier import Issuer, TokenVerifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS",
+    "AlgorithmNotAllowed",
+    "BadSignature",
+    "ClaimError",
+    "Claims",
+    "ConfigurationError",
+    "EncryptedToken",
+    "ExpiredToken",
+    "InsufficientScope",
+    "InvalidClaim",
+    "InvalidRequest",
+    "InvalidToken",
+    "IssuedInFuture",
+    "Issuer",
+    "JWKSClient",
+    "JWTGuardError",
+    "KeySet",
+    "KeysUnavailable",
+    "MalformedToken",
+    "MissingClaim",
+    "MissingToken",
+    "NotYetValid",
+    "RevokedToken",
+    "TokenTooLarge",
+    "TokenTooOld",
+    "TokenVerifier",
+    "UnknownKey",
+    "UnsupportedHeader",
+    "WrongAudience",
+    "WrongIssuer",
+    "verify_jws",
+]

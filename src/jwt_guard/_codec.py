@@ -1,0 +1,56 @@
+"""Strict base64url and JSON decoding shared by the JWS and JWK parsers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Any, NoReturn
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*\Z").match
+# With 2 or 3 characters in the last quantum, the unused low bits of the last character must be 0.
+_LAST_CHAR_OK = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+_PAD = ("", "", "==", "=")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode canonical unpadded base64url; raise ``ValueError`` on anything else."""
+    rem = len(segment) % 4
+    if rem == 1 or _B64URL(segment) is None:
+        raise ValueError("not canonical base64url")
+    if rem and segment[-1] not in _LAST_CHAR_OK[rem]:
+        raise ValueError("non-zero trailing bits in base64url")
+    return base64.urlsafe_b64decode(segment + _PAD[rem])
+
+
+def b64url_encode(data: bytes) -> str:
+    """Encode bytes as unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate member name")
+    return obj
+
+
+_decoder = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+
+
+def loads_object(data: bytes) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be an object without duplicate names, NaN or Infinity.
+
+    Raises ``ValueError`` for every bad input (including too-deep nesting).
+    """
+    try:
+        obj = _decoder.decode(data.decode("utf-8"))
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+    if type(obj) is not dict:
+        raise ValueError("JSON value is not an object")
+    return obj

@@ -1,0 +1,396 @@
+"""The remote key source: fetch, cache, refresh ahead, cool down, single flight, serve stale.
+
+``JWKSClient.keys_for(kid)`` answers from the current key set whenever it can; it waits on the
+network only when there is no usable key set yet, or when the token names a kid the set lacks and
+the cool-down allows one refetch. All callers, threads and asyncio tasks alike, share one fetch in
+flight. A failed fetch keeps the last good key set serving for ``max_stale`` seconds past its
+expiry, with retries backing off; a successful fetch replaces the set (removed kids stop
+verifying). ``akeys_for`` runs the fetch in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from ._codec import loads_object
+from .errors import ConfigurationError, KeysUnavailable
+from .keys import KeySet
+
+__all__ = ["FetchError", "JWKSClient", "check_url"]
+
+logger = logging.getLogger("jwt_guard.jwks")
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|[,\s])(?:no-store|no-cache)\b", re.IGNORECASE)
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class FetchError(Exception):
+    """Raised inside the key source when one fetch fails; never leaves jwt_guard."""
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, allow_http: bool) -> str | None:
+    """Return why ``url`` may not be fetched (``None`` when it may): HTTPS, or HTTP on loopback."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "not a URL"
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname and (allow_http or _is_loopback(parts.hostname)):
+        return None
+    return "must be an https:// URL (http:// only on loopback, or with allow_http=True)"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    keyset: KeySet
+    fetched_at: float
+    refresh_at: float
+    expires_at: float
+
+
+class JWKSClient:
+    """Fetches and caches one remote JWK Set (directly, or via OpenID discovery).
+
+    Args:
+        url: the JWKS URL; or ``None`` with ``discovery_issuer`` set.
+        discovery_issuer: fetch ``{issuer}/.well-known/openid-configuration`` and use its
+            ``jwks_uri``; the document's ``issuer`` must equal this value exactly.
+        algorithms: the algorithms keys may be bound to.
+        allow_oct: accept symmetric keys from this remote source (off: RFC 8725 3.1).
+        allow_http: allow plain HTTP to non-loopback hosts (off).
+        session: the ``requests.Session`` to use (the I/O seam; one is made if omitted).
+        timeout: ``(connect, read)`` seconds; ``total_timeout`` bounds a whole fetch.
+        max_bytes: the largest response body accepted.
+        default_ttl / min_ttl / max_ttl: cache lifetime when ``Cache-Control: max-age`` is absent,
+            and the bounds it is clamped to.
+        refresh_ahead: fraction of the lifetime after which a background refresh starts.
+        cooldown: at most one refetch for unknown kids per this many seconds.
+        max_stale: how long past expiry the last good set keeps serving while fetches fail.
+        clock: ``time.time``-like callable (inject one in tests).
+
+    Example::
+
+        client = JWKSClient("https://idp.example.com/.well-known/jwks.json")
+        keyset = client.keys_for("key-2024")
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        discovery_issuer: str | None = None,
+        algorithms: Iterable[str] | None = None,
+        allow_oct: bool = False,
+        allow_http: bool = False,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (3.0, 5.0),
+        total_timeout: float = 10.0,
+        max_bytes: int = 512 * 1024,
+        default_ttl: float = 300.0,
+        min_ttl: float = 30.0,
+        max_ttl: float = 86400.0,
+        refresh_ahead: float = 0.8,
+        cooldown: float = 30.0,
+        max_stale: float = 3600.0,
+        backoff: tuple[float, float] = (1.0, 60.0),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if (url is None) == (discovery_issuer is None):
+            raise ConfigurationError("give exactly one of url= or discovery_issuer=")
+        target = url if url is not None else str(discovery_issuer)
+        problem = check_url(target, allow_http=allow_http)
+        if problem:
+            raise ConfigurationError(f"JWKS source {target!r}: {problem}")
+        if not 0 < min_ttl <= default_ttl <= max_ttl:
+            raise ConfigurationError("need 0 < min_ttl <= default_ttl <= max_ttl")
+        if not 0 < refresh_ahead <= 1:
+            raise ConfigurationError("refresh_ahead must be in (0, 1]")
+        self.url = url
+        self.discovery_issuer = discovery_issuer
+        self.algorithms = tuple(algorithms) if algorithms is not None else None
+        self.allow_oct, self.allow_http = allow_oct, allow_http
+        self.session = session if session is not None else requests.Session()
+        self.timeout, self.total_timeout, self.max_bytes = timeout, total_timeout, max_bytes
+        self.default_ttl, self.min_ttl, self.max_ttl = default_ttl, min_ttl, max_ttl
+        self.refresh_ahead, self.cooldown, self.max_stale = refresh_ahead, cooldown, max_stale
+        self.backoff, self.clock = backoff, clock
+        self._lock = threading.Lock()
+        self._entry: _Entry | None = None
+        self._inflight: Future[None] | None = None
+        self._jwks_uri: str | None = url
+        self._last_attempt = float("-inf")
+        self._retry_at = float("-inf")
+        self._failures = 0
+        self.last_error: str | None = None
+        self.fetch_count = 0
+
+    # -- answering -------------------------------------------------------------------------
+
+    def keys_for(self, kid: str | None) -> KeySet:
+        """The key set to verify a token with ``kid``, fetching only when it must (blocking)."""
+        keyset = self._answer(kid)
+        if keyset is not None:
+            return keyset
+        future, owner = self._claim()
+        if owner:
+            self._run(future)
+        else:
+            with contextlib.suppress(Exception):  # the outcome is read from the state below
+                future.result(timeout=self.total_timeout + 1.0)
+        return self._after_fetch()
+
+    async def akeys_for(self, kid: str | None) -> KeySet:
+        """Like :meth:`keys_for`, but the fetch runs in a worker thread, off the event loop."""
+        keyset = self._answer(kid)
+        if keyset is not None:
+            return keyset
+        future, owner = self._claim()
+        if owner:
+            self._spawn(future)
+        with contextlib.suppress(Exception):  # the outcome is read from the state below
+            await asyncio.wait_for(asyncio.wrap_future(future), self.total_timeout + 1.0)
+        return self._after_fetch()
+
+    def _answer(self, kid: str | None) -> KeySet | None:
+        now = self.clock()
+        entry = self._entry
+        if entry is None or now >= entry.expires_at + self.max_stale:
+            if now < self._retry_at:
+                raise self._unavailable(now)
+            return None
+        if kid is not None and kid not in entry.keyset:
+            if now >= self._last_attempt + self.cooldown and now >= self._retry_at:
+                return None
+            return entry.keyset
+        if now >= entry.refresh_at and now >= self._retry_at and self._inflight is None:
+            future, owner = self._claim()
+            if owner:
+                self._spawn(future)
+        return entry.keyset
+
+    def current(self) -> KeySet | None:
+        """The usable key set without waiting on the network (``None`` if there is none).
+
+        Starts a background refresh when the set is due for one.
+        """
+        try:
+            return self._answer(None)
+        except KeysUnavailable:
+            return None
+
+    def _after_fetch(self) -> KeySet:
+        now = self.clock()
+        entry = self._entry
+        if entry is not None and now < entry.expires_at + self.max_stale:
+            return entry.keyset
+        raise self._unavailable(now)
+
+    def _unavailable(self, now: float) -> KeysUnavailable:
+        retry = max(1, int(self._retry_at - now + 0.999)) if self._retry_at > now else 1
+        return KeysUnavailable(
+            f"no usable keys from {self._source}: {self.last_error}", retry_after=retry
+        )
+
+    @property
+    def _source(self) -> str:
+        return self.url or f"discovery of {self.discovery_issuer}"
+
+    # -- single flight ---------------------------------------------------------------------
+
+    def _claim(self) -> tuple[Future[None], bool]:
+        with self._lock:
+            if self._inflight is not None:
+                return self._inflight, False
+            future: Future[None] = Future()
+            self._inflight = future
+            self._last_attempt = self.clock()
+            return future, True
+
+    def _spawn(self, future: Future[None]) -> None:
+        threading.Thread(
+            target=self._run, args=(future,), name="jwt_guard-jwks", daemon=True
+        ).start()
+
+    def _run(self, future: Future[None]) -> None:
+        try:
+            self.refresh()
+        except BaseException as exc:  # handed to the waiters
+            with self._lock:
+                self._inflight = None
+            future.set_exception(exc)
+        else:
+            with self._lock:
+                self._inflight = None
+            future.set_result(None)
+
+    def refresh(self) -> None:
+        """Fetch now and update the state; on failure keep the last good set and back off."""
+        started = time.monotonic()
+        now = self.clock()
+        try:
+            keyset, ttl = self._fetch()
+        except Exception as exc:
+            self._failures += 1
+            base, cap = self.backoff
+            self._retry_at = now + min(cap, base * 2 ** (self._failures - 1))
+            self.last_error = str(exc)
+            stale = self._entry is not None and now < self._entry.expires_at + self.max_stale
+            logger.warning(
+                "jwks fetch failed source=%s error=%s failures=%d serving=%s",
+                self._source,
+                exc,
+                self._failures,
+                "stale" if stale else "none",
+            )
+            raise
+        old = self._entry
+        self._entry = _Entry(keyset, now, now + ttl * self.refresh_ahead, now + ttl)
+        self._failures, self._retry_at, self.last_error = 0, float("-inf"), None
+        self.fetch_count += 1
+        added = keyset.kids - (old.keyset.kids if old else frozenset())
+        removed = (old.keyset.kids if old else frozenset()) - keyset.kids
+        logger.info(
+            "jwks fetched source=%s keys=%d ttl=%.0fs ms=%.1f added=%s removed=%s",
+            self._source,
+            len(keyset),
+            ttl,
+            (time.monotonic() - started) * 1000,
+            sorted(added),
+            sorted(removed),
+        )
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _fetch(self) -> tuple[KeySet, float]:
+        deadline = time.monotonic() + self.total_timeout
+        if self._jwks_uri is None:
+            self._jwks_uri = self._discover(deadline)
+        try:
+            document, headers = self._get_json(self._jwks_uri, deadline)
+            keyset = KeySet.from_jwks(
+                document,
+                algorithms=self.algorithms,
+                allow_oct=self.allow_oct,
+                source=self._jwks_uri,
+            )
+        except (FetchError, ValueError) as exc:
+            if self.url is None:
+                self._jwks_uri = None  # rediscover next time
+            raise FetchError(str(exc)) from exc
+        if len(keyset) == 0:
+            raise FetchError("the JWKS holds no usable key")
+        return keyset, self._ttl(headers.get("Cache-Control"))
+
+    def _discover(self, deadline: float) -> str:
+        url = str(self.discovery_issuer).rstrip("/") + "/.well-known/openid-configuration"
+        document, _ = self._get_json(url, deadline)
+        if document.get("issuer") != self.discovery_issuer:
+            raise FetchError("discovery document 'issuer' differs from the configured issuer")
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise FetchError("discovery document has no 'jwks_uri'")
+        problem = check_url(jwks_uri, allow_http=self.allow_http)
+        if problem:
+            raise FetchError(f"discovered jwks_uri {problem}")
+        return jwks_uri
+
+    def _get_json(self, url: str, deadline: float) -> tuple[dict[str, Any], Any]:
+        for _hop in range(4):
+            try:
+                response = self.session.get(
+                    url,
+                    timeout=self.timeout,
+                    stream=True,
+                    allow_redirects=False,
+                    headers={"Accept": "application/json"},
+                )
+            except requests.RequestException as exc:
+                raise FetchError(f"{type(exc).__name__} fetching {url}") from exc
+            with response:
+                if response.status_code in _REDIRECTS and "Location" in response.headers:
+                    url = urljoin(url, response.headers["Location"])
+                    problem = check_url(url, allow_http=self.allow_http)
+                    if problem:
+                        raise FetchError(f"redirect target {problem}")
+                    continue
+                if response.status_code != 200:
+                    raise FetchError(f"HTTP {response.status_code} from {url}")
+                body = self._read(response, deadline)
+                try:
+                    return loads_object(body), response.headers
+                except ValueError as exc:
+                    raise FetchError(f"response from {url} is not a JSON object: {exc}") from exc
+        raise FetchError(f"too many redirects fetching {url}")
+
+    def _read(self, response: requests.Response, deadline: float) -> bytes:
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            raise FetchError(f"response of {length} bytes exceeds {self.max_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(65536):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise FetchError(f"response exceeds {self.max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchError(f"fetch took longer than {self.total_timeout}s")
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise FetchError(f"{type(exc).__name__} reading the response") from exc
+        return b"".join(chunks)
+
+    def _ttl(self, cache_control: str | None) -> float:
+        ttl = self.default_ttl
+        if cache_control:
+            match = _MAX_AGE.search(cache_control)
+            if _NO_CACHE.search(cache_control):
+                ttl = self.min_ttl
+            elif match:
+                ttl = float(match.group(1))
+        return min(self.max_ttl, max(self.min_ttl, ttl))
+
+    # -- health ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for health checks: age of the keys, staleness, last error."""
+        now = self.clock()
+        entry = self._entry
+        return {
+            "source": self._source,
+            "jwks_uri": self._jwks_uri,
+            "keys": len(entry.keyset) if entry else 0,
+            "kids": sorted(entry.keyset.kids) if entry else [],
+            "fetched_at": entry.fetched_at if entry else None,
+            "age": (now - entry.fetched_at) if entry else None,
+            "stale": bool(entry and now >= entry.expires_at),
+            "usable": bool(entry and now < entry.expires_at + self.max_stale),
+            "last_error": self.last_error,
+            "failures": self._failures,
+        }

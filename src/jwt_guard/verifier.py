@@ -1,0 +1,394 @@
+"""``TokenVerifier``: a bearer token in, verified ``Claims`` or a precise ``JWTGuardError`` out."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import TLRUCache
+
+from ._codec import loads_object
+from .claims import DEFAULT_SCOPE_CLAIMS, ClaimRules, Claims, extract_scopes, validate_claims
+from .errors import (
+    ConfigurationError,
+    ExpiredToken,
+    InvalidClaim,
+    InvalidToken,
+    JWTGuardError,
+    MalformedToken,
+    NotYetValid,
+    RevokedToken,
+    TokenTooOld,
+    WrongIssuer,
+)
+from .jwks import JWKSClient
+from .jws import (
+    DEFAULT_MAX_TOKEN_SIZE,
+    ParsedJWS,
+    allowed_algorithms,
+    check_header,
+    check_signature,
+    normalize_typ,
+    parse,
+)
+from .keys import KeySet
+
+__all__ = ["Issuer", "StaticKeys", "TokenVerifier"]
+
+logger = logging.getLogger("jwt_guard.verifier")
+
+Hook = Callable[[Claims], Any | Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """One trusted issuer: its ``iss`` value, audience(s) and key source.
+
+    Give ``jwks_url`` (remote JWKS), ``jwks`` (a static JWK Set dict), or neither (OpenID
+    discovery from ``issuer``). ``audience=None`` turns the audience check off for this issuer:
+    only do that when the issuer mints tokens for nobody else.
+    """
+
+    issuer: str
+    audience: str | Sequence[str] | None
+    jwks_url: str | None = None
+    jwks: Mapping[str, Any] | None = None
+    algorithms: Sequence[str] | None = None
+    scope_claims: Sequence[str] | None = None
+    allow_remote_oct: bool = False
+
+
+class StaticKeys:
+    """A key source that never changes: a ``KeySet`` built once from a JWK Set given in code."""
+
+    def __init__(self, keyset: KeySet) -> None:
+        self.keyset = keyset
+
+    def keys_for(self, kid: str | None) -> KeySet:
+        """The fixed key set."""
+        return self.keyset
+
+    async def akeys_for(self, kid: str | None) -> KeySet:
+        """The fixed key set."""
+        return self.keyset
+
+    def current(self) -> KeySet | None:
+        """The fixed key set."""
+        return self.keyset
+
+    def status(self) -> dict[str, Any]:
+        """Health snapshot."""
+        return {
+            "source": "static",
+            "keys": len(self.keyset),
+            "kids": sorted(self.keyset.kids),
+            "stale": False,
+            "usable": True,
+            "last_error": None,
+        }
+
+
+KeySource = StaticKeys | JWKSClient
+
+
+@dataclass(frozen=True)
+class _IssuerState:
+    rules: ClaimRules
+    allowed: frozenset[str]
+    source: KeySource
+    scope_claims: tuple[str, ...]
+
+
+class _Prepared:
+    __slots__ = ("alg", "kid", "parsed", "payload", "state", "token")
+
+    def __init__(
+        self,
+        token: Any,
+        parsed: ParsedJWS,
+        alg: str,
+        kid: str | None,
+        payload: dict[str, Any],
+        state: _IssuerState,
+    ) -> None:
+        self.token, self.parsed, self.alg, self.kid = token, parsed, alg, kid
+        self.payload, self.state = payload, state
+
+
+class _Cached:
+    __slots__ = ("alg", "claims", "exp", "iat", "kid", "nbf", "state", "verifier")
+
+    def __init__(
+        self, claims: Claims, state: _IssuerState, kid: str | None, alg: str, verifier: Any
+    ) -> None:
+        self.claims, self.state, self.verifier = claims, state, verifier
+        self.kid, self.alg = kid, alg
+        self.exp = _float(claims.get("exp"), float("inf"))
+        self.nbf = _float(claims.get("nbf"), float("-inf"))
+        self.iat = _float(claims.get("iat"), float("nan"))
+
+
+def _float(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) else default
+
+
+class TokenVerifier:
+    """Verifies bearer tokens: signature, header rules, and claims, for one or more issuers.
+
+    Args:
+        issuer: the trusted ``iss`` (exact match). Or pass ``issuers=[Issuer(...), ...]``.
+        audience: accepted ``aud`` value(s); required. ``None`` disables the audience check.
+        jwks_url: remote JWK Set; ``jwks``: a static JWK Set dict; neither: OpenID discovery.
+        algorithms: allowlist (default: every supported algorithm; each key admits only
+            the algorithms of its own type, so an RSA key never verifies an HS256 token).
+        leeway: seconds of clock skew tolerated on ``exp``, ``nbf``, ``iat`` (default 60).
+        require_exp: refuse tokens without ``exp`` (default True).
+        max_age: refuse tokens whose ``iat`` is older than this many seconds.
+        required_claims: claims that must be present.
+        typ: required ``typ`` header, e.g. ``"at+jwt"`` (RFC 9068).
+        scope_claims: claim paths scopes are read from (default ``("scope", "scp")``).
+        claims_check: ``f(claims)``, sync or async; raise ``InvalidClaim`` or return ``False``
+            to refuse.
+        is_revoked: ``f(claims) -> bool``, sync or async (e.g. a ``jti`` deny list).
+        max_token_size: longest accepted token, in characters (default 8192).
+        token_cache_size: verified tokens remembered (0 turns the cache off). An entry never
+            outlives the token's ``exp`` or the key that verified it; time claims and hooks are
+            re-checked on every use.
+        clock: ``time.time``-like callable.
+        jwks_options: keyword arguments for each :class:`~jwt_guard.jwks.JWKSClient`
+            (timeouts, cache lifetimes, ``max_stale``, ``allow_http``, ``session``...).
+
+    Example::
+
+        verifier = TokenVerifier(issuer="https://idp.example.com/", audience="my-api")
+        claims = verifier.verify(token)        # or: await verifier.averify(token)
+        claims.subject, claims.scopes
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str | None = None,
+        audience: str | Sequence[str] | None = None,
+        jwks_url: str | None = None,
+        jwks: Mapping[str, Any] | None = None,
+        algorithms: Sequence[str] | None = None,
+        leeway: float = 60,
+        issuers: Iterable[Issuer] | None = None,
+        require_exp: bool = True,
+        max_age: float | None = None,
+        required_claims: Sequence[str] = (),
+        typ: str | None = None,
+        scope_claims: Sequence[str] = DEFAULT_SCOPE_CLAIMS,
+        claims_check: Hook | None = None,
+        is_revoked: Hook | None = None,
+        max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
+        token_cache_size: int = 4096,
+        token_cache_ttl: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        jwks_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if issuers is not None:
+            if issuer is not None or jwks_url is not None or jwks is not None:
+                raise ConfigurationError("give issuer=... or issuers=[Issuer(...)], not both")
+            configs = list(issuers)
+        elif issuer is None:
+            raise ConfigurationError("issuer= is required: the exact 'iss' your provider uses")
+        else:
+            configs = [Issuer(issuer, audience, jwks_url, jwks, algorithms)]
+        if not configs:
+            raise ConfigurationError("issuers= must name at least one Issuer")
+        if leeway < 0 or max_token_size < 64:
+            raise ConfigurationError("leeway must be >= 0 and max_token_size >= 64")
+        self.clock = clock
+        self.leeway = float(leeway)
+        self.max_token_size = max_token_size
+        self.typ = normalize_typ(typ)
+        self._claims_check = claims_check
+        self._is_revoked = is_revoked
+        self._async_hooks = any(inspect.iscoroutinefunction(h) for h in (claims_check, is_revoked))
+        self._jwks_options = dict(jwks_options or {})
+        self._jwks_options.setdefault("clock", clock)
+        self._issuers: dict[str, _IssuerState] = {}
+        for cfg in configs:
+            if cfg.issuer in self._issuers:
+                raise ConfigurationError(f"issuer {cfg.issuer!r} is configured twice")
+            self._issuers[cfg.issuer] = self._build_state(
+                cfg, algorithms, require_exp, max_age, tuple(required_claims), scope_claims
+            )
+        self._allowed = frozenset().union(*(s.allowed for s in self._issuers.values()))
+        self._cache: TLRUCache[str, _Cached] | None = None
+        if token_cache_size > 0:
+            self._cache = TLRUCache(maxsize=token_cache_size, ttu=self._cache_until, timer=clock)
+        self._cache_ttl = token_cache_ttl
+        self._cache_lock = threading.Lock()
+
+    def _build_state(
+        self,
+        cfg: Issuer,
+        algorithms: Sequence[str] | None,
+        require_exp: bool,
+        max_age: float | None,
+        required: tuple[str, ...],
+        scope_claims: Sequence[str],
+    ) -> _IssuerState:
+        allowed = allowed_algorithms(cfg.algorithms if cfg.algorithms is not None else algorithms)
+        if isinstance(cfg.audience, str):
+            audiences: frozenset[str] | None = frozenset([cfg.audience])
+        else:
+            audiences = None if cfg.audience is None else frozenset(cfg.audience)
+            if audiences is not None and not audiences:
+                raise ConfigurationError("audience must name at least one audience (or be None)")
+        rules = ClaimRules(cfg.issuer, audiences, self.leeway, require_exp, max_age, required)
+        source: KeySource
+        if cfg.jwks is not None:
+            if cfg.jwks_url is not None:
+                raise ConfigurationError("give jwks= or jwks_url=, not both")
+            try:
+                keyset = KeySet.from_jwks(cfg.jwks, algorithms=allowed, strict=True)
+            except ValueError as exc:
+                raise ConfigurationError(f"jwks= for {cfg.issuer!r}: {exc}") from exc
+            source = StaticKeys(keyset)
+        elif cfg.jwks_url is not None:
+            source = JWKSClient(
+                cfg.jwks_url,
+                algorithms=allowed,
+                allow_oct=cfg.allow_remote_oct,
+                **self._jwks_options,
+            )
+        else:
+            source = JWKSClient(
+                discovery_issuer=cfg.issuer,
+                algorithms=allowed,
+                allow_oct=cfg.allow_remote_oct,
+                **self._jwks_options,
+            )
+        scopes = tuple(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
+        return _IssuerState(rules, allowed, source, scopes)
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def issuers(self) -> tuple[str, ...]:
+        """The configured issuers."""
+        return tuple(self._issuers)
+
+    def key_sources(self) -> dict[str, KeySource]:
+        """The key source of each issuer (for health checks and prefetching)."""
+        return {iss: state.source for iss, state in self._issuers.items()}
+
+    def verify(self, token: str | bytes) -> Claims:
+        """Verify ``token``: its ``Claims``, or a ``JWTGuardError`` (never any other exception).
+
+        May block on a JWKS fetch; in async code use :meth:`averify`.
+        """
+        if self._async_hooks:
+            raise ConfigurationError("async claims_check/is_revoked hooks need averify()")
+        try:
+            claims = self._from_cache(token)
+            if claims is None:
+                prep = self._prepare(token)
+                claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
+            self._hooks_result(self._call_hooks(claims))
+            return claims
+        except JWTGuardError:
+            raise
+        except Exception as exc:
+            raise self._unexpected(exc) from exc
+
+    async def averify(self, token: str | bytes) -> Claims:
+        """Verify ``token`` without blocking the event loop (JWKS fetches run in a thread)."""
+        try:
+            claims = self._from_cache(token)
+            if claims is None:
+                prep = self._prepare(token)
+                claims = self._finish(prep, await prep.state.source.akeys_for(prep.kid))
+            results = self._call_hooks(claims)
+            self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
+            return claims
+        except JWTGuardError:
+            raise
+        except Exception as exc:
+            raise self._unexpected(exc) from exc
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def _prepare(self, token: Any) -> _Prepared:
+        parsed = parse(token, self.max_token_size)
+        alg, kid = check_header(parsed.header, self._allowed, self.typ)
+        try:
+            payload = loads_object(parsed.payload)
+        except ValueError as exc:
+            raise MalformedToken(f"payload is not a JSON object: {exc}") from None
+        iss = payload.get("iss")
+        state = self._issuers.get(iss) if isinstance(iss, str) else None
+        if state is None:
+            raise WrongIssuer("claim 'iss' names no configured issuer")
+        if alg not in state.allowed:
+            check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
+        return _Prepared(token, parsed, alg, kid, payload, state)
+
+    def _finish(self, prep: _Prepared, keyset: KeySet) -> Claims:
+        check_signature(prep.parsed, keyset, prep.alg, prep.kid)
+        state = prep.state
+        validate_claims(prep.payload, state.rules, self.clock())
+        claims = Claims(prep.payload, extract_scopes(prep.payload, state.scope_claims))
+        if self._cache is not None and isinstance(prep.token, str):
+            entry = _Cached(claims, state, prep.kid, prep.alg, keyset.find(prep.kid, prep.alg))
+            with self._cache_lock:
+                self._cache[prep.token] = entry
+        return claims
+
+    def _from_cache(self, token: Any) -> Claims | None:
+        cache = self._cache
+        if cache is None or type(token) is not str:
+            return None
+        with self._cache_lock:
+            entry = cache.get(token)
+        if entry is None:
+            return None
+        keyset = entry.state.source.current()
+        if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.verifier):
+            with self._cache_lock:
+                cache.pop(token, None)
+            return None
+        now, leeway = self.clock(), self.leeway
+        if now >= entry.exp + leeway:
+            raise ExpiredToken("token expired (cached)")
+        if now < entry.nbf - leeway:
+            raise NotYetValid("token not valid yet (cached)")
+        max_age = entry.state.rules.max_age
+        if max_age is not None and now - entry.iat > max_age + leeway:
+            raise TokenTooOld("token too old (cached)")
+        return entry.claims
+
+    def _cache_until(self, _key: str, entry: _Cached, now: float) -> float:
+        return min(entry.exp + self.leeway, now + self._cache_ttl)
+
+    def _call_hooks(self, claims: Claims) -> list[Any]:
+        results: list[Any] = []
+        if self._is_revoked is not None:
+            results.append(self._is_revoked(claims))
+        if self._claims_check is not None:
+            results.append(self._claims_check(claims))
+        return results
+
+    def _hooks_result(self, results: list[Any]) -> None:
+        index = 0
+        if self._is_revoked is not None:
+            if results[0]:
+                raise RevokedToken("the revocation hook refused the token")
+            index = 1
+        if self._claims_check is not None and results[index] is False:
+            raise InvalidClaim("the custom claims check refused the token")
+
+    def _unexpected(self, exc: Exception) -> InvalidToken:
+        logger.error(
+            "unexpected error while verifying a token: %s", type(exc).__name__, exc_info=exc
+        )
+        return InvalidToken(f"token could not be verified ({type(exc).__name__})")
