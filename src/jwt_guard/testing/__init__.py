@@ -1,0 +1,21 @@
+"""Test support: a real local token issuer with a JWKS + discovery server on 127.0.0.1.
+
+::
+
+    from jwt_guard.testing import JWKSFault, LocalIssuer
+
+    with LocalIssuer(algorithms=("RS256", "EdDSA")) as issuer:
+        token = issuer.mint(scopes=["read"])          # iss=issuer.issuer, aud=issuer.audience
+        ...                                           # point a verifier at issuer.jwks_url
+        issuer.set_fault(JWKSFault.ERROR_500)         # and watch it cope
+
+It needs only the standard library, ``cryptography`` and :mod:`jwt_guard.algorithms`.
+"""
+
+from __future__ import annotations
+
+from ._faults import JWKSFault
+from ._issuer import LocalIssuer
+from ._keys import SigningKey, generate_key
+
+__all__ = ["JWKSFault", "LocalIssuer", "SigningKey", "generate_key"]

@@ -1,0 +1,308 @@
+"""``LocalIssuer``: keys, token minting and a JWKS + discovery server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+from jwt_guard.errors import ConfigurationError
+
+from ._faults import JWKSFault
+from ._keys import SigningKey, compact_jws, generate_key
+from ._server import _LoopbackServer
+
+__all__ = ["LocalIssuer"]
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_DEFAULT: Any = _Default()
+"""Sentinel for "use the issuer's default" where ``None`` means "leave the member out"."""
+
+
+def _numeric(value: float) -> float:
+    return int(value) if float(value).is_integer() else value
+
+
+class LocalIssuer:
+    """A real token issuer for tests and demos: signing keys, minting, JWKS and discovery.
+
+    It publishes its keys at ``jwks_url`` and an OpenID discovery document at
+    ``discovery_url`` from an HTTP server bound to 127.0.0.1 only, counts the requests it serves,
+    and can misbehave on demand (:meth:`set_fault` with a :class:`JWKSFault`).
+
+    Parameters:
+        algorithms: one signing key is generated per name (kid ``"<alg>-1"``); the first is the
+            default for :meth:`mint`.
+        audience: the ``aud`` minted by default.
+        path: appended to the server URL to form ``issuer`` (e.g. ``"/realms/demo"``).
+        cache_max_age: ``Cache-Control: public, max-age=<n>`` on 200 responses; ``None`` omits
+            the header. Settable at any time.
+        clock: the time source for ``iat`` (and so ``exp``).
+        include_secret_keys: publish HS* secrets (``kty: oct``) in the JWKS; off by default.
+
+    Example::
+
+        with LocalIssuer(algorithms=("RS256", "ES256")) as issuer:
+            token = issuer.mint({"role": "admin"}, scopes=["read"])
+            requests.get(issuer.jwks_url, timeout=1).json()    # {"keys": [...]}
+            old = issuer.key("RS256")
+            issuer.rotate("RS256")                 # old.kid leaves the JWKS
+            issuer.set_fault(JWKSFault.DOWN)       # connection refused until set_fault(None)
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithms: Sequence[str] = ("RS256",),
+        audience: str = "https://api.example.test",
+        path: str = "",
+        cache_max_age: int | None = 300,
+        clock: Callable[[], float] = time.time,
+        include_secret_keys: bool = False,
+    ) -> None:
+        if isinstance(algorithms, str) or not algorithms:
+            raise ConfigurationError('algorithms must be a non-empty sequence, e.g. ("RS256",)')
+        self.audience = audience
+        self.path = "/" + path.strip("/") if path.strip("/") else ""
+        self.cache_max_age = cache_max_age
+        self.include_secret_keys = include_secret_keys
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._keys: list[SigningKey] = []
+        self._current: dict[str, SigningKey] = {}
+        self._serials: dict[str, int] = {}
+        for alg in algorithms:
+            self.add_key(alg)
+        self._server = _LoopbackServer(
+            jwks_path=self.path + "/.well-known/jwks.json",
+            discovery_path=self.path + "/.well-known/openid-configuration",
+            jwks=self.jwks,
+            discovery=self.discovery,
+            cache_max_age=lambda: self.cache_max_age,
+        )
+
+    def __repr__(self) -> str:
+        return f"LocalIssuer(keys={self.keys!r})"
+
+    # -- server lifecycle
+
+    def start(self) -> LocalIssuer:
+        """Start serving (idempotent); after :meth:`stop` it listens on the same port again."""
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving promptly, releasing held (``HANG``/``SLOW``) requests and connections."""
+        self._server.stop()
+
+    def __enter__(self) -> LocalIssuer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``; raises ``RuntimeError`` before the first start()."""
+        return f"http://127.0.0.1:{self._server.port}"
+
+    @property
+    def issuer(self) -> str:
+        """``url + path``: the ``iss`` minted and the discovery ``issuer``."""
+        return self.url + self.path
+
+    @property
+    def jwks_url(self) -> str:
+        return self.issuer + "/.well-known/jwks.json"
+
+    @property
+    def discovery_url(self) -> str:
+        return self.issuer + "/.well-known/openid-configuration"
+
+    # -- keys
+
+    @property
+    def keys(self) -> list[SigningKey]:
+        """The published keys, in order (a copy: change them with add_key/rotate/remove_key)."""
+        with self._lock:
+            return list(self._keys)
+
+    def key(self, alg: str | None = None) -> SigningKey:
+        """The current key for ``alg``, or for the first algorithm that has one if ``None``."""
+        with self._lock:
+            if alg is None:
+                if not self._current:
+                    raise LookupError("the issuer has no keys; call add_key() first")
+                return next(iter(self._current.values()))
+            if alg not in self._current:
+                raise LookupError(f"the issuer has no {alg} key; call add_key({alg!r}) first")
+            return self._current[alg]
+
+    def add_key(self, alg: str, kid: str | None = None, **kw: Any) -> SigningKey:
+        """Generate a key (``kw`` go to :func:`generate_key`) and publish it.
+
+        It becomes current for ``alg`` only if ``alg`` had no key; a duplicate ``kid`` is
+        allowed on purpose (for key-set tests).
+        """
+        with self._lock:
+            serial = self._serials.get(alg, 0) + 1
+            self._serials[alg] = serial
+            key = generate_key(alg, kid or f"{alg.lower()}-{serial}", **kw)
+            self._keys.append(key)
+            self._current.setdefault(alg, key)
+            return key
+
+    def rotate(self, alg: str | None = None, *, keep_old: bool = False, **kw: Any) -> SigningKey:
+        """Make a new key current for ``alg``; the old one leaves the JWKS unless ``keep_old``."""
+        with self._lock:
+            old = self.key(alg)
+            new = self.add_key(old.alg, **kw)
+            self._current[old.alg] = new
+            if not keep_old:
+                self._keys.remove(old)
+            return new
+
+    def remove_key(self, kid: str) -> None:
+        """Unpublish every key with ``kid``; the newest remaining key of its alg becomes current."""
+        with self._lock:
+            gone = [k for k in self._keys if k.kid == kid]
+            if not gone:
+                raise KeyError(kid)
+            self._keys = [k for k in self._keys if k.kid != kid]
+            for key in gone:
+                if self._current.get(key.alg) is key:
+                    rest = [k for k in self._keys if k.alg == key.alg]
+                    if rest:
+                        self._current[key.alg] = rest[-1]
+                    else:
+                        del self._current[key.alg]
+
+    def jwks(self) -> dict[str, Any]:
+        """``{"keys": [...]}`` of the public JWKs; HS* keys only with ``include_secret_keys``."""
+        keys = self.keys
+        return {
+            "keys": [k.public_jwk() for k in keys if k.kty != "oct" or self.include_secret_keys]
+        }
+
+    def discovery(self) -> dict[str, Any]:
+        """The OpenID discovery document served at ``discovery_url``."""
+        algs = list(dict.fromkeys(k.alg for k in self.keys))
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": self.jwks_url,
+            "id_token_signing_alg_values_supported": algs,
+        }
+
+    # -- tokens
+
+    def mint(
+        self,
+        claims: Mapping[str, Any] | None = None,
+        *,
+        alg: str | None = None,
+        kid: str | None = _DEFAULT,
+        subject: str | None = "user-1",
+        audience: str | list[str] | None = _DEFAULT,
+        scopes: Iterable[str] | str | None = None,
+        expires_in: float | None = 300,
+        issued_at: float | None = None,
+        not_before: float | None = None,
+        issuer: str | None = _DEFAULT,
+        headers: Mapping[str, Any] | None = None,
+        key: SigningKey | None = None,
+    ) -> str:
+        """Mint a signed compact JWS.
+
+        Header: ``alg``, ``typ: JWT``, ``kid`` (the key's unless given; ``None`` leaves it out),
+        then ``headers`` (a ``None`` value removes that member). Payload: ``iss``, ``sub``,
+        ``aud``, ``iat`` (``clock()`` by default), ``nbf`` if given, ``exp = iat + expires_in``
+        (left out when ``None``), ``scope`` (space-joined) if scopes, a random ``jti``, then
+        ``claims`` (a ``None`` value removes that claim). ``issuer``/``audience``/``subject``
+        set to ``None`` leave the claim out. ``key`` signs with a given (maybe unpublished) key.
+        """
+        signing_key = key if key is not None else self.key(alg)
+        if alg is not None and alg != signing_key.alg:
+            raise ConfigurationError(
+                f"key {signing_key.kid!r} is {signing_key.alg}, not {alg}; "
+                "to lie about the algorithm pass headers={'alg': ...}"
+            )
+        header: dict[str, Any] = {"alg": signing_key.alg, "typ": "JWT"}
+        header["kid"] = signing_key.kid if kid is _DEFAULT else kid
+        header.update(headers or {})
+        iat = _numeric(int(self._clock()) if issued_at is None else issued_at)
+        payload: dict[str, Any] = {
+            "iss": self.issuer if issuer is _DEFAULT else issuer,
+            "sub": subject,
+            "aud": self.audience if audience is _DEFAULT else audience,
+            "iat": iat,
+            "nbf": None if not_before is None else _numeric(not_before),
+            "exp": None if expires_in is None else _numeric(iat + expires_in),
+        }
+        if scopes:
+            payload["scope"] = scopes if isinstance(scopes, str) else " ".join(scopes)
+        payload["jti"] = secrets.token_urlsafe(16)
+        payload.update(claims or {})
+        header = {k: v for k, v in header.items() if v is not None}
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return self.sign_raw(header, payload, key=signing_key)
+
+    def sign_raw(
+        self,
+        header: Mapping[str, Any] | bytes,
+        payload: bytes | str | Mapping[str, Any],
+        *,
+        key: SigningKey | None = None,
+    ) -> str:
+        """Sign exactly ``header`` and ``payload`` (for hostile-token tests).
+
+        Nothing is added or checked: a mapping is JSON-encoded compactly, ``bytes`` are used as
+        they are (e.g. a header with duplicate members), ``str`` is UTF-8 encoded. Signs with
+        ``key`` or the default key.
+        """
+        return compact_jws(header, payload, key if key is not None else self.key())
+
+    # -- observation and faults
+
+    def request_count(self, path: str | None = None) -> int:
+        """Requests received for ``path`` (a URL path or full URL), or in all if ``None``."""
+        return self._server.count(path)
+
+    def reset_counts(self) -> None:
+        self._server.reset_counts()
+
+    @property
+    def jwks_requests(self) -> int:
+        return self._server.count(self.path + "/.well-known/jwks.json")
+
+    @property
+    def discovery_requests(self) -> int:
+        return self._server.count(self.path + "/.well-known/openid-configuration")
+
+    def set_fault(
+        self,
+        fault: JWKSFault | None,
+        *,
+        delay: float | None = None,
+        body_size: int = 50 * 1024 * 1024,
+        endpoint: Literal["jwks", "discovery"] | None = None,
+    ) -> None:
+        """Make the JWKS and discovery endpoints misbehave (``None`` restores them).
+
+        ``delay`` is for ``HANG`` (default 30 s) and ``SLOW`` (default 1 s); ``body_size`` for
+        ``HUGE``; ``endpoint`` limits the fault to one endpoint (``DOWN`` always takes the whole
+        server down). A new fault releases requests held by a ``HANG``.
+        """
+        self._server.set_fault(fault, delay, body_size, endpoint)

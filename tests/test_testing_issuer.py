@@ -1,0 +1,356 @@
+"""The local issuer: keys, minting, the loopback JWKS/discovery server and its fault modes."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from jwt_guard.algorithms import ALGORITHMS
+from jwt_guard.errors import ConfigurationError
+from jwt_guard.testing import JWKSFault, LocalIssuer, SigningKey, generate_key
+
+MakeIssuer = Callable[..., LocalIssuer]
+
+
+@pytest.fixture
+def make_issuer() -> Iterator[MakeIssuer]:
+    started: list[LocalIssuer] = []
+
+    def make(**kwargs: Any) -> LocalIssuer:
+        issuer = LocalIssuer(**kwargs).start()
+        started.append(issuer)
+        return issuer
+
+    yield make
+    for issuer in started:
+        issuer.stop()
+
+
+@pytest.fixture
+def issuer(make_issuer: MakeIssuer) -> LocalIssuer:
+    return make_issuer()
+
+
+def _get(url: str, timeout: float = 2.0, **kwargs: Any) -> requests.Response:
+    with requests.Session() as session:
+        return session.get(url, timeout=timeout, **kwargs)
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
+
+
+def _int(text: str) -> int:
+    return int.from_bytes(_b64d(text), "big")
+
+
+def _verify(jwk: dict[str, Any], token: str) -> None:
+    """Check ``token``'s signature with ``cryptography`` alone, from the public JWK."""
+    head, body, sig_b64 = token.split(".")
+    msg, sig, alg = f"{head}.{body}".encode(), _b64d(sig_b64), jwk["alg"]
+    if jwk["kty"] == "OKP":
+        okp = ed25519.Ed25519PublicKey if jwk["crv"] == "Ed25519" else ed448.Ed448PublicKey
+        okp.from_public_bytes(_b64d(jwk["x"])).verify(sig, msg)
+        return
+    digest = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}[alg[2:5]]
+    if jwk["kty"] == "oct":
+        assert hmac.compare_digest(hmac.digest(_b64d(jwk["k"]), msg, digest.name), sig)
+    elif jwk["kty"] == "RSA":
+        key = rsa.RSAPublicNumbers(_int(jwk["e"]), _int(jwk["n"])).public_key()
+        pad: padding.AsymmetricPadding = padding.PKCS1v15()
+        if alg.startswith("PS"):
+            pad = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+        key.verify(sig, msg, pad, digest)
+    elif jwk["kty"] == "EC":
+        curve = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}.get(
+            jwk["crv"], ec.SECP256K1
+        )()
+        numbers = ec.EllipticCurvePublicNumbers(_int(jwk["x"]), _int(jwk["y"]), curve)
+        half = len(sig) // 2
+        der = encode_dss_signature(int.from_bytes(sig[:half]), int.from_bytes(sig[half:]))
+        numbers.public_key().verify(der, msg, ec.ECDSA(digest))
+
+
+# -- keys and tokens
+
+
+@pytest.mark.parametrize("curve", [None, "Ed448"], ids=["default", "ed448"])
+def test_every_algorithm_mints_a_token_that_verifies(
+    make_issuer: MakeIssuer, curve: str | None
+) -> None:
+    algs = tuple(ALGORITHMS) if curve is None else ("EdDSA",)
+    issuer = make_issuer(algorithms=algs, include_secret_keys=True)
+    if curve is not None:
+        issuer.rotate("EdDSA", curve=curve)
+    served = {jwk["kid"]: jwk for jwk in _get(issuer.jwks_url).json()["keys"]}
+    assert set(served) == {k.kid for k in issuer.keys}
+    for key in issuer.keys:
+        token = issuer.mint(alg=key.alg)
+        assert token.count(".") == 2, key.alg
+        assert json.loads(_b64d(token.split(".")[0])) == {
+            "alg": key.alg,
+            "typ": "JWT",
+            "kid": key.kid,
+        }
+        _verify(served[key.kid], token)
+    if curve is not None:
+        assert served[issuer.key().kid]["crv"] == "Ed448"
+
+
+def test_mint_claims_defaults_overrides_and_removal(make_issuer: MakeIssuer) -> None:
+    issuer = make_issuer(clock=lambda: 1_000_000.5)
+    payload = json.loads(_b64d(issuer.mint(scopes=["read", "write"]).split(".")[1]))
+    assert payload.pop("jti")
+    assert payload == {
+        "iss": issuer.issuer,
+        "sub": "user-1",
+        "aud": "https://api.example.test",
+        "iat": 1_000_000,
+        "exp": 1_000_300,
+        "scope": "read write",
+    }
+    token = issuer.mint(
+        {"role": "admin", "jti": None},
+        kid=None,
+        subject=None,
+        audience=["a", "b"],
+        scopes="x y",
+        expires_in=None,
+        not_before=5,
+        issuer="https://other.test",
+        headers={"typ": None, "cty": "x"},
+    )
+    header, payload = (json.loads(_b64d(part)) for part in token.split(".")[:2])
+    assert header == {"alg": "RS256", "cty": "x"}
+    assert payload == {
+        "iss": "https://other.test",
+        "aud": ["a", "b"],
+        "iat": 1_000_000,
+        "nbf": 5,
+        "scope": "x y",
+        "role": "admin",
+    }
+    with pytest.raises(ConfigurationError, match="headers="):
+        issuer.mint(alg="ES256", key=issuer.key())
+
+
+def test_sign_raw_signs_exact_bytes(issuer: LocalIssuer) -> None:
+    header = b'{"alg":"RS256","alg":"none"}'
+    token = issuer.sign_raw(header, b"\xff not json")
+    head, body, _ = token.split(".")
+    assert (_b64d(head), _b64d(body)) == (header, b"\xff not json")
+    _verify(issuer.key().public_jwk(), token)
+    assert "=" not in token
+
+
+def test_generate_key_rejects_unknown_names_and_curves() -> None:
+    with pytest.raises(ConfigurationError, match="unknown algorithm"):
+        generate_key("none")
+    with pytest.raises(ConfigurationError, match="curve"):
+        generate_key("ES256", curve="P-384")
+    a, b = generate_key("RS256", rsa_bits=1024), generate_key("RS256", rsa_bits=1024)
+    assert a.kid != b.kid
+    assert a.public_jwk()["n"] != b.public_jwk()["n"]
+    assert isinstance(a, SigningKey)
+    assert repr(a).startswith("SigningKey(kid=")
+
+
+def test_secret_keys_are_published_only_on_request(make_issuer: MakeIssuer) -> None:
+    assert make_issuer(algorithms=("HS256", "ES256")).jwks()["keys"][0]["kty"] == "EC"
+    shown = make_issuer(algorithms=("HS256",), include_secret_keys=True).jwks()["keys"]
+    assert len(_b64d(shown[0]["k"])) == 32
+
+
+def test_rotate_add_and_remove_keys(make_issuer: MakeIssuer) -> None:
+    issuer = make_issuer(algorithms=("ES256", "RS256"))
+    first = issuer.key()
+    assert (first.kid, issuer.key("RS256").kid) == ("es256-1", "rs256-1")
+    second = issuer.rotate()
+    assert issuer.key() is second
+    assert [k.kid for k in issuer.keys] == ["rs256-1", "es256-2"]
+    third = issuer.rotate("ES256", keep_old=True)
+    assert {"es256-2", "es256-3"} <= {jwk["kid"] for jwk in _get(issuer.jwks_url).json()["keys"]}
+    extra = issuer.add_key("ES256", kid="spare")
+    assert issuer.key("ES256") is third
+    issuer.remove_key(third.kid)
+    assert issuer.key("ES256") is extra
+    with pytest.raises(KeyError):
+        issuer.remove_key("nope")
+    with pytest.raises(LookupError):
+        issuer.key("PS256")
+
+
+# -- the server
+
+
+@pytest.mark.parametrize("path", ["", "/realms/demo/"], ids=["root", "realm"])
+def test_discovery_and_jwks_are_served_and_consistent(make_issuer: MakeIssuer, path: str) -> None:
+    issuer = make_issuer(path=path, cache_max_age=120)
+    assert issuer.url.startswith("http://127.0.0.1:")
+    assert issuer.issuer == issuer.url + path.rstrip("/")
+    discovery = _get(issuer.discovery_url)
+    assert discovery.json() == {
+        "issuer": issuer.issuer,
+        "jwks_uri": issuer.jwks_url,
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
+    response = _get(discovery.json()["jwks_uri"])
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Cache-Control"] == "public, max-age=120"
+    assert response.json() == issuer.jwks() == {"keys": [issuer.key().public_jwk()]}
+    assert _get(issuer.url + "/elsewhere").status_code == 404
+    issuer.cache_max_age = None
+    assert "Cache-Control" not in _get(issuer.jwks_url).headers
+
+
+def test_requests_are_counted(issuer: LocalIssuer) -> None:
+    with requests.Session() as session:  # keep-alive: one connection, three requests
+        for url in (issuer.jwks_url, issuer.jwks_url, issuer.discovery_url):
+            assert session.get(url, timeout=2).status_code == 200
+    assert (issuer.jwks_requests, issuer.discovery_requests, issuer.request_count()) == (2, 1, 3)
+    assert issuer.request_count(issuer.jwks_url) == issuer.request_count("/.well-known/jwks.json")
+    issuer.reset_counts()
+    assert issuer.request_count() == 0
+
+
+def test_stop_start_and_context_manager_keep_the_port() -> None:
+    with LocalIssuer() as issuer:
+        url = issuer.url
+        assert issuer.start() is issuer
+    with pytest.raises(requests.ConnectionError):
+        _get(url)
+    issuer.stop()
+    with issuer:
+        assert issuer.url == url
+        assert _get(issuer.jwks_url).status_code == 200
+    with pytest.raises(RuntimeError, match="start"):
+        _ = LocalIssuer().url
+
+
+# -- faults
+
+
+def test_down_refuses_connections_then_comes_back_on_the_same_port(issuer: LocalIssuer) -> None:
+    url = issuer.jwks_url
+    with requests.Session() as session:
+        assert session.get(url, timeout=2).status_code == 200
+        issuer.set_fault(JWKSFault.DOWN)
+        with pytest.raises(requests.ConnectionError):  # the pooled connection is gone too
+            session.get(url, timeout=2)
+        issuer.set_fault(None)
+        assert issuer.jwks_url == url
+        assert session.get(url, timeout=2).status_code == 200
+
+
+def test_hang_holds_requests_until_cleared(issuer: LocalIssuer) -> None:
+    issuer.set_fault(JWKSFault.HANG, delay=0.5)
+    with pytest.raises(requests.ReadTimeout):
+        _get(issuer.jwks_url, timeout=0.2)
+    issuer.set_fault(None)
+    assert _get(issuer.jwks_url).status_code == 200
+
+
+def test_slow_answers_after_the_delay(issuer: LocalIssuer) -> None:
+    issuer.set_fault(JWKSFault.SLOW, delay=0.3)
+    started = time.monotonic()
+    assert _get(issuer.jwks_url).json() == issuer.jwks()
+    assert time.monotonic() - started >= 0.3
+
+
+def test_stop_is_prompt_with_a_hung_request_in_flight(issuer: LocalIssuer) -> None:
+    issuer.set_fault(JWKSFault.HANG)  # 30 s by default
+    outcome: list[BaseException | requests.Response] = []
+
+    def fetch() -> None:
+        try:
+            outcome.append(_get(issuer.jwks_url, timeout=10))
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    client = threading.Thread(target=fetch)
+    client.start()
+    with pytest.raises(requests.ReadTimeout):  # proves the server is holding requests
+        _get(issuer.jwks_url, timeout=0.2)
+    started = time.monotonic()
+    issuer.stop()
+    assert time.monotonic() - started < 2
+    client.join(timeout=2)
+    assert not client.is_alive()
+    assert isinstance(outcome[0], requests.ConnectionError)
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "content_type", "check"),
+    [
+        pytest.param(JWKSFault.ERROR_500, 500, "application/json", None, id="error_500"),
+        pytest.param(
+            JWKSFault.HTML, 200, "text/html; charset=utf-8", lambda r: r.text.startswith("<html>"),
+            id="html",
+        ),
+        pytest.param(
+            JWKSFault.INVALID_JSON, 200, "application/json",
+            lambda r: not _is_json(r.content), id="invalid_json",
+        ),
+        pytest.param(
+            JWKSFault.NOT_AN_OBJECT, 200, "application/json", lambda r: r.json() == [1, 2],
+            id="not_an_object",
+        ),
+        pytest.param(
+            JWKSFault.NO_KEYS, 200, "application/json", lambda r: r.json() == {"keys": []},
+            id="no_keys",
+        ),
+        pytest.param(
+            JWKSFault.HUGE, 200, "application/json",
+            lambda r: len(r.content) == int(r.headers["Content-Length"]) == 2 * 1024 * 1024,
+            id="huge",
+        ),
+    ],
+)  # fmt: skip
+def test_content_faults(
+    issuer: LocalIssuer,
+    fault: JWKSFault,
+    status: int,
+    content_type: str,
+    check: Callable[[requests.Response], object] | None,
+) -> None:
+    issuer.set_fault(fault, body_size=2 * 1024 * 1024)
+    response = _get(issuer.jwks_url)
+    assert (response.status_code, response.headers["Content-Type"]) == (status, content_type)
+    assert check is None or check(response)
+
+
+def test_broken_keys_come_with_the_good_ones(issuer: LocalIssuer) -> None:
+    issuer.set_fault(JWKSFault.BROKEN_KEYS)
+    keys = _get(issuer.jwks_url).json()["keys"]
+    assert keys[-1] == issuer.key().public_jwk()
+    assert {"broken-rsa-n", "broken-rsa-no-e", "broken-ec-point"} <= {k["kid"] for k in keys}
+    assert not any("e" in k for k in keys if k["kid"] == "broken-rsa-no-e")
+    assert _get(issuer.discovery_url).json()["issuer"] == issuer.issuer
+
+
+def test_redirect_loop_and_per_endpoint_faults(issuer: LocalIssuer) -> None:
+    issuer.set_fault(JWKSFault.REDIRECT_LOOP)
+    with pytest.raises(requests.TooManyRedirects):
+        _get(issuer.discovery_url)
+    issuer.set_fault(JWKSFault.ERROR_500, endpoint="jwks")
+    assert _get(issuer.discovery_url).status_code == 200
+    assert _get(issuer.jwks_url).status_code == 500
