@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .algorithms import ALGORITHMS
+from .asgi import JWTGuard, JWTUser
 from .claims import Claims
 from .errors import (
     AlgorithmNotAllowed,
@@ -53,7 +54,9 @@ __all__ = [
     "IssuedInFuture",
     "Issuer",
     "JWKSClient",
+    "JWTGuard",
     "JWTGuardError",
+    "JWTUser",
     "KeySet",
     "KeysUnavailable",
     "MalformedToken",

@@ -1,0 +1,224 @@
+"""``JWTGuard``: the raw ASGI middleware (Starlette, FastAPI, any ASGI 3 app).
+
+It translates only: the bearer token out of the scope's headers, the verdict of
+:class:`~jwt_guard.verifier.TokenVerifier` back into the scope or into an RFC 6750 answer.
+Everything else lives in :mod:`jwt_guard._http`, shared with the WSGI middleware.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+
+from ._http import CLAIMS_KEY, GUARD_KEY, ErrorHandler, ErrorResponse, Guard, bearer_token
+from ._http import render_error as _render_error
+from .claims import Claims
+from .errors import InvalidToken, JWTGuardError, MissingToken
+from .verifier import TokenVerifier
+
+__all__ = ["JWTGuard", "JWTUser"]
+
+logger = logging.getLogger("jwt_guard.asgi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_GUARDED = frozenset({"http", "websocket"})
+_WS_DENIAL = "websocket.http.response"
+_POLICY_VIOLATION = 1008
+
+
+class JWTUser(BaseUser):
+    """Starlette's ``request.user`` for a verified token: authenticated, named by ``sub``.
+
+    Example::
+
+        async def me(request):
+            user = request.user                 # a JWTUser behind JWTGuard
+            return JSONResponse({"sub": user.identity, "email": user.claims.get("email")})
+    """
+
+    __slots__ = ("claims",)
+
+    def __init__(self, claims: Claims) -> None:
+        self.claims = claims
+
+    def __repr__(self) -> str:
+        return f"JWTUser({self.identity!r})"
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.claims.subject or ""
+
+    @property
+    def identity(self) -> str:
+        return self.claims.subject or ""
+
+
+class JWTGuard:
+    """ASGI middleware that lets through only requests carrying a valid bearer token.
+
+    It guards ``http`` and ``websocket`` scopes; ``lifespan`` and any other scope type pass
+    straight through. On success the verified :class:`~jwt_guard.claims.Claims` are in
+    ``scope["jwt_guard.claims"]``, ``request.user`` is a :class:`JWTUser` and ``request.auth``
+    holds the token's scopes, so ``starlette.authentication.requires("read:items")`` works
+    unchanged. A refused HTTP request gets an RFC 6750 answer (400, 401, 403 or 503 with
+    ``Retry-After``); a refused websocket is turned away before the app sees it (an HTTP
+    denial response where the server supports it, else a close with code 1008).
+
+    Args:
+        app: the ASGI app to protect.
+        verifier: a :class:`~jwt_guard.verifier.TokenVerifier`; or leave it out and pass its
+            options (``issuer=``, ``audience=``, ``jwks_url=``...) as keyword arguments.
+        exclude_paths: exact paths that pass without a token (e.g. ``"/health"``).
+        exclude_prefixes: path prefixes that pass without a token (``"/docs"`` opens
+            ``/docs`` and ``/docs/...``, not ``/docsx``). Paths holding ``//`` or ``/.``
+            segments are never open.
+        allow_preflight: let CORS preflight requests (``OPTIONS`` with ``Origin`` and
+            ``Access-Control-Request-Method``) through unauthenticated (default True).
+        optional: let requests *without* an ``Authorization`` header through, unauthenticated;
+            a token that is present must still be valid.
+        realm: the ``realm`` of the ``WWW-Authenticate`` challenge (default ``"api"``).
+        error_handler: ``f(exc, response) -> ErrorResponse | None`` to reshape refusals.
+
+    Example::
+
+        app = Starlette(routes=[...])
+        app.add_middleware(
+            JWTGuard,
+            issuer="https://idp.example.com/",
+            audience="my-api",
+            jwks_url="https://idp.example.com/.well-known/jwks.json",
+            exclude_paths=["/health"],
+        )
+        # or: app = JWTGuard(app, verifier=TokenVerifier(...))
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: TokenVerifier | None = None,
+        exclude_paths: Iterable[str] = (),
+        exclude_prefixes: Iterable[str] = (),
+        allow_preflight: bool = True,
+        optional: bool = False,
+        realm: str = "api",
+        error_handler: ErrorHandler | None = None,
+        **verifier_options: Any,
+    ) -> None:
+        self.app = app
+        self.guard = Guard(
+            verifier=verifier,
+            exclude_paths=exclude_paths,
+            exclude_prefixes=exclude_prefixes,
+            allow_preflight=allow_preflight,
+            optional=optional,
+            realm=realm,
+            error_handler=error_handler,
+            **verifier_options,
+        )
+        self.verifier = self.guard.verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in _GUARDED:
+            await self.app(scope, receive, send)
+            return
+        scope[GUARD_KEY] = self.guard
+        claims: Claims | None = None
+        try:
+            claims = await self._authenticate(scope)
+        except JWTGuardError as exc:
+            await self._refuse(scope, receive, send, exc)
+            return
+        if claims is None:
+            scope[CLAIMS_KEY] = None
+            scope["user"] = UnauthenticatedUser()
+            scope["auth"] = AuthCredentials()
+        else:
+            scope[CLAIMS_KEY] = claims
+            scope["user"] = JWTUser(claims)
+            scope["auth"] = AuthCredentials(sorted(claims.scopes))
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> Claims | None:
+        """The verified claims, ``None`` to pass unauthenticated, or a ``JWTGuardError``."""
+        guard = self.guard
+        authorization: list[str] = []
+        origin = request_method = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                authorization.append(value.decode("latin-1"))
+            elif name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                request_method = value
+        method = scope.get("method", "GET")
+        found = {"origin": origin, "access-control-request-method": request_method}
+        if guard.is_open(method, scope.get("path", ""), lambda n: _text(found.get(n))):
+            return None
+        try:
+            token = bearer_token(authorization)
+        except MissingToken:
+            if guard.optional:
+                return None
+            raise
+        try:
+            return await guard.verifier.averify(token)
+        except JWTGuardError:
+            raise
+        except Exception as exc:  # a duck-typed verifier; never let it become a 500
+            logger.error("verifier raised %s", type(exc).__name__, exc_info=exc)
+            raise InvalidToken(f"token could not be verified ({type(exc).__name__})") from exc
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: JWTGuardError) -> None:
+        logger.info(
+            "refused %s %s: %s (%s)", scope["type"], scope.get("path", ""), exc.code, exc.detail
+        )
+        prefix = "http.response"
+        if scope["type"] == "websocket":
+            if (await receive())["type"] != "websocket.connect":
+                return  # the client left before the handshake
+            if _WS_DENIAL not in (scope.get("extensions") or {}):
+                await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": ""})
+                return
+            prefix = _WS_DENIAL
+        status, headers, body = self._encode(exc)
+        await send({"type": prefix + ".start", "status": status, "headers": headers})
+        await send({"type": prefix + ".body", "body": body, "more_body": False})
+
+    def _encode(self, exc: JWTGuardError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The refusal as ASGI values; a broken ``error_handler`` falls back to the default."""
+        try:
+            response = self.guard.error_response(exc)
+            return _raw(response)
+        except Exception as problem:
+            logger.error("error_handler failed: %s", type(problem).__name__, exc_info=problem)
+            return _raw(_render_error(exc, self.guard.realm))
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _raw(response: ErrorResponse) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    for name, value in response.headers:
+        if any(ch in name or ch in value for ch in "\r\n\0"):
+            raise ValueError(f"header {name!r} holds a control character")
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.headers
+        if name.lower() != "content-length"
+    ]
+    headers.append((b"content-length", str(len(response.body)).encode("latin-1")))
+    return int(response.status), headers, bytes(response.body)
