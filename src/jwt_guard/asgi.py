@@ -44,8 +44,6 @@ class JWTUser(BaseUser):
             return JSONResponse({"sub": user.identity, "email": user.claims.get("email")})
     """
 
-    __slots__ = ("claims",)
-
     def __init__(self, claims: Claims) -> None:
         self.claims = claims
 

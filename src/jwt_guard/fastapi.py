@@ -52,7 +52,7 @@ class JWTBearer(SecurityBase):
                            exclude_paths=["/docs", "/docs/oauth2-redirect", "/openapi.json"])
 
         @app.get("/items")
-        async def items(claims: Claims = Security(jwt_claims, scopes=["read:items"])):
+        async def items(claims: Annotated[Claims, Security(jwt_claims, scopes=["read:items"])]):
             return {"sub": claims.subject}
     """
 
@@ -101,7 +101,7 @@ def _http_exception(guard: Any, exc: JWTGuardError) -> HTTPException:
 
 
 jwt_claims = JWTBearer()
-"""The dependency: ``claims: Claims = Security(jwt_claims, scopes=["read:items"])``."""
+"""The dependency: ``Annotated[Claims, Security(jwt_claims, scopes=["read:items"])]``."""
 
 _any_of_claims = JWTBearer(any_of=True)
 

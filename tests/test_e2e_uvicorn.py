@@ -1,0 +1,108 @@
+"""End to end: the Starlette example in a real uvicorn process, a LocalIssuer in this one."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jwt_guard.testing import LocalIssuer
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_DEADLINE = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"uvicorn exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+    pytest.fail(f"uvicorn did not listen within {STARTUP_DEADLINE}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    with LocalIssuer() as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("uvicorn") / "uvicorn.log"
+    env = {
+        **os.environ,
+        "JWT_GUARD_ISSUER": issuer.issuer,
+        "JWT_GUARD_AUDIENCE": issuer.audience,
+        "JWT_GUARD_JWKS_URL": issuer.jwks_url,
+    }
+    command = [sys.executable, "-m", "uvicorn", "examples.starlette_app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_listening(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def http(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=10) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("path", "scopes", "status"),
+    [
+        pytest.param("/health", None, 200, id="public"),
+        pytest.param("/me", None, 401, id="no-token"),
+        pytest.param("/items", [], 403, id="missing-scope"),
+        pytest.param("/items", ["read:items"], 200, id="scoped"),
+        pytest.param("/me", ["profile"], 200, id="claims"),
+    ],
+)
+def test_real_server(
+    http: httpx.Client, issuer: LocalIssuer, path: str, scopes: list[str] | None, status: int
+) -> None:
+    headers = {} if scopes is None else {"Authorization": f"Bearer {issuer.mint(scopes=scopes)}"}
+    response = http.get(path, headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+    if status == 403:
+        assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+    if path == "/me" and status == 200:
+        assert response.json() == {"sub": "user-1", "scopes": ["profile"]}
+
+
+def test_real_server_refuses_a_forged_token(http: httpx.Client, issuer: LocalIssuer) -> None:
+    with LocalIssuer() as other:  # same iss claim, keys the server never saw
+        forged = other.mint(issuer=issuer.issuer, kid=issuer.key().kid)
+    response = http.get("/me", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]

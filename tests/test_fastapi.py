@@ -1,0 +1,234 @@
+"""The FastAPI dependency behind JWTGuard: claims, scopes, RFC 6750 errors, OpenAPI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import pytest
+from fastapi import Depends, FastAPI, Security, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from _asgi_helpers import TestClient, bearer, parse_challenge, verifier_for
+from jwt_guard import Claims, ConfigurationError, JWTGuard, TokenVerifier
+from jwt_guard._http import ErrorResponse
+from jwt_guard.errors import JWTGuardError
+from jwt_guard.fastapi import JWTBearer, jwt_claims, require_scopes
+from jwt_guard.testing import LocalIssuer
+
+OPEN = ["/docs", "/docs/oauth2-redirect", "/openapi.json", "/open"]
+ReadItems = Annotated[Claims, Security(jwt_claims, scopes=["read:items"])]
+PARTNER = JWTBearer(scheme_name="Partner", description="Partner tokens", bearer_format="JWS")
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    with LocalIssuer() as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def verifier(issuer: LocalIssuer) -> Iterator[TokenVerifier]:
+    with verifier_for(issuer) as v:
+        yield v
+
+
+def build(verifier: TokenVerifier, **options: Any) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(JWTGuard, verifier=verifier, exclude_paths=OPEN, **options)
+
+    @app.get("/items")
+    async def items(claims: ReadItems) -> Any:
+        return {"sub": claims.subject}
+
+    @app.get("/me")
+    async def me(claims: Annotated[Claims, Depends(jwt_claims)]) -> Any:
+        return {"sub": claims.subject, "scopes": sorted(claims.scopes)}
+
+    @app.delete("/items/{item_id}", dependencies=[require_scopes("write:items", "admin")])
+    async def delete_item(item_id: int) -> Any:
+        return {"deleted": item_id}
+
+    @app.get("/either", dependencies=[require_scopes("a", "b", any_of=True)])
+    async def either() -> Any:
+        return {"ok": True}
+
+    @app.get("/open")
+    async def open_route(
+        claims: ReadItems,
+    ) -> Any:
+        return {"sub": claims.subject}
+
+    @app.get("/health")
+    async def health() -> Any:
+        return {"ok": True}
+
+    @app.websocket("/ws")
+    async def ws(
+        websocket: WebSocket, claims: Annotated[Claims, Security(jwt_claims, scopes=["chat"])]
+    ) -> None:
+        await websocket.accept()
+        await websocket.send_json({"sub": claims.subject})
+        await websocket.close()
+
+    return app
+
+
+@pytest.fixture
+def client(verifier: TokenVerifier) -> Iterator[TestClient]:
+    with TestClient(build(verifier)) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scopes", "status", "error"),
+    [
+        pytest.param("GET", "/items", ["read:items"], 200, None, id="scoped-ok"),
+        pytest.param("GET", "/items", ["other"], 403, "insufficient_scope", id="scoped-403"),
+        pytest.param("GET", "/me", [], 200, None, id="claims-no-scope"),
+        pytest.param("DELETE", "/items/7", ["write:items", "admin"], 200, None, id="all-ok"),
+        pytest.param("DELETE", "/items/7", ["write:items"], 403, "insufficient_scope", id="all"),
+        pytest.param("GET", "/either", ["b"], 200, None, id="any-of-ok"),
+        pytest.param("GET", "/either", ["c"], 403, "insufficient_scope", id="any-of-403"),
+    ],
+)
+def test_scopes(
+    client: TestClient,
+    issuer: LocalIssuer,
+    method: str,
+    path: str,
+    scopes: list[str],
+    status: int,
+    error: str | None,
+) -> None:
+    token = issuer.mint(subject="carol", scopes=scopes)
+    response = client.request(method, path, headers=bearer(token))
+    assert response.status_code == status
+    if error is None:
+        assert "www-authenticate" not in response.headers
+        return
+    _, params = parse_challenge(response.headers["www-authenticate"])
+    assert params["error"] == error
+    assert params["realm"] == "api"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json()["detail"] == {
+        "error": error,
+        "error_description": "The access token lacks a required scope",
+    }
+
+
+def test_missing_scope_header_names_the_scopes(client: TestClient, issuer: LocalIssuer) -> None:
+    response = client.delete("/items/1", headers=bearer(issuer.mint()))
+    assert parse_challenge(response.headers["www-authenticate"])[1]["scope"] == "write:items admin"
+
+
+def test_claims_returned(client: TestClient, issuer: LocalIssuer) -> None:
+    response = client.get("/me", headers=bearer(issuer.mint(subject="dan", scopes=["x", "a"])))
+    assert response.json() == {"sub": "dan", "scopes": ["a", "x"]}
+
+
+def test_middleware_refuses_before_the_dependency(client: TestClient) -> None:
+    response = client.get("/items")
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "unauthorized",
+        "error_description": "Authentication required",
+    }
+
+
+@pytest.mark.parametrize("optional", [False, True])
+def test_route_without_claims_is_401_not_500(verifier: TokenVerifier, optional: bool) -> None:
+    with TestClient(build(verifier, optional=optional, realm="shop")) as client:
+        response = client.get("/open" if not optional else "/items")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="shop"'
+    assert response.json()["detail"]["error_description"] == "Authentication required"
+
+
+def test_error_handler_shapes_dependency_errors(
+    verifier: TokenVerifier, issuer: LocalIssuer
+) -> None:
+    def shape(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse:
+        return ErrorResponse(
+            exc.status, [("x-code", exc.code)], b'{"code": "%s"}' % exc.code.encode()
+        )
+
+    with TestClient(build(verifier, error_handler=shape)) as client:
+        response = client.get("/items", headers=bearer(issuer.mint()))
+    assert response.status_code == 403
+    assert response.headers["x-code"] == "insufficient_scope"
+    assert response.json() == {"detail": {"code": "insufficient_scope"}}
+
+
+def test_without_middleware_fails_closed() -> None:
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(claims: Annotated[Claims, Security(jwt_claims)]) -> Any:
+        return {"sub": claims.subject}
+
+    with TestClient(app) as client:
+        response = client.get("/me", headers=bearer("a.b.c"))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="api"'
+
+
+def test_websocket_scopes(client: TestClient, issuer: LocalIssuer) -> None:
+    with client.websocket_connect("/ws", headers=bearer(issuer.mint(scopes=["chat"]))) as ws:
+        assert ws.receive_json() == {"sub": "user-1"}
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/ws", headers=bearer(issuer.mint())),
+    ):
+        pass
+    assert closed.value.code == 1008
+
+
+def test_openapi_declares_scheme_and_scopes(verifier: TokenVerifier) -> None:
+    schema = build(verifier).openapi()
+    assert schema["components"]["securitySchemes"] == {
+        "JWTBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    paths = schema["paths"]
+    assert paths["/items"]["get"]["security"] == [{"JWTBearer": ["read:items"]}]
+    assert paths["/me"]["get"]["security"] == [{"JWTBearer": []}]
+    assert paths["/items/{item_id}"]["delete"]["security"] == [
+        {"JWTBearer": ["write:items", "admin"]}
+    ]
+    assert paths["/either"]["get"]["security"] == [{"JWTBearer": ["a", "b"]}]
+    assert "security" not in paths["/health"]["get"]
+
+
+def test_docs_show_authorize(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json")
+    assert spec.status_code == 200
+    assert "JWTBearer" in spec.json()["components"]["securitySchemes"]
+
+
+def test_custom_scheme() -> None:
+    app = FastAPI()
+
+    @app.get("/p")
+    async def p(claims: Annotated[Claims, Security(PARTNER, scopes=["p"])]) -> Any:
+        return {}
+
+    assert app.openapi()["components"]["securitySchemes"]["Partner"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWS",
+        "description": "Partner tokens",
+    }
+
+
+@pytest.mark.parametrize("bad", ["", "two words", 3])
+def test_require_scopes_validates(bad: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        require_scopes(bad)
+
+
+def test_importing_jwt_guard_does_not_import_fastapi() -> None:
+    code = "import sys, jwt_guard, jwt_guard.asgi; assert 'fastapi' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
