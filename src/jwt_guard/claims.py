@@ -165,9 +165,15 @@ def _number(payload: Mapping[str, Any], name: str) -> float | None:
         if name in payload:
             raise InvalidClaim(f"claim {name!r} is null")
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidClaim(f"claim {name!r} is not a finite JSON number")
-    return float(value)
+    try:
+        number = float(value)  # an integer beyond the float range raises OverflowError
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidClaim(f"claim {name!r} is not a finite JSON number")
+    return number
 
 
 def validate_claims(payload: Mapping[str, Any], rules: ClaimRules, now: float) -> None:

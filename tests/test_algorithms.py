@@ -1,0 +1,139 @@
+"""The algorithm table: every alg verifies independent signatures and refuses forged ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+from _core_helpers import ALG_CASES, ALG_IDS, make_key, sign
+from jwt_guard.algorithms import ALGORITHMS
+from jwt_guard.algorithms import make_key as make_verifier
+
+MSG = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ"
+
+
+def _public(private: Any) -> Any:
+    return private if isinstance(private, bytes) else private.public_key()
+
+
+def test_the_table_lists_every_supported_algorithm() -> None:
+    assert set(ALGORITHMS) == {
+        *(f"{fam}{n}" for fam in ("HS", "RS", "PS") for n in (256, 384, 512)),
+        "ES256",
+        "ES384",
+        "ES512",
+        "ES256K",
+        "EdDSA",
+    }
+    assert "none" not in {a.lower() for a in ALGORITHMS}
+
+
+@pytest.mark.parametrize(
+    ("alg", "kty", "curves"),
+    [
+        pytest.param("HS256", "oct", set(), id="HS256"),
+        pytest.param("RS256", "RSA", set(), id="RS256"),
+        pytest.param("PS512", "RSA", set(), id="PS512"),
+        pytest.param("ES256", "EC", {"P-256"}, id="ES256"),
+        pytest.param("ES384", "EC", {"P-384"}, id="ES384"),
+        pytest.param("ES512", "EC", {"P-521"}, id="ES512"),
+        pytest.param("ES256K", "EC", {"secp256k1"}, id="ES256K"),
+        pytest.param("EdDSA", "OKP", {"Ed25519", "Ed448"}, id="EdDSA"),
+    ],
+)
+def test_each_algorithm_is_bound_to_its_key_family(alg: str, kty: str, curves: set[str]) -> None:
+    assert ALGORITHMS[alg].kty == kty
+    assert ALGORITHMS[alg].curves == curves
+
+
+@pytest.mark.parametrize(("alg", "crv"), ALG_CASES, ids=ALG_IDS)
+def test_verifies_an_independent_signature_and_refuses_a_flipped_bit(
+    alg: str, crv: str | None
+) -> None:
+    key = make_key(alg, crv=crv)
+    verifier = make_verifier(alg, _public(key.private))
+    sig = sign(alg, key.private, MSG)
+    assert verifier.verify(MSG, sig) is True
+    flipped = bytes([sig[0] ^ 0x01]) + sig[1:]
+    assert verifier.verify(MSG, flipped) is False
+    assert verifier.verify(MSG + b"x", sig) is False
+
+
+@pytest.mark.parametrize(("alg", "crv"), ALG_CASES, ids=ALG_IDS)
+def test_signs_what_an_independent_verifier_accepts(alg: str, crv: str | None) -> None:
+    key = make_key(alg, crv=crv)
+    signature = make_verifier(alg, key.private).sign(MSG)
+    if alg.startswith("HS") or alg == "EdDSA":  # deterministic: the exact bytes must match
+        assert signature == sign(alg, key.private, MSG)
+    else:
+        assert make_verifier(alg, key.private.public_key()).verify(MSG, signature)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda s: b"", id="empty"),
+        pytest.param(lambda s: s[:-1], id="truncated"),
+        pytest.param(lambda s: s + b"\x00", id="extended"),
+        pytest.param(lambda s: b"\x00" * len(s), id="zeros"),
+    ],
+)
+@pytest.mark.parametrize(("alg", "crv"), ALG_CASES, ids=ALG_IDS)
+def test_wrong_length_signatures_return_false_not_raise(
+    alg: str, crv: str | None, mangle: Callable[[bytes], bytes]
+) -> None:
+    key = make_key(alg, crv=crv)
+    verifier = make_verifier(alg, _public(key.private))
+    assert verifier.verify(MSG, mangle(sign(alg, key.private, MSG))) is False
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "ES256K"])
+def test_ecdsa_accepts_only_raw_r_s_not_der(alg: str) -> None:
+    key = make_key(alg)
+    h = hashes.SHA256() if alg == "ES256K" else getattr(hashes, "SHA" + alg[2:])()
+    der = key.private.sign(MSG, ec.ECDSA(h))
+    assert make_verifier(alg, key.private.public_key()).verify(MSG, der) is False
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES256K"])
+def test_ecdsa_refuses_zero_r_or_s(alg: str) -> None:
+    verifier = make_verifier(alg, make_key(alg).private.public_key())
+    assert verifier.verify(MSG, b"\x00" * 32 + b"\x01" * 32) is False
+    assert verifier.verify(MSG, b"\x01" * 32 + b"\x00" * 32) is False
+
+
+@pytest.mark.parametrize(
+    ("alg", "other"),
+    [
+        pytest.param("RS256", "PS256", id="pkcs1-signature-as-pss"),
+        pytest.param("PS256", "RS256", id="pss-signature-as-pkcs1"),
+        pytest.param("RS256", "RS512", id="other-hash"),
+        pytest.param("PS384", "PS256", id="pss-other-hash"),
+        pytest.param("HS256", "HS512", id="hmac-other-hash"),
+    ],
+)
+def test_a_signature_verifies_under_its_own_algorithm_only(alg: str, other: str) -> None:
+    key = make_key(alg)
+    sig = sign(alg, key.private, MSG)
+    assert make_verifier(other, _public(key.private)).verify(MSG, sig) is False
+
+
+def test_pss_uses_a_salt_as_long_as_the_hash() -> None:
+    # RFC 7518 3.5: salt length = hash output length. A max-length salt is another scheme.
+    key = make_key("PS256").private
+    h = hashes.SHA256()
+    sig = key.sign(MSG, padding.PSS(padding.MGF1(h), padding.PSS.MAX_LENGTH), h)
+    assert make_verifier("PS256", key.public_key()).verify(MSG, sig) is False
+
+
+def test_python_jose_cryptography_backend_is_the_one_in_use() -> None:
+    from jose import jwk
+    from jose.backends.cryptography_backend import CryptographyRSAKey
+
+    for alg in ("PS256", "ES256K", "EdDSA"):
+        assert jwk.get_key(alg) is ALGORITHMS[alg].key_class
+    assert issubclass(ALGORITHMS["RS256"].key_class, CryptographyRSAKey)

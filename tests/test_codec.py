@@ -1,0 +1,130 @@
+"""Strict base64url and JSON: one accepted spelling for each value, ValueError for the rest."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jwt_guard._codec import b64url_decode, b64url_encode, loads_object
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@pytest.mark.parametrize(
+    ("data", "encoded"),
+    [
+        pytest.param(b"", "", id="empty"),
+        pytest.param(b"f", "Zg", id="one-byte"),
+        pytest.param(b"fo", "Zm8", id="two-bytes"),
+        pytest.param(b"foo", "Zm9v", id="three-bytes"),
+        pytest.param(b"\xfb\xff", "-_8", id="url-alphabet"),
+        pytest.param(b'{"alg":"HS256"}', "eyJhbGciOiJIUzI1NiJ9", id="jose-header"),
+    ],
+)
+def test_b64url_round_trip(data: bytes, encoded: str) -> None:
+    assert b64url_encode(data) == encoded
+    assert b64url_decode(encoded) == data
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        pytest.param("Zg==", id="padding"),
+        pytest.param("Zg=", id="partial-padding"),
+        pytest.param("Zm9v=", id="padding-on-full-quantum"),
+        pytest.param("+_8", id="plus"),
+        pytest.param("-/8", id="slash"),
+        pytest.param(" Zm9v", id="leading-space"),
+        pytest.param("Zm9v\n", id="trailing-newline"),
+        pytest.param("Zm\t9v", id="inner-tab"),
+        pytest.param("Zm9vY", id="impossible-length"),
+        pytest.param("Zh", id="trailing-bits-2"),
+        pytest.param("Zm9", id="trailing-bits-3"),
+        pytest.param("Zm9v\u00e9", id="non-ascii"),
+        pytest.param("Zm9v.", id="dot"),
+    ],
+)
+def test_b64url_rejects_non_canonical(segment: str) -> None:
+    with pytest.raises(ValueError, match="base64url"):
+        b64url_decode(segment)
+
+
+@pytest.mark.parametrize("length", [1, 2], ids=["two-char-tail", "three-char-tail"])
+def test_only_the_zero_padding_bits_spelling_decodes(length: int) -> None:
+    data = bytes(range(200, 200 + length))
+    canonical = b64url_encode(data)
+    accepted = [c for c in _ALPHABET if _decodes(canonical[:-1] + c)]
+    # Lenient decoders accept several last characters for the same bytes; exactly one is canonical.
+    same_bytes = [
+        c for c in _ALPHABET if base64.urlsafe_b64decode(canonical[:-1] + c + "==") == data
+    ]
+    assert len(same_bytes) > 1
+    assert canonical[-1] in accepted
+    assert [c for c in accepted if c in same_bytes] == [canonical[-1]]
+
+
+def _decodes(segment: str) -> bool:
+    try:
+        b64url_decode(segment)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=_ALPHABET + "=+/ ", max_size=12))
+def test_decoding_is_injective(segment: str) -> None:
+    # Canonical: whatever decodes re-encodes to exactly the same text.
+    try:
+        data = b64url_decode(segment)
+    except ValueError:
+        return
+    assert b64url_encode(data) == segment
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_encode_decode_round_trip(data: bytes) -> None:
+    assert b64url_decode(b64url_encode(data)) == data
+
+
+def test_loads_object_returns_the_object() -> None:
+    assert loads_object(b'{"a": [1, {"b": null}], "c": "\\u00e9"}') == {
+        "a": [1, {"b": None}],
+        "c": "\u00e9",
+    }
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"[]", id="array"),
+        pytest.param(b'"text"', id="string"),
+        pytest.param(b"1", id="number"),
+        pytest.param(b"null", id="null"),
+        pytest.param(b"true", id="boolean"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"{", id="truncated"),
+        pytest.param(b'{"a":1} {"b":2}', id="two-values"),
+        pytest.param(b'{"a":1,"a":2}', id="duplicate-name"),
+        pytest.param(b'{"a":{"b":1,"b":1}}', id="nested-duplicate-name"),
+        pytest.param(b'{"a":NaN}', id="nan"),
+        pytest.param(b'{"a":Infinity}', id="infinity"),
+        pytest.param(b'{"a":-Infinity}', id="minus-infinity"),
+        pytest.param(b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}", id="deep-nesting"),
+        pytest.param(b'{"a":' + b"9" * 5000 + b"}", id="huge-integer-literal"),
+        pytest.param(b'{"a":"\xff"}', id="invalid-utf8"),
+        pytest.param(b"\xef\xbb\xbf{}", id="utf8-bom"),
+    ],
+)
+def test_loads_object_rejects_with_value_error(data: bytes) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the contract is "ValueError, nothing else"
+        loads_object(data)
+
+
+def test_loads_object_keeps_out_of_range_floats_for_the_claim_rules() -> None:
+    # 1e400 is a valid JSON number; it parses to inf and the claim rules refuse it.
+    assert loads_object(b'{"exp":1e400}') == {"exp": float("inf")}
