@@ -1,0 +1,137 @@
+"""The public surface: ``jwt_guard.__all__`` is sorted and complete, and importing the package
+pulls in no web framework. (Modelled on httpx's tests/test_exported_members.py.)"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+import types
+from typing import Any
+
+import pytest
+
+import jwt_guard
+
+# Public modules whose API is reached as ``jwt_guard.<module>.<name>``, never re-exported at the
+# top level: framework adapters (importing them imports their framework), the command line, the
+# per-framework scope decorators, and the test tooling.
+OWN_NAMESPACE = {"cli", "decorators", "django", "fastapi", "flask", "testing"}
+
+# Names defined in the framework-free modules that are deliberately not re-exported: building
+# blocks of the verification core, reachable through their module for advanced use and tests.
+NOT_REEXPORTED: dict[str, set[str]] = {
+    "algorithms": {"AlgorithmSpec", "EdDSAKey", "PSSKey", "SECP256K1Key", "make_key"},
+    "claims": {"ClaimRules", "extract_scopes", "validate_claims"},
+    "jwks": {"FetchError", "check_url"},
+    "jws": {
+        "ParsedJWS",
+        "allowed_algorithms",
+        "check_header",
+        "check_signature",
+        "normalize_typ",
+        "parse",
+    },
+    "keys": {"KeyRejected", "VerificationKey", "build_key", "thumbprint"},
+    "verifier": {"StaticKeys"},
+    "wsgi": {"guard_environ", "status_line"},
+}
+
+PUBLIC_MODULES = sorted(
+    name for _, name, _ in pkgutil.iter_modules(jwt_guard.__path__) if not name.startswith("_")
+)
+
+
+def _is_class_or_function(obj: Any) -> bool:
+    # type(obj), not isinstance: lazy objects (django.conf.settings) must not be touched.
+    return issubclass(type(obj), type) or type(obj) is types.FunctionType
+
+
+def _defined_public_names(module: types.ModuleType) -> set[str]:
+    """Public classes and functions defined in ``module`` itself (not imported into it)."""
+    return {
+        name
+        for name, obj in vars(module).items()
+        if not name.startswith("_")
+        and _is_class_or_function(obj)
+        and getattr(obj, "__module__", None) == module.__name__
+    }
+
+
+def test_all_is_sorted_and_unique() -> None:
+    assert jwt_guard.__all__ == sorted(set(jwt_guard.__all__))
+
+
+def test_every_exported_name_exists_and_is_jwt_guards_own() -> None:
+    for name in jwt_guard.__all__:
+        obj = getattr(jwt_guard, name)
+        if _is_class_or_function(obj):
+            assert obj.__module__.startswith("jwt_guard."), name
+
+
+def test_every_public_top_level_attribute_is_exported() -> None:
+    # Like httpx: whatever the package namespace offers without an underscore is in __all__
+    # (submodules, attached by import, excepted).
+    public = {
+        name
+        for name, obj in vars(jwt_guard).items()
+        if not name.startswith("_") and not isinstance(obj, types.ModuleType)
+    }
+    assert public - {"annotations"} == set(jwt_guard.__all__)
+
+
+def test_the_core_exports_the_classes_users_need() -> None:
+    for name in (
+        "TokenVerifier",
+        "Issuer",
+        "Claims",
+        "JWKSClient",
+        "KeySet",
+        "verify_jws",
+        "JWTGuardError",
+        "KeysUnavailable",
+        "ConfigurationError",
+    ):
+        assert name in jwt_guard.__all__
+
+
+@pytest.mark.parametrize("module_name", [m for m in PUBLIC_MODULES if m not in OWN_NAMESPACE])
+def test_public_names_of_core_modules_are_exported_or_deliberately_not(module_name: str) -> None:
+    module = importlib.import_module(f"jwt_guard.{module_name}")
+    missing = _defined_public_names(module) - set(jwt_guard.__all__)
+    missing -= NOT_REEXPORTED.get(module_name, set())
+    assert not missing, (
+        f"jwt_guard.{module_name} defines public {sorted(missing)}: export them from "
+        "jwt_guard/__init__.py (keeping __all__ sorted), rename them with a leading underscore, "
+        "or list them in NOT_REEXPORTED in tests/test_exports.py"
+    )
+
+
+@pytest.mark.parametrize("module_name", sorted(OWN_NAMESPACE & set(PUBLIC_MODULES)))
+def test_namespaced_modules_declare_their_public_names(module_name: str) -> None:
+    module = importlib.import_module(f"jwt_guard.{module_name}")
+    declared = set(getattr(module, "__all__", ()))
+    assert declared, f"jwt_guard.{module_name} needs an __all__"
+    for name in declared:
+        assert hasattr(module, name), f"jwt_guard.{module_name}.__all__ names missing {name!r}"
+    undeclared = _defined_public_names(module) - declared
+    assert not undeclared, f"jwt_guard.{module_name}: public {sorted(undeclared)} not in __all__"
+
+
+def test_the_testing_namespace_is_sorted() -> None:
+    import jwt_guard.testing
+
+    assert jwt_guard.testing.__all__ == sorted(jwt_guard.testing.__all__)
+
+
+def test_importing_jwt_guard_imports_no_web_framework() -> None:
+    code = (
+        "import sys, jwt_guard\n"
+        "bad = sorted(m for m in ('flask', 'django', 'fastapi') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
