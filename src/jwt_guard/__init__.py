@@ -35,6 +35,7 @@ from .jwks import JWKSClient
 from .jws import verify_jws
 from .keys import KeySet
 from .verifier import Issuer, TokenVerifier
+from .wsgi import JWTGuardWSGI
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,7 @@ __all__ = [
     "JWKSClient",
     "JWTGuard",
     "JWTGuardError",
+    "JWTGuardWSGI",
     "JWTUser",
     "KeySet",
     "KeysUnavailable",

@@ -1,0 +1,141 @@
+"""``JWTGuardWSGI``: the WSGI middleware, for Flask, Django (``wsgi.py``) and any WSGI app.
+
+Translation only: the checks and the answers live in :class:`~jwt_guard._http.Guard`.
+:func:`guard_environ` is the whole per-request step, shared with the Django middleware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from ._http import CLAIMS_KEY, GUARD_KEY, ErrorHandler, ErrorResponse, Guard, bearer_token
+from .errors import JWTGuardError, MissingToken
+from .verifier import TokenVerifier
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["JWTGuardWSGI", "guard_environ", "status_line"]
+
+
+def status_line(status: int) -> str:
+    """``"401 Unauthorized"``: a WSGI status line with its reason phrase."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"
+
+
+def guard_environ(
+    guard: Guard, environ: MutableMapping[str, Any], path: str | None = None
+) -> ErrorResponse | None:
+    """Check one request; put the guard and the claims into ``environ``; return any refusal.
+
+    ``environ`` is a WSGI environ (or Django's ``request.META``); ``path`` defaults to its
+    ``PATH_INFO``, the path inside the application. Afterwards ``environ[CLAIMS_KEY]`` holds the
+    verified ``Claims``, or ``None`` when the request passed unchecked (an open path, a CORS
+    preflight, no token in optional mode). A ``None`` result means "call the application".
+    """
+    environ[GUARD_KEY] = guard
+    environ[CLAIMS_KEY] = None
+    method = str(environ.get("REQUEST_METHOD", "GET"))
+    if path is None:
+        path = str(environ.get("PATH_INFO", "")) or "/"
+
+    def header(name: str) -> str | None:
+        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return value if isinstance(value, str) else None
+
+    if guard.is_open(method, path, header):
+        return None
+    authorization = header("authorization")
+    try:
+        # A server joins repeated headers with "," which is not token68: 400 invalid_request.
+        token = bearer_token([] if authorization is None else [authorization])
+    except MissingToken as exc:
+        if guard.optional:
+            return None
+        return guard.error_response(exc)
+    except JWTGuardError as exc:
+        return guard.error_response(exc)
+    try:
+        environ[CLAIMS_KEY] = guard.verifier.verify(token)
+    except JWTGuardError as exc:
+        return guard.error_response(exc)
+    return None
+
+
+class JWTGuardWSGI:
+    """WSGI middleware: every request needs a valid bearer token, unless its path is open.
+
+    Verified claims go to ``environ["jwt_guard.claims"]`` (Django shows them in
+    ``request.META``; read them with :func:`jwt_guard.flask.current_claims` or
+    :func:`jwt_guard.django.get_claims`). A refused request is answered here with the RFC 6750
+    response and never reaches the application.
+
+    Args:
+        app: the WSGI application to protect.
+        verifier: a ready :class:`~jwt_guard.TokenVerifier`; or pass its options instead
+            (``issuer=``, ``audience=``, ``jwks_url=``, ...) and one is built.
+        exclude_paths: exact paths left open, e.g. ``["/health"]`` (``PATH_INFO``, the path
+            inside the app). Paths with ``/.`` or ``//`` are never open.
+        exclude_prefixes: path prefixes left open, e.g. ``["/static"]`` opens ``/static`` and
+            ``/static/...`` but not ``/staticfiles``.
+        allow_preflight: let CORS preflights (``OPTIONS`` with ``Origin`` and
+            ``Access-Control-Request-Method``) through unchecked (default True).
+        optional: let requests without any ``Authorization`` header through with claims
+            ``None``; a token that is present must still be valid.
+        realm: the ``realm`` of the ``WWW-Authenticate`` challenge (default ``"api"``).
+        error_handler: ``f(exc, response) -> ErrorResponse | None`` to reshape refusals.
+
+    Example::
+
+        app = Flask(__name__)
+        app.wsgi_app = JWTGuardWSGI(
+            app.wsgi_app,
+            issuer="https://idp.example.com/",
+            audience="my-api",
+            jwks_url="https://idp.example.com/.well-known/jwks.json",
+            exclude_paths=["/health"],
+        )
+
+        # Django, in wsgi.py:
+        application = JWTGuardWSGI(get_wsgi_application(), issuer=..., audience=...)
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        verifier: TokenVerifier | None = None,
+        exclude_paths: Iterable[str] = (),
+        exclude_prefixes: Iterable[str] = (),
+        allow_preflight: bool = True,
+        optional: bool = False,
+        realm: str = "api",
+        error_handler: ErrorHandler | None = None,
+        **verifier_options: Any,
+    ) -> None:
+        self.app = app
+        self.guard = Guard(
+            verifier=verifier,
+            exclude_paths=exclude_paths,
+            exclude_prefixes=exclude_prefixes,
+            allow_preflight=allow_preflight,
+            optional=optional,
+            realm=realm,
+            error_handler=error_handler,
+            **verifier_options,
+        )
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        refusal = guard_environ(self.guard, environ)
+        if refusal is None:
+            return self.app(environ, start_response)
+        headers = list(refusal.headers)
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            headers.append(("content-length", str(len(refusal.body))))
+        start_response(status_line(refusal.status), headers)
+        return [refusal.body]

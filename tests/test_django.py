@@ -1,0 +1,189 @@
+"""Django through its own test Client: JWTGuardMiddleware, get_claims, require_scopes on views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from _wsgi_helpers import (
+    CASES,
+    OPTIONS,
+    Answer,
+    Case,
+    check,
+    check_refusal,
+    ensure_django,
+    verifier_for,
+)
+
+ensure_django()
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
+from django.utils.decorators import method_decorator  # noqa: E402
+from django.views import View  # noqa: E402
+
+from jwt_guard import TokenVerifier  # noqa: E402
+from jwt_guard._http import CLAIMS_KEY, GUARD_KEY, ErrorResponse  # noqa: E402
+from jwt_guard.decorators import require_scopes  # noqa: E402
+from jwt_guard.django import JWTGuardMiddleware, get_claims  # noqa: E402
+from jwt_guard.errors import JWTGuardError  # noqa: E402
+from jwt_guard.testing import JWKSFault, LocalIssuer  # noqa: E402
+
+
+def sub(request: HttpRequest, **kwargs: Any) -> JsonResponse:
+    claims = get_claims(request)
+    return JsonResponse({"sub": None if claims is None else claims.subject})
+
+
+@method_decorator(require_scopes("read:items"), name="dispatch")
+class ItemsView(View):
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return sub(request)
+
+
+def meta(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {
+            "same": request.META[CLAIMS_KEY] is get_claims(request),
+            "guard": type(request.META[GUARD_KEY]).__name__,
+        }
+    )
+
+
+urlpatterns = [
+    path("items", require_scopes("read:items")(sub)),
+    path("public/items", require_scopes("read:items")(sub)),
+    path("any", require_scopes("read:items", "admin", any_of=True)(sub)),
+    path("cbv", ItemsView.as_view()),
+    path("meta", meta),
+    re_path(r"^.*$", sub),
+]
+
+MIDDLEWARE = ["jwt_guard.django.JWTGuardMiddleware"]
+
+
+def shape(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse:
+    return ErrorResponse(response.status, [("x-error-code", exc.code)], b"{}")
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    with LocalIssuer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def verifier(issuer: LocalIssuer) -> Iterator[TokenVerifier]:
+    with verifier_for(issuer) as built:
+        yield built
+
+
+def guarded(verifier: TokenVerifier, **options: Any) -> override_settings:
+    return override_settings(
+        ROOT_URLCONF=__name__, MIDDLEWARE=MIDDLEWARE, JWT_GUARD={"verifier": verifier, **options}
+    )
+
+
+@pytest.fixture(scope="module")
+def client(verifier: TokenVerifier) -> Iterator[Client]:
+    with guarded(verifier, **OPTIONS):
+        yield Client()
+
+
+def call(client: Client, path: str, auth: Sequence[str] = (), **kwargs: Any) -> Answer:
+    extra = {"HTTP_AUTHORIZATION": ", ".join(auth)} if auth else {}  # as a server joins them
+    method = kwargs.pop("method", "GET")
+    response: HttpResponse = client.generic(
+        method, path, headers=kwargs.pop("headers", {}), **extra
+    )
+    return Answer(
+        response.status_code,
+        {k.lower(): v for k, v in response.headers.items()},
+        response.content,
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_case_table(case: Case, issuer: LocalIssuer, client: Client) -> None:
+    answer = call(client, case.path, case.auth(issuer), method=case.method, headers=case.headers)
+    check(case, answer)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "status"),
+    [
+        pytest.param(["read:items"], 200, id="granted"),
+        pytest.param(["write:items"], 403, id="missing-scope"),
+        pytest.param(None, 401, id="no-token"),
+    ],
+)
+def test_class_based_view_with_method_decorator(
+    scopes: list[str] | None, status: int, issuer: LocalIssuer, client: Client
+) -> None:
+    auth = [] if scopes is None else [f"Bearer {issuer.mint(subject='gus', scopes=scopes)}"]
+    answer = call(client, "/cbv", auth)
+    assert answer.status == status
+    if status == 200:
+        assert answer.json() == {"sub": "gus"}
+    elif status == 403:
+        check_refusal(answer, 403, "insufficient_scope", "read:items")
+    else:
+        check_refusal(answer, 401, None)
+
+
+def test_claims_and_guard_in_request_meta(issuer: LocalIssuer, client: Client) -> None:
+    answer = call(client, "/meta", [f"Bearer {issuer.mint()}"])
+    assert answer.json() == {"same": True, "guard": "Guard"}
+
+
+def test_optional_mode(issuer: LocalIssuer, verifier: TokenVerifier) -> None:
+    with guarded(verifier, optional=True):
+        client = Client()
+        assert call(client, "/me").json() == {"sub": None}
+        check_refusal(call(client, "/items"), 401, None)
+        check_refusal(call(client, "/me", ["Bearer x.y.z"]), 401, "invalid_token")
+        assert call(client, "/me", [f"Bearer {issuer.mint(subject='hal')}"]).json() == {
+            "sub": "hal"
+        }
+
+
+def test_error_handler_as_dotted_path(verifier: TokenVerifier) -> None:
+    with guarded(verifier, error_handler=f"{__name__}.shape"):
+        answer = call(Client(), "/me", ["Bearer x.y.z"])
+    assert (answer.status, answer.body, answer.headers["x-error-code"]) == (401, b"{}", "malformed")
+
+
+def test_keys_unavailable_is_503() -> None:
+    with LocalIssuer() as down, verifier_for(down) as verifier, guarded(verifier):
+        token = down.mint()
+        down.set_fault(JWKSFault.DOWN)
+        answer = call(Client(), "/me", [f"Bearer {token}"])
+        down.set_fault(None)
+    assert answer.status == 503
+    assert int(answer.headers["retry-after"]) >= 1
+    assert answer.json()["error"] == "temporarily_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("jwt_guard", "message"),
+    [
+        pytest.param(None, "needs settings.JWT_GUARD", id="missing"),
+        pytest.param({}, "pass verifier=", id="empty"),
+        pytest.param({"issuer": "https://i.test/", "audiense": "x"}, "audiense", id="typo"),
+        pytest.param(
+            {"issuer": "https://i.test/", "audience": "x", "exclude_paths": ["h"]},
+            "must start with '/'",
+            id="relative-path",
+        ),
+    ],
+)
+def test_bad_settings_raise_improperly_configured(
+    jwt_guard: dict[str, Any] | None, message: str
+) -> None:
+    with override_settings(JWT_GUARD=jwt_guard), pytest.raises(ImproperlyConfigured, match=message):
+        JWTGuardMiddleware(sub)
