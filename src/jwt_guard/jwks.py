@@ -27,6 +27,7 @@ import requests
 
 from ._codec import loads_object
 from .errors import ConfigurationError, KeysUnavailable
+from .events import GuardObserver, emit
 from .keys import KeySet
 
 __all__ = ["FetchError", "JWKSClient", "check_url"]
@@ -93,6 +94,8 @@ class JWKSClient:
         cooldown: at most one refetch for unknown kids per this many seconds.
         max_stale: how long past expiry the last good set keeps serving while fetches fail.
         clock: ``time.time``-like callable (inject one in tests).
+        observer: a :class:`~jwt_guard.events.GuardObserver` told of fetches, failures,
+            stale serving and unknown kids.
 
     Example::
 
@@ -120,6 +123,7 @@ class JWKSClient:
         max_stale: float = 3600.0,
         backoff: tuple[float, float] = (1.0, 60.0),
         clock: Callable[[], float] = time.time,
+        observer: GuardObserver | None = None,
     ) -> None:
         if (url is None) == (discovery_issuer is None):
             raise ConfigurationError("give exactly one of url= or discovery_issuer=")
@@ -139,7 +143,8 @@ class JWKSClient:
         self.timeout, self.total_timeout, self.max_bytes = timeout, total_timeout, max_bytes
         self.default_ttl, self.min_ttl, self.max_ttl = default_ttl, min_ttl, max_ttl
         self.refresh_ahead, self.cooldown, self.max_stale = refresh_ahead, cooldown, max_stale
-        self.backoff, self.clock = backoff, clock
+        self.backoff, self.clock, self.observer = backoff, clock, observer
+        self._stale_logged = False
         self._lock = threading.Lock()
         self._entry: _Entry | None = None
         self._inflight: Future[None] | None = None
@@ -163,7 +168,7 @@ class JWKSClient:
         else:
             with contextlib.suppress(Exception):  # the outcome is read from the state below
                 future.result(timeout=self.total_timeout + 1.0)
-        return self._after_fetch()
+        return self._after_fetch(kid)
 
     async def akeys_for(self, kid: str | None) -> KeySet:
         """Like :meth:`keys_for`, but the fetch runs in a worker thread, off the event loop."""
@@ -175,7 +180,7 @@ class JWKSClient:
             self._spawn(future)
         with contextlib.suppress(Exception):  # the outcome is read from the state below
             await asyncio.wait_for(asyncio.wrap_future(future), self.total_timeout + 1.0)
-        return self._after_fetch()
+        return self._after_fetch(kid)
 
     def _answer(self, kid: str | None) -> KeySet | None:
         now = self.clock()
@@ -187,12 +192,37 @@ class JWKSClient:
         if kid is not None and kid not in entry.keyset:
             if now >= self._last_attempt + self.cooldown and now >= self._retry_at:
                 return None
+            self._unknown_kid(kid)
             return entry.keyset
-        if now >= entry.refresh_at and now >= self._retry_at and self._inflight is None:
-            future, owner = self._claim()
-            if owner:
-                self._spawn(future)
+        if now >= entry.refresh_at:
+            if now >= self._retry_at and self._inflight is None:
+                future, owner = self._claim()
+                if owner:
+                    self._spawn(future)
+            if now >= entry.expires_at:
+                self._serving_stale(now - entry.fetched_at)
         return entry.keyset
+
+    def _unknown_kid(self, kid: str) -> None:
+        logger.info(
+            "jwks unknown kid source=%s kid=%r (no refetch inside the cool-down)",
+            self.name,
+            kid[:64],
+        )
+        if self.observer is not None:
+            emit(self.observer, "unknown_kid", self.name, kid)
+
+    def _serving_stale(self, age: float) -> None:
+        if not self._stale_logged:
+            self._stale_logged = True
+            logger.warning(
+                "jwks serving stale keys source=%s age=%.0fs last_error=%s",
+                self.name,
+                age,
+                self.last_error,
+            )
+        if self.observer is not None:
+            emit(self.observer, "keys_stale", self.name, age)
 
     def current(self) -> KeySet | None:
         """The usable key set without waiting on the network (``None`` if there is none).
@@ -204,22 +234,27 @@ class JWKSClient:
         except KeysUnavailable:
             return None
 
-    def _after_fetch(self) -> KeySet:
+    def _after_fetch(self, kid: str | None) -> KeySet:
         now = self.clock()
         entry = self._entry
         if entry is not None and now < entry.expires_at + self.max_stale:
+            if now >= entry.expires_at:
+                self._serving_stale(now - entry.fetched_at)
+            if kid is not None and kid not in entry.keyset:
+                self._unknown_kid(kid)
             return entry.keyset
         raise self._unavailable(now)
 
     def _unavailable(self, now: float) -> KeysUnavailable:
         retry = max(1, int(self._retry_at - now + 0.999)) if self._retry_at > now else 1
         return KeysUnavailable(
-            f"no usable keys from {self._source}: {self.last_error}", retry_after=retry
+            f"no usable keys from {self.name}: {self.last_error}", retry_after=retry
         )
 
     @property
-    def _source(self) -> str:
-        return self.url or f"discovery of {self.discovery_issuer}"
+    def name(self) -> str:
+        """The configured source, for logs and metrics: the JWKS URL or the discovery issuer."""
+        return self.url or f"discovery:{self.discovery_issuer}"
 
     # -- single flight ---------------------------------------------------------------------
 
@@ -262,22 +297,29 @@ class JWKSClient:
             self.last_error = str(exc)
             stale = self._entry is not None and now < self._entry.expires_at + self.max_stale
             logger.warning(
-                "jwks fetch failed source=%s error=%s failures=%d serving=%s",
-                self._source,
+                "jwks fetch failed source=%s error=%s failures=%d ms=%.1f serving=%s",
+                self.name,
                 exc,
                 self._failures,
+                (time.monotonic() - started) * 1000,
                 "stale" if stale else "none",
             )
+            if self.observer is not None:
+                emit(self.observer, "keys_failed", self.name, str(exc))
             raise
         old = self._entry
         self._entry = _Entry(keyset, now, now + ttl * self.refresh_ahead, now + ttl)
         self._failures, self._retry_at, self.last_error = 0, float("-inf"), None
         self.fetch_count += 1
+        self._stale_logged = False
+        seconds = time.monotonic() - started
+        if self.observer is not None:
+            emit(self.observer, "keys_fetched", self.name, len(keyset), seconds)
         added = keyset.kids - (old.keyset.kids if old else frozenset())
         removed = (old.keyset.kids if old else frozenset()) - keyset.kids
         logger.info(
             "jwks fetched source=%s keys=%d ttl=%.0fs ms=%.1f added=%s removed=%s",
-            self._source,
+            self.name,
             len(keyset),
             ttl,
             (time.monotonic() - started) * 1000,
@@ -378,12 +420,20 @@ class JWKSClient:
 
     # -- health ----------------------------------------------------------------------------
 
+    def prefetch(self) -> None:
+        """Fetch now unless a fresh set is held; raise ``KeysUnavailable`` if none can be had."""
+        self.keys_for(None)
+
+    async def aprefetch(self) -> None:
+        """Like :meth:`prefetch`, without blocking the event loop."""
+        await self.akeys_for(None)
+
     def status(self) -> dict[str, Any]:
         """A snapshot for health checks: age of the keys, staleness, last error."""
         now = self.clock()
         entry = self._entry
         return {
-            "source": self._source,
+            "source": self.name,
             "jwks_uri": self._jwks_uri,
             "keys": len(entry.keyset) if entry else 0,
             "kids": sorted(entry.keyset.kids) if entry else [],

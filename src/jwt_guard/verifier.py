@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import threading
@@ -26,6 +27,7 @@ from .errors import (
     TokenTooOld,
     WrongIssuer,
 )
+from .events import GuardObserver, emit
 from .jwks import JWKSClient
 from .jws import (
     DEFAULT_MAX_TOKEN_SIZE,
@@ -38,7 +40,7 @@ from .jws import (
 )
 from .keys import KeySet
 
-__all__ = ["Issuer", "StaticKeys", "TokenVerifier"]
+__all__ = ["Issuer", "StaticKeys", "TokenVerifier", "fingerprint"]
 
 logger = logging.getLogger("jwt_guard.verifier")
 
@@ -65,6 +67,8 @@ class Issuer:
 
 class StaticKeys:
     """A key source that never changes: a ``KeySet`` built once from a JWK Set given in code."""
+
+    name = "static"
 
     def __init__(self, keyset: KeySet) -> None:
         self.keyset = keyset
@@ -133,6 +137,17 @@ class _Cached:
         self.iat = _float(claims.get("iat"), float("nan"))
 
 
+def fingerprint(token: object) -> str:
+    """A short, non-reversible fingerprint of a token for logs (never log the token)."""
+    if isinstance(token, str):
+        data = token.encode("utf-8", "replace")
+    elif isinstance(token, bytes):
+        data = token
+    else:
+        return "-"
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+
+
 def _float(value: Any, default: float) -> float:
     return float(value) if isinstance(value, (int, float)) else default
 
@@ -162,6 +177,7 @@ class TokenVerifier:
         clock: ``time.time``-like callable.
         jwks_options: keyword arguments for each :class:`~jwt_guard.jwks.JWKSClient`
             (timeouts, cache lifetimes, ``max_stale``, ``allow_http``, ``session``...).
+        observer: a :class:`~jwt_guard.events.GuardObserver` that receives every outcome.
 
     Example::
 
@@ -192,6 +208,7 @@ class TokenVerifier:
         token_cache_ttl: float = 300.0,
         clock: Callable[[], float] = time.time,
         jwks_options: Mapping[str, Any] | None = None,
+        observer: GuardObserver | None = None,
     ) -> None:
         if issuers is not None:
             if issuer is not None or jwks_url is not None or jwks is not None:
@@ -206,6 +223,7 @@ class TokenVerifier:
         if leeway < 0 or max_token_size < 64:
             raise ConfigurationError("leeway must be >= 0 and max_token_size >= 64")
         self.clock = clock
+        self.observer = observer
         self.leeway = float(leeway)
         self.max_token_size = max_token_size
         self.typ = normalize_typ(typ)
@@ -214,6 +232,7 @@ class TokenVerifier:
         self._async_hooks = any(inspect.iscoroutinefunction(h) for h in (claims_check, is_revoked))
         self._jwks_options = dict(jwks_options or {})
         self._jwks_options.setdefault("clock", clock)
+        self._jwks_options.setdefault("observer", observer)
         self._issuers: dict[str, _IssuerState] = {}
         for cfg in configs:
             if cfg.issuer in self._issuers:
@@ -282,39 +301,112 @@ class TokenVerifier:
         """The key source of each issuer (for health checks and prefetching)."""
         return {iss: state.source for iss, state in self._issuers.items()}
 
-    def verify(self, token: str | bytes) -> Claims:
+    def verify(self, token: str | bytes, *, client: str | None = None) -> Claims:
         """Verify ``token``: its ``Claims``, or a ``JWTGuardError`` (never any other exception).
 
-        May block on a JWKS fetch; in async code use :meth:`averify`.
+        May block on a JWKS fetch; in async code use :meth:`averify`. ``client`` (an address)
+        only goes into the rejection log line.
         """
         if self._async_hooks:
             raise ConfigurationError("async claims_check/is_revoked hooks need averify()")
         try:
             claims = self._from_cache(token)
+            cached = claims is not None
             if claims is None:
                 prep = self._prepare(token)
                 claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
             self._hooks_result(self._call_hooks(claims))
-            return claims
-        except JWTGuardError:
+        except JWTGuardError as exc:
+            self.rejected(exc, token, client)
             raise
         except Exception as exc:
-            raise self._unexpected(exc) from exc
+            error = self._unexpected(exc)
+            self.rejected(error, token, client)
+            raise error from exc
+        if self.observer is not None:
+            emit(self.observer, "verified", claims.issuer, cached)
+        return claims
 
-    async def averify(self, token: str | bytes) -> Claims:
+    async def averify(self, token: str | bytes, *, client: str | None = None) -> Claims:
         """Verify ``token`` without blocking the event loop (JWKS fetches run in a thread)."""
         try:
             claims = self._from_cache(token)
+            cached = claims is not None
             if claims is None:
                 prep = self._prepare(token)
                 claims = self._finish(prep, await prep.state.source.akeys_for(prep.kid))
             results = self._call_hooks(claims)
             self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
-            return claims
-        except JWTGuardError:
+        except JWTGuardError as exc:
+            self.rejected(exc, token, client)
             raise
         except Exception as exc:
-            raise self._unexpected(exc) from exc
+            error = self._unexpected(exc)
+            self.rejected(error, token, client)
+            raise error from exc
+        if self.observer is not None:
+            emit(self.observer, "verified", claims.issuer, cached)
+        return claims
+
+    def rejected(self, exc: JWTGuardError, token: object = None, client: str | None = None) -> None:
+        """Log a refusal once and tell the observer (the middlewares call this for header errors).
+
+        The log line holds the error code, the issuer and kid the token named, the client
+        address and a fingerprint of the token, never the token itself.
+        """
+        issuer, kid = self._describe(token)
+        level = logging.WARNING if exc.status >= 500 else logging.INFO
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "rejected code=%s status=%d iss=%s kid=%s client=%s token=%s detail=%s",
+                exc.code,
+                exc.status,
+                issuer,
+                kid,
+                client,
+                fingerprint(token),
+                exc.detail,
+            )
+        if self.observer is not None:
+            emit(self.observer, "rejected", exc.code, issuer)
+
+    def _describe(self, token: object) -> tuple[str | None, str | None]:
+        """The configured issuer and the kid a token names, for the log (best effort)."""
+        if not isinstance(token, str):
+            return None, None
+        try:
+            parsed = parse(token, self.max_token_size)
+            payload = loads_object(parsed.payload)
+        except (JWTGuardError, ValueError):
+            return None, None
+        iss = payload.get("iss")
+        kid = parsed.header.get("kid")
+        return (
+            iss if isinstance(iss, str) and iss in self._issuers else None,
+            repr(kid[:64]) if isinstance(kid, str) else None,
+        )
+
+    def prefetch(self) -> None:
+        """Fetch every remote key set now (start-up); raise ``KeysUnavailable`` on failure."""
+        for source in self.key_sources().values():
+            if isinstance(source, JWKSClient):
+                source.prefetch()
+
+    async def aprefetch(self) -> None:
+        """Like :meth:`prefetch`, without blocking the event loop."""
+        for source in self.key_sources().values():
+            if isinstance(source, JWKSClient):
+                await source.aprefetch()
+
+    def health(self) -> dict[str, Any]:
+        """Per issuer: when its keys were fetched, their age, staleness, the last error.
+
+        ``{"ok": bool, "issuers": {iss: {...}}}``; ``ok`` is false when an issuer has no
+        usable keys.
+        """
+        issuers = {iss: source.status() for iss, source in self.key_sources().items()}
+        return {"ok": all(s["usable"] for s in issuers.values()), "issuers": issuers}
 
     # -- the steps -------------------------------------------------------------------------
 

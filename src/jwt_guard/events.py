@@ -1,0 +1,65 @@
+"""The event interface: every outcome of verification and of the key sources, for metrics.
+
+Subclass :class:`GuardObserver` and override what you need; pass it as
+``TokenVerifier(..., observer=...)``. Every method is called synchronously on the thread that
+saw the event, so keep it cheap (increment a counter). Exceptions raised by an observer are
+logged and swallowed: metrics never decide whether a request is let in. With no observer
+configured the hooks cost one ``is None`` test.
+
+Example with ``prometheus_client``::
+
+    from prometheus_client import Counter
+
+    VERIFIED = Counter("jwt_verified_total", "Verified tokens", ["issuer", "cached"])
+    REJECTED = Counter("jwt_rejected_total", "Rejected tokens", ["code"])
+
+    class Metrics(GuardObserver):
+        def verified(self, issuer: str, cached: bool) -> None:
+            VERIFIED.labels(issuer, str(cached).lower()).inc()
+
+        def rejected(self, code: str, issuer: str | None) -> None:
+            REJECTED.labels(code).inc()
+
+    verifier = TokenVerifier(issuer=..., audience=..., observer=Metrics())
+"""
+
+from __future__ import annotations
+
+import logging
+
+__all__ = ["GuardObserver", "emit"]
+
+logger = logging.getLogger("jwt_guard.events")
+
+
+class GuardObserver:
+    """Receives jwt_guard's events; every method is a no-op until overridden."""
+
+    def verified(self, issuer: str, cached: bool) -> None:
+        """A token was accepted; ``cached`` when the verified-token cache answered."""
+
+    def rejected(self, code: str, issuer: str | None) -> None:
+        """A token (or a request without one) was refused with error ``code``.
+
+        ``issuer`` is the configured issuer the token named, or ``None``.
+        """
+
+    def keys_fetched(self, source: str, keys: int, seconds: float) -> None:
+        """A key set was fetched from ``source`` holding ``keys`` usable keys."""
+
+    def keys_failed(self, source: str, error: str) -> None:
+        """A fetch from ``source`` failed with ``error`` (a short description)."""
+
+    def keys_stale(self, source: str, age: float) -> None:
+        """A request was answered with a key set past its lifetime (``age`` seconds old)."""
+
+    def unknown_kid(self, source: str, kid: str | None) -> None:
+        """A token named a kid the key set does not hold."""
+
+
+def emit(observer: GuardObserver, event: str, *args: object) -> None:
+    """Call ``observer.<event>(*args)``; log and swallow anything it raises."""
+    try:
+        getattr(observer, event)(*args)
+    except Exception:
+        logger.exception("observer %s.%s raised; ignored", type(observer).__name__, event)
