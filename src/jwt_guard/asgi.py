@@ -88,6 +88,8 @@ class JWTGuard:
             a token that is present must still be valid.
         realm: the ``realm`` of the ``WWW-Authenticate`` challenge (default ``"api"``).
         error_handler: ``f(exc, response) -> ErrorResponse | None`` to reshape refusals.
+        prefetch: fetch every remote key set during the ASGI lifespan start-up, so the first
+            request does not pay for it and a wrong JWKS URL fails the boot (default False).
 
     Example::
 
@@ -113,9 +115,11 @@ class JWTGuard:
         optional: bool = False,
         realm: str = "api",
         error_handler: ErrorHandler | None = None,
+        prefetch: bool = False,
         **verifier_options: Any,
     ) -> None:
         self.app = app
+        self.prefetch = prefetch
         self.guard = Guard(
             verifier=verifier,
             exclude_paths=exclude_paths,
@@ -130,6 +134,8 @@ class JWTGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _GUARDED:
+            if scope["type"] == "lifespan" and self.prefetch:
+                send = self._prefetching(send)
             await self.app(scope, receive, send)
             return
         scope[GUARD_KEY] = self.guard
@@ -149,6 +155,22 @@ class JWTGuard:
             scope["auth"] = AuthCredentials(sorted(claims.scopes))
         await self.app(scope, receive, send)
 
+    def _prefetching(self, send: Send) -> Send:
+        """Fetch the key sets before the server is told start-up is complete."""
+
+        async def send_after_prefetch(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    await self.verifier.aprefetch()
+                except JWTGuardError as exc:
+                    message = {
+                        "type": "lifespan.startup.failed",
+                        "message": f"jwt_guard: could not fetch signing keys: {exc.detail}",
+                    }
+            await send(message)
+
+        return send_after_prefetch
+
     async def _authenticate(self, scope: Scope) -> Claims | None:
         """The verified claims, ``None`` to pass unauthenticated, or a ``JWTGuardError``."""
         guard = self.guard
@@ -165,14 +187,20 @@ class JWTGuard:
         found = {"origin": origin, "access-control-request-method": request_method}
         if guard.is_open(method, scope.get("path", ""), lambda n: _text(found.get(n))):
             return None
+        client = scope.get("client")
+        address = str(client[0]) if client else None
         try:
             token = bearer_token(authorization)
-        except MissingToken:
+        except MissingToken as exc:
             if guard.optional:
                 return None
+            guard.verifier.rejected(exc, None, address)
+            raise
+        except JWTGuardError as exc:
+            guard.verifier.rejected(exc, None, address)
             raise
         try:
-            return await guard.verifier.averify(token)
+            return await guard.verifier.averify(token, client=address)
         except JWTGuardError:
             raise
         except Exception as exc:  # a duck-typed verifier; never let it become a 500
@@ -180,9 +208,6 @@ class JWTGuard:
             raise InvalidToken(f"token could not be verified ({type(exc).__name__})") from exc
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: JWTGuardError) -> None:
-        logger.info(
-            "refused %s %s: %s (%s)", scope["type"], scope.get("path", ""), exc.code, exc.detail
-        )
         prefix = "http.response"
         if scope["type"] == "websocket":
             if (await receive())["type"] != "websocket.connect":

@@ -19,7 +19,7 @@ from ._http import CLAIMS_KEY, GUARD_KEY, ErrorResponse, Guard, render_error
 from .claims import Claims
 from .errors import ConfigurationError, InsufficientScope, JWTGuardError, MissingToken
 
-__all__ = ["check_scopes", "require_scopes"]
+__all__ = ["check_scopes", "record_refusal", "require_scopes"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +38,13 @@ def check_scopes(claims: Claims | None, scopes: Iterable[str], *, any_of: bool =
     if not ok and wanted:
         raise InsufficientScope("token lacks a required scope", scopes=wanted)
     return claims
+
+
+def record_refusal(store: Any, exc: JWTGuardError) -> None:
+    """Log a per-route refusal once and tell the observer, through the request's guard."""
+    guard = store.get(GUARD_KEY)
+    if isinstance(guard, Guard):
+        guard.verifier.rejected(exc)
 
 
 class _Found:
@@ -116,6 +123,7 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[F], F]:
         try:
             check_scopes(found.store.get(CLAIMS_KEY), scopes, any_of=any_of)
         except JWTGuardError as exc:
+            record_refusal(found.store, exc)
             return found, exc
         return found, None
 

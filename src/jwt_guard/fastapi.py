@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 
 from ._http import CLAIMS_KEY, GUARD_KEY, ErrorResponse, Guard, render_error
 from .claims import Claims
-from .decorators import check_scopes
+from .decorators import check_scopes, record_refusal
 from .errors import ConfigurationError, JWTGuardError
 
 __all__ = ["JWTBearer", "jwt_claims", "require_scopes"]
@@ -77,6 +77,7 @@ class JWTBearer(SecurityBase):
         try:
             return check_scopes(scope.get(CLAIMS_KEY), security_scopes.scopes, any_of=self.any_of)
         except JWTGuardError as exc:
+            record_refusal(scope, exc)
             if scope["type"] == "websocket":
                 raise WebSocketException(code=1008) from None
             raise _http_exception(scope.get(GUARD_KEY), exc) from None
