@@ -24,6 +24,7 @@ OWN_NAMESPACE = {"cli", "decorators", "django", "fastapi", "flask", "testing"}
 NOT_REEXPORTED: dict[str, set[str]] = {
     "algorithms": {"AlgorithmSpec", "EdDSAKey", "PSSKey", "SECP256K1Key", "make_key"},
     "claims": {"ClaimRules", "extract_scopes", "validate_claims"},
+    "events": {"GuardObserver", "emit"},  # subclassed via jwt_guard.events.GuardObserver
     "jwks": {"FetchError", "check_url"},
     "jws": {
         "ParsedJWS",
@@ -34,7 +35,9 @@ NOT_REEXPORTED: dict[str, set[str]] = {
         "parse",
     },
     "keys": {"KeyRejected", "VerificationKey", "build_key", "thumbprint"},
-    "verifier": {"StaticKeys"},
+    "decorators": {"record_refusal"},
+    "events": {"emit"},
+    "verifier": {"StaticKeys", "fingerprint"},
     "wsgi": {"guard_environ", "status_line"},
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .algorithms import ALGORITHMS
 from .asgi import JWTGuard, JWTUser
 from .claims import Claims
+from .decorators import check_scopes, require_scopes
 from .errors import (
     AlgorithmNotAllowed,
     BadSignature,
@@ -31,6 +32,7 @@ from .errors import (
     WrongAudience,
     WrongIssuer,
 )
+from .events import GuardObserver
 from .jwks import JWKSClient
 from .jws import verify_jws
 from .keys import KeySet
@@ -48,6 +50,7 @@ __all__ = [
     "ConfigurationError",
     "EncryptedToken",
     "ExpiredToken",
+    "GuardObserver",
     "InsufficientScope",
     "InvalidClaim",
     "InvalidRequest",
@@ -73,5 +76,7 @@ __all__ = [
     "UnsupportedHeader",
     "WrongAudience",
     "WrongIssuer",
+    "check_scopes",
+    "require_scopes",
     "verify_jws",
 ]

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._env import middleware_options_from_env
 from .errors import (
     ConfigurationError,
     InsufficientScope,
@@ -29,6 +30,7 @@ __all__ = [
     "Guard",
     "bearer_token",
     "challenge",
+    "options_from_env",
     "render_error",
 ]
 
@@ -141,9 +143,28 @@ class Guard:
             return True
         return any(path == p or path.startswith(p + "/") for p in self.prefixes)
 
+    def prefetch(self) -> None:
+        """Fetch the key sets now; a failure is a ``ConfigurationError`` that names the cause."""
+        try:
+            self.verifier.prefetch()
+        except KeysUnavailable as exc:
+            raise ConfigurationError(
+                f"jwt_guard could not fetch signing keys: {exc.detail}"
+            ) from exc
+
     def error_response(self, exc: JWTGuardError) -> ErrorResponse:
         """The complete answer to a refused request, shaped by ``error_handler`` if given."""
         return render_error(exc, self.realm, self.error_handler)
+
+
+def options_from_env(
+    prefix: str, environ: Mapping[str, str] | None, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """Middleware keyword arguments from the environment, ``overrides`` winning."""
+    options = {**middleware_options_from_env(prefix, environ), **overrides}
+    if "verifier" not in options:
+        options["verifier"] = TokenVerifier.from_env(prefix, environ=environ)
+    return options
 
 
 def challenge(exc: JWTGuardError, realm: str = "api") -> str:

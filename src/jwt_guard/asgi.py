@@ -8,12 +8,20 @@ Everything else lives in :mod:`jwt_guard._http`, shared with the WSGI middleware
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 
-from ._http import CLAIMS_KEY, GUARD_KEY, ErrorHandler, ErrorResponse, Guard, bearer_token
+from ._http import (
+    CLAIMS_KEY,
+    GUARD_KEY,
+    ErrorHandler,
+    ErrorResponse,
+    Guard,
+    bearer_token,
+    options_from_env,
+)
 from ._http import render_error as _render_error
 from .claims import Claims
 from .errors import InvalidToken, JWTGuardError, MissingToken
@@ -154,6 +162,22 @@ class JWTGuard:
             scope["user"] = JWTUser(claims)
             scope["auth"] = AuthCredentials(sorted(claims.scopes))
         await self.app(scope, receive, send)
+
+    @classmethod
+    def from_env(
+        cls,
+        app: ASGIApp,
+        prefix: str = "JWT_GUARD_",
+        *,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> JWTGuard:
+        """Build the middleware from ``JWT_GUARD_*`` environment variables (README table).
+
+        Example: ``app = JWTGuard.from_env(app)``; with ``add_middleware`` pass
+        ``verifier=TokenVerifier.from_env()`` instead.
+        """
+        return cls(app, **options_from_env(prefix, environ, overrides))
 
     def _prefetching(self, send: Send) -> Send:
         """Fetch the key sets before the server is told start-up is complete."""

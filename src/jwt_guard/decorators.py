@@ -73,6 +73,18 @@ def _find(args: tuple[Any, ...]) -> _Found:
     )
 
 
+def _is_preflight(found: _Found) -> bool:
+    """A CORS preflight, which the guard lets through unauthenticated when so configured."""
+    request = found.request
+    if request.method != "OPTIONS":
+        return False
+    if found.framework == "django":
+        meta = request.META
+        return "HTTP_ORIGIN" in meta and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in meta
+    headers = request.headers
+    return "origin" in headers and "access-control-request-method" in headers
+
+
 def _render(found: _Found, exc: JWTGuardError) -> Any:
     guard = found.store.get(GUARD_KEY)
     response: ErrorResponse = (
@@ -120,6 +132,9 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[F], F]:
 
     def refusal(args: tuple[Any, ...]) -> tuple[_Found, JWTGuardError | None]:
         found = _find(args)
+        guard = found.store.get(GUARD_KEY)
+        if isinstance(guard, Guard) and guard.allow_preflight and _is_preflight(found):
+            return found, None
         try:
             check_scopes(found.store.get(CLAIMS_KEY), scopes, any_of=any_of)
         except JWTGuardError as exc:

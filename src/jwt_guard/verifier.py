@@ -14,6 +14,7 @@ from typing import Any
 from cachetools import TLRUCache
 
 from ._codec import loads_object
+from ._env import verifier_options_from_env
 from .claims import DEFAULT_SCOPE_CLAIMS, ClaimRules, Claims, extract_scopes, validate_claims
 from .errors import (
     ConfigurationError,
@@ -63,6 +64,13 @@ class Issuer:
     algorithms: Sequence[str] | None = None
     scope_claims: Sequence[str] | None = None
     allow_remote_oct: bool = False
+
+
+class _Unset:
+    """The type of a required option left out."""
+
+
+_UNSET = _Unset()
 
 
 class StaticKeys:
@@ -190,7 +198,7 @@ class TokenVerifier:
         self,
         *,
         issuer: str | None = None,
-        audience: str | Sequence[str] | None = None,
+        audience: str | Sequence[str] | _Unset | None = _UNSET,
         jwks_url: str | None = None,
         jwks: Mapping[str, Any] | None = None,
         algorithms: Sequence[str] | None = None,
@@ -216,6 +224,11 @@ class TokenVerifier:
             configs = list(issuers)
         elif issuer is None:
             raise ConfigurationError("issuer= is required: the exact 'iss' your provider uses")
+        elif isinstance(audience, _Unset):
+            raise ConfigurationError(
+                "audience= is required: the 'aud' your API expects "
+                "(audience=None turns the check off; do that only if the issuer serves no one else)"
+            )
         else:
             configs = [Issuer(issuer, audience, jwks_url, jwks, algorithms)]
         if not configs:
@@ -289,6 +302,39 @@ class TokenVerifier:
             )
         scopes = tuple(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
         return _IssuerState(rules, allowed, source, scopes)
+
+    @classmethod
+    def from_env(
+        cls,
+        prefix: str = "JWT_GUARD_",
+        *,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> TokenVerifier:
+        """Build a verifier from ``JWT_GUARD_*`` environment variables (see the README table).
+
+        Keyword ``overrides`` win over the environment. Bad values and unknown variables under
+        the prefix raise ``ConfigurationError`` naming the variable.
+
+        Example::
+
+            # JWT_GUARD_ISSUER=https://idp.example.com/  JWT_GUARD_AUDIENCE=my-api
+            verifier = TokenVerifier.from_env()
+        """
+        options = verifier_options_from_env(prefix, environ)
+        jwks_options = {**options.pop("jwks_options", {}), **overrides.pop("jwks_options", {})}
+        options.update(overrides)
+        if jwks_options:
+            options["jwks_options"] = jwks_options
+        if "issuer" not in options and "issuers" not in options:
+            raise ConfigurationError(
+                f"set {prefix}ISSUER (or {prefix}ISSUERS) to configure jwt_guard"
+            )
+        if "issuer" in options and "audience" not in options:
+            raise ConfigurationError(
+                f"set {prefix}AUDIENCE (the value 'none' turns the audience check off)"
+            )
+        return cls(**options)
 
     # -- public API ------------------------------------------------------------------------
 

@@ -6,11 +6,19 @@ Translation only: the checks and the answers live in :class:`~jwt_guard._http.Gu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from ._http import CLAIMS_KEY, GUARD_KEY, ErrorHandler, ErrorResponse, Guard, bearer_token
+from ._http import (
+    CLAIMS_KEY,
+    GUARD_KEY,
+    ErrorHandler,
+    ErrorResponse,
+    Guard,
+    bearer_token,
+    options_from_env,
+)
 from .errors import JWTGuardError, MissingToken
 from .verifier import TokenVerifier
 
@@ -51,17 +59,18 @@ def guard_environ(
     if guard.is_open(method, path, header):
         return None
     authorization = header("authorization")
+    client = environ.get("REMOTE_ADDR")
+    address = client if isinstance(client, str) else None
     try:
         # A server joins repeated headers with "," which is not token68: 400 invalid_request.
         token = bearer_token([] if authorization is None else [authorization])
-    except MissingToken as exc:
-        if guard.optional:
-            return None
-        return guard.error_response(exc)
     except JWTGuardError as exc:
+        if isinstance(exc, MissingToken) and guard.optional:
+            return None
+        guard.verifier.rejected(exc, None, address)
         return guard.error_response(exc)
     try:
-        environ[CLAIMS_KEY] = guard.verifier.verify(token)
+        environ[CLAIMS_KEY] = guard.verifier.verify(token, client=address)
     except JWTGuardError as exc:
         return guard.error_response(exc)
     return None
@@ -89,6 +98,8 @@ class JWTGuardWSGI:
             ``None``; a token that is present must still be valid.
         realm: the ``realm`` of the ``WWW-Authenticate`` challenge (default ``"api"``).
         error_handler: ``f(exc, response) -> ErrorResponse | None`` to reshape refusals.
+        prefetch: fetch every remote key set now, at construction, so the first request does
+            not pay for it and a wrong JWKS URL fails the boot with ``ConfigurationError``.
 
     Example::
 
@@ -116,6 +127,7 @@ class JWTGuardWSGI:
         optional: bool = False,
         realm: str = "api",
         error_handler: ErrorHandler | None = None,
+        prefetch: bool = False,
         **verifier_options: Any,
     ) -> None:
         self.app = app
@@ -129,6 +141,24 @@ class JWTGuardWSGI:
             error_handler=error_handler,
             **verifier_options,
         )
+        self.verifier = self.guard.verifier
+        if prefetch:
+            self.guard.prefetch()
+
+    @classmethod
+    def from_env(
+        cls,
+        app: WSGIApplication,
+        prefix: str = "JWT_GUARD_",
+        *,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> JWTGuardWSGI:
+        """Build the middleware from ``JWT_GUARD_*`` environment variables (README table).
+
+        Example: ``application = JWTGuardWSGI.from_env(get_wsgi_application())``.
+        """
+        return cls(app, **options_from_env(prefix, environ, overrides))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         refusal = guard_environ(self.guard, environ)

@@ -1,0 +1,146 @@
+"""Configuration from environment variables (``JWT_GUARD_*`` by default).
+
+Each variable maps to one option; values are parsed strictly and a bad value, or a variable
+under the prefix that jwt_guard does not know (a typo), raises ``ConfigurationError`` naming
+the variable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["ENV_VARIABLES", "middleware_options_from_env", "verifier_options_from_env"]
+
+
+def _list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _audience(value: str) -> str | list[str] | None:
+    if value.strip().lower() == "none":
+        return None
+    items = _list(value)
+    return items[0] if len(items) == 1 else items
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _float(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < float("inf"):
+        raise ValueError("expected a finite number >= 0")
+    return number
+
+
+def _int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("expected an integer >= 0")
+    return number
+
+
+def _timeout(value: str) -> tuple[float, float]:
+    parts = [_float(p) for p in _list(value)]
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise ValueError("expected 'seconds' or 'connect,read'")
+
+
+def _issuers(value: str) -> list[Any]:
+    from .verifier import Issuer
+
+    items = json.loads(value)
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError("expected a JSON list of objects")
+    try:
+        return [Issuer(**item) for item in items]
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Parser = Callable[[str], Any]
+
+# variable suffix -> (where it goes, option name, parser, help)
+ENV_VARIABLES: dict[str, tuple[str, str, Parser, str]] = {
+    "ISSUER": ("verifier", "issuer", str, "the trusted issuer (exact 'iss')"),
+    "AUDIENCE": ("verifier", "audience", _audience, "accepted audiences, comma-separated"),
+    "JWKS_URL": ("verifier", "jwks_url", str, "JWKS URL (omit for OpenID discovery)"),
+    "ISSUERS": ("verifier", "issuers", _issuers, "several issuers: JSON list of Issuer fields"),
+    "ALGORITHMS": ("verifier", "algorithms", _list, "allowed algorithms, comma-separated"),
+    "LEEWAY": ("verifier", "leeway", _float, "clock-skew leeway in seconds"),
+    "MAX_AGE": ("verifier", "max_age", _float, "maximum token age from iat, seconds"),
+    "REQUIRE_EXP": ("verifier", "require_exp", _bool, "refuse tokens without exp"),
+    "REQUIRED_CLAIMS": ("verifier", "required_claims", _list, "claims that must be present"),
+    "TYP": ("verifier", "typ", str, "required typ header, e.g. at+jwt"),
+    "SCOPE_CLAIMS": ("verifier", "scope_claims", _list, "claim paths holding scopes"),
+    "MAX_TOKEN_SIZE": ("verifier", "max_token_size", _int, "longest token accepted"),
+    "TOKEN_CACHE_SIZE": ("verifier", "token_cache_size", _int, "verified tokens cached (0: off)"),
+    "JWKS_TIMEOUT": ("jwks", "timeout", _timeout, "connect[,read] timeout in seconds"),
+    "JWKS_TOTAL_TIMEOUT": ("jwks", "total_timeout", _float, "bound on one whole fetch"),
+    "JWKS_MAX_BYTES": ("jwks", "max_bytes", _int, "largest JWKS response accepted"),
+    "JWKS_DEFAULT_TTL": ("jwks", "default_ttl", _float, "key-set lifetime without max-age"),
+    "JWKS_MIN_TTL": ("jwks", "min_ttl", _float, "lower bound on the key-set lifetime"),
+    "JWKS_MAX_TTL": ("jwks", "max_ttl", _float, "upper bound on the key-set lifetime"),
+    "JWKS_COOLDOWN": ("jwks", "cooldown", _float, "seconds between unknown-kid refetches"),
+    "JWKS_MAX_STALE": ("jwks", "max_stale", _float, "serve keys this long past expiry"),
+    "ALLOW_HTTP": ("jwks", "allow_http", _bool, "allow http:// key sources off loopback"),
+    "EXCLUDE_PATHS": ("middleware", "exclude_paths", _list, "exact open paths"),
+    "EXCLUDE_PREFIXES": ("middleware", "exclude_prefixes", _list, "open path prefixes"),
+    "ALLOW_PREFLIGHT": ("middleware", "allow_preflight", _bool, "let CORS preflight through"),
+    "OPTIONAL": ("middleware", "optional", _bool, "let requests without a token through"),
+    "REALM": ("middleware", "realm", str, "WWW-Authenticate realm"),
+    "PREFETCH": ("middleware", "prefetch", _bool, "fetch keys at start-up"),
+}
+
+
+def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str, Any]]:
+    env = os.environ if environ is None else environ
+    found: dict[str, dict[str, Any]] = {"verifier": {}, "jwks": {}, "middleware": {}}
+    for name, raw in env.items():
+        if not name.startswith(prefix):
+            continue
+        suffix = name[len(prefix) :]
+        spec = ENV_VARIABLES.get(suffix)
+        if spec is None:
+            close = difflib.get_close_matches(suffix, ENV_VARIABLES, n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+            raise ConfigurationError(f"unknown setting {name}{hint}")
+        where, option, parse, _help = spec
+        try:
+            found[where][option] = parse(raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"{name}={raw[:80]!r}: {exc}") from None
+    return found
+
+
+def verifier_options_from_env(
+    prefix: str = "JWT_GUARD_", environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``TokenVerifier`` keyword arguments from the environment (middleware ones ignored)."""
+    found = _read(prefix, environ)
+    options = found["verifier"]
+    if found["jwks"]:
+        options["jwks_options"] = found["jwks"]
+    return options
+
+
+def middleware_options_from_env(
+    prefix: str = "JWT_GUARD_", environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The middleware's own keyword arguments from the environment."""
+    return _read(prefix, environ)["middleware"]
