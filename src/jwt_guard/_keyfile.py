@@ -1,0 +1,162 @@
+"""The key file of the ``jwt-guard`` command: a local issuer's private keys, kept as JSON.
+
+A new process generates new keys, so ``jwt-guard issuer`` and ``jwt-guard mint`` share their keys
+through a file::
+
+    {"issuer": "http://127.0.0.1:8765", "audience": "https://api.example.test",
+     "keys": [{"kty": "RSA", "kid": "rs256-1", "alg": "RS256", "n": ..., "d": ..., ...}]}
+
+``keys`` are private JWKs (RFC 7517/7518/8037). The file holds secrets: it is written with mode
+0600 and is meant for local testing only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from ._codec import b64url_decode, b64url_encode
+from .errors import ConfigurationError
+from .testing import SigningKey, generate_key
+
+__all__ = ["KeyFile", "private_jwk", "signing_key"]
+
+_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
+    "secp256k1": ec.SECP256K1,
+}
+_CURVE_NAMES = {cls().name: name for name, cls in _CURVES.items()}
+
+
+def _uint(value: int, size: int | None = None) -> str:
+    size = size if size is not None else max(1, (value.bit_length() + 7) // 8)
+    return b64url_encode(value.to_bytes(size, "big"))
+
+
+def _int(jwk: Mapping[str, Any], name: str) -> int:
+    return int.from_bytes(_bytes(jwk, name), "big")
+
+
+def _bytes(jwk: Mapping[str, Any], name: str) -> bytes:
+    value = jwk.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"member {name!r} is missing")
+    return b64url_decode(value)
+
+
+def private_jwk(key: SigningKey) -> dict[str, Any]:
+    """The private JWK of ``key``: its public JWK plus the private members."""
+    jwk = key.public_jwk()
+    private = key.private_key
+    if isinstance(private, rsa.RSAPrivateKey):
+        nums = private.private_numbers()
+        jwk.update(
+            d=_uint(nums.d),
+            p=_uint(nums.p),
+            q=_uint(nums.q),
+            dp=_uint(nums.dmp1),
+            dq=_uint(nums.dmq1),
+            qi=_uint(nums.iqmp),
+        )
+    elif isinstance(private, ec.EllipticCurvePrivateKey):
+        size = (private.curve.key_size + 7) // 8
+        jwk["d"] = _uint(private.private_numbers().private_value, size)
+    elif isinstance(private, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        raw = private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        jwk["d"] = b64url_encode(raw)
+    return jwk  # oct: the public JWK already holds the secret as "k"
+
+
+def signing_key(jwk: Mapping[str, Any]) -> SigningKey:
+    """A :class:`SigningKey` from a private JWK with ``kid`` and ``alg``; ``ValueError`` if bad."""
+    kid, alg, kty = jwk.get("kid"), jwk.get("alg"), jwk.get("kty")
+    if not isinstance(kid, str) or not isinstance(alg, str):
+        raise ValueError("every key needs a string 'kid' and 'alg'")
+    private: Any
+    if kty == "oct":
+        private = _bytes(jwk, "k")
+    elif kty == "RSA":
+        public = rsa.RSAPublicNumbers(_int(jwk, "e"), _int(jwk, "n"))
+        p, q, d = _int(jwk, "p"), _int(jwk, "q"), _int(jwk, "d")
+        numbers = rsa.RSAPrivateNumbers(
+            p, q, d, _int(jwk, "dp"), _int(jwk, "dq"), _int(jwk, "qi"), public
+        )
+        private = numbers.private_key()
+    elif kty == "EC" and jwk.get("crv") in _CURVES:
+        private = ec.derive_private_key(_int(jwk, "d"), _CURVES[jwk["crv"]]())
+    elif kty == "OKP" and jwk.get("crv") in ("Ed25519", "Ed448"):
+        okp = ed25519.Ed25519PrivateKey if jwk["crv"] == "Ed25519" else ed448.Ed448PrivateKey
+        private = okp.from_private_bytes(_bytes(jwk, "d"))
+    else:
+        raise ValueError(f"key {kid!r}: unsupported kty/crv {kty!r}/{jwk.get('crv')!r}")
+    try:
+        return SigningKey(kid, alg, private)
+    except ConfigurationError as exc:
+        raise ValueError(f"key {kid!r}: {exc}") from exc
+
+
+@dataclass
+class KeyFile:
+    """A persisted local issuer: its ``iss``, default audience and private signing keys."""
+
+    issuer: str
+    audience: str
+    keys: list[SigningKey]
+
+    @classmethod
+    def create(cls, issuer: str, audience: str, algorithms: Sequence[str]) -> KeyFile:
+        """Fresh keys, one per algorithm, with kids ``<alg>-1``."""
+        keys = [generate_key(alg, f"{alg.lower()}-1") for alg in dict.fromkeys(algorithms)]
+        return cls(issuer, audience, keys)
+
+    @classmethod
+    def load(cls, path: Path) -> KeyFile:
+        """Read a key file; ``ConfigurationError`` with a one-line reason if it is not one."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+                raise ValueError("not a jwt-guard key file (no 'keys' list)")
+            issuer, audience = data.get("issuer"), data.get("audience")
+            if not isinstance(issuer, str) or not isinstance(audience, str):
+                raise ValueError("'issuer' and 'audience' must be strings")
+            keys = [signing_key(jwk) for jwk in data["keys"]]
+            if not keys:
+                raise ValueError("the key file holds no keys")
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"key file {str(path)!r}: {exc}") from exc
+        return cls(issuer, audience, keys)
+
+    def save(self, path: Path) -> None:
+        """Write the file, readable by its owner only."""
+        document = {
+            "issuer": self.issuer,
+            "audience": self.audience,
+            "keys": [private_jwk(key) for key in self.keys],
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=2)
+            out.write("\n")
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set of the keys (secrets included for HS* keys: local use only)."""
+        return {"keys": [key.public_jwk() for key in self.keys]}
+
+    @property
+    def port(self) -> int:
+        """The port of the ``issuer`` URL (0 if it names none)."""
+        return urlsplit(self.issuer).port or 0

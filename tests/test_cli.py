@@ -1,0 +1,413 @@
+"""The ``jwt-guard`` command: inspect, verify, mint, issuer, demo; against real loopback servers."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from jwt_guard import verify_jws
+from jwt_guard._keyfile import KeyFile, private_jwk, signing_key
+from jwt_guard.algorithms import ALGORITHMS
+from jwt_guard.cli import main
+from jwt_guard.testing import LocalIssuer, SigningKey, generate_key
+from jwt_guard.testing._keys import compact_jws
+from jwt_guard.testing.pytest_plugin import IssuerFault, MintToken
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def b64(data: dict[str, Any] | bytes) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unsigned(header: dict[str, Any], claims: dict[str, Any], sig: str = "c2ln") -> str:
+    return f"{b64(header)}.{b64(claims)}.{sig}"
+
+
+# -- inspect
+
+
+def test_inspect_shows_header_claims_and_relative_times(
+    capsys: pytest.CaptureFixture[str], mint_token: MintToken
+) -> None:
+    now = int(time.time())
+    token = mint_token({"role": "admin"}, issued_at=now - 4 * 3600, expires_in=3600)
+    code, out, err = run(capsys, "inspect", token)
+    assert (code, err) == (0, "")
+    assert '"kid": "rs256-1"' in out
+    assert '"role": "admin"' in out
+    assert "(expired 3 h ago)" in out
+    assert "(issued 4 h ago)" in out
+    assert " UTC " in out
+    assert "! the token expired 3 h ago" in out
+    assert "signature: not checked" in out
+
+
+@pytest.mark.parametrize(
+    ("header", "claims", "warning"),
+    [
+        pytest.param({"alg": "none"}, {"exp": 1}, "alg 'none'", id="alg-none"),
+        pytest.param({"alg": "RS256", "kid": "k"}, {"iss": "x", "aud": "y"}, "no 'exp'", id="exp"),
+        pytest.param({"alg": "RS256", "jku": "https://evil"}, {}, "header has 'jku'", id="jku"),
+        pytest.param({"alg": "RS256", "x5c": ["MII"]}, {}, "header has 'x5c'", id="x5c"),
+        pytest.param({"alg": "RS256", "crit": ["exp"]}, {}, "header has 'crit'", id="crit"),
+        pytest.param({"alg": "RS256", "b64": False}, {}, "b64: false", id="b64"),
+        pytest.param({"alg": "HS256", "kid": "k"}, {}, "symmetric", id="hs"),
+        pytest.param({"alg": "XX1"}, {}, "not a supported algorithm", id="unknown-alg"),
+        pytest.param({"alg": "RS256"}, {"exp": "1700000000"}, "not a finite JSON", id="exp-str"),
+        pytest.param({"alg": "RS256"}, {"sub": 5}, "'sub' is not a string", id="sub-int"),
+        pytest.param({"alg": "RS256"}, {"aud": [1]}, "neither a string", id="aud-type"),
+        pytest.param({"alg": "RS256"}, {"nbf": 4e9}, "not valid for another", id="nbf"),
+        pytest.param({"alg": "RS256"}, {}, "no 'kid'", id="no-kid"),
+    ],
+)
+def test_inspect_warns_about_what_a_verifier_refuses(
+    capsys: pytest.CaptureFixture[str], header: dict[str, Any], claims: dict[str, Any], warning: str
+) -> None:
+    code, out, _ = run(capsys, "inspect", "--json", unsigned(header, claims))
+    document = json.loads(out)
+    assert code == 0
+    assert document["verified"] is False
+    assert any(warning in w for w in document["warnings"]), document["warnings"]
+
+
+def test_inspect_oddities_jwe_oversize_stdin_and_garbage(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jwe = f"{b64({'alg': 'RSA-OAEP', 'enc': 'A256GCM'})}.a.b.c.d"
+    assert "encrypted token (JWE)" in run(capsys, "inspect", jwe)[1]
+    big = unsigned({"alg": "RS256", "kid": "k"}, {"pad": "x" * 9000})
+    assert "over the default max_token_size" in run(capsys, "inspect", big)[1]
+    duplicate = b'{"alg":"RS256","alg":"none"}'
+    dup = f"{b64(duplicate)}.{b64({})}.c2ln"
+    assert "duplicate member name" in run(capsys, "inspect", dup)[1]
+    padded = unsigned({"alg": "RS256"}, {}) + "=="
+    assert "not canonical base64url" in run(capsys, "inspect", padded)[1]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Bearer " + unsigned({"alg": "ES256"}, {})))
+    assert '"alg": "ES256"' in run(capsys, "inspect", "-")[1]
+    code, out, err = run(capsys, "inspect", "not-a-token")
+    assert (code, out) == (1, "")
+    assert err == "jwt-guard inspect: error: not a JWT: 1 segment(s), expected 3 separated by '.'\n"
+
+
+# -- verify
+
+
+def test_verify_a_valid_token_through_discovery(
+    capsys: pytest.CaptureFixture[str], jwt_issuer: LocalIssuer, mint_token: MintToken
+) -> None:
+    token = mint_token(subject="alice", scopes=["read:items"])
+    code, out, err = run(
+        capsys, "verify", token, "--issuer", jwt_issuer.issuer, "--audience", jwt_issuer.audience
+    )
+    assert (code, err) == (0, "")
+    assert out.startswith("valid\n")
+    assert "subject   alice" in out
+    assert "scopes    read:items" in out
+    code, out, _ = run(capsys, "verify", token, "--issuer", jwt_issuer.issuer, "--json")
+    document = json.loads(out)
+    assert code == 0
+    assert document["claims"]["sub"] == "alice"
+    assert document["audience_checked"] is False
+
+
+@pytest.mark.parametrize(
+    ("mint", "extra", "code_name"),
+    [
+        pytest.param({"expires_in": -3600}, [], "expired", id="expired"),
+        pytest.param({"audience": "other"}, [], "wrong_audience", id="audience"),
+        pytest.param({"issuer": "https://evil.test"}, [], "wrong_issuer", id="issuer"),
+        pytest.param({"alg": "ES256"}, ["--algorithms", "RS256"], "alg_not_allowed", id="alg"),
+        pytest.param({"scopes": ["x"]}, ["--typ", "at+jwt"], "bad_header", id="typ"),
+        pytest.param({}, ["--require-claim", "email"], "missing_claim", id="required"),
+    ],
+)
+def test_verify_names_the_check_that_failed(
+    capsys: pytest.CaptureFixture[str],
+    jwt_issuer: LocalIssuer,
+    mint_token: MintToken,
+    mint: dict[str, Any],
+    extra: list[str],
+    code_name: str,
+) -> None:
+    token = mint_token(**mint)
+    argv = ["verify", token, "--issuer", jwt_issuer.issuer, "--audience", jwt_issuer.audience]
+    code, out, err = run(capsys, *argv, *extra)
+    assert code == 1
+    assert out == ""
+    assert err.startswith(f"invalid: {code_name} (")
+    assert "an API would answer 401 with WWW-Authenticate: Bearer realm=" in err
+    code, out, _ = run(capsys, *argv, *extra, "--json")
+    document = json.loads(out)
+    assert (code, document["valid"], document["error"]) == (1, False, code_name)
+    assert document["status"] == 401
+    assert 'error="invalid_token"' in document["www_authenticate"]
+
+
+def test_verify_with_a_jwks_url_a_jwks_file_and_scope_claims(
+    capsys: pytest.CaptureFixture[str],
+    jwt_issuer: LocalIssuer,
+    mint_token: MintToken,
+    tmp_path: Path,
+) -> None:
+    token = mint_token({"permissions": ["read:a", "write:a"]})
+    common = ["--issuer", jwt_issuer.issuer, "--audience", jwt_issuer.audience, "--json"]
+    code, out, _ = run(
+        capsys, "verify", token, *common, "--jwks-url", jwt_issuer.jwks_url,
+        "--scope-claim", "permissions",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["scopes"] == ["read:a", "write:a"]
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwt_issuer.jwks()))
+    assert run(capsys, "verify", token, *common, "--jwks-file", str(path))[0] == 0
+    jwt_issuer.rotate()
+    path.write_text(json.dumps(jwt_issuer.jwks()))
+    code, out, _ = run(capsys, "verify", token, *common, "--jwks-file", str(path))
+    assert (code, json.loads(out)["error"]) == (1, "unknown_key")
+
+
+def test_verify_keys_unavailable_exits_3(
+    capsys: pytest.CaptureFixture[str],
+    jwt_issuer: LocalIssuer,
+    mint_token: MintToken,
+    jwt_issuer_fault: IssuerFault,
+) -> None:
+    token = mint_token()
+    with jwt_issuer_fault("down"):
+        code, out, err = run(capsys, "verify", token, "--issuer", jwt_issuer.issuer)
+    assert (code, out) == (3, "")
+    assert err.splitlines()[0].startswith("invalid: keys_unavailable (KeysUnavailable): no usable")
+    assert "an API would answer 503" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["verify", "a.b.c"], "--issuer is required", id="no-issuer"),
+        pytest.param(
+            ["verify", "a.b.c", "--issuer", "https://i.test", "--algorithms", "none"],
+            "unsupported algorithms ['none']",
+            id="alg-none",
+        ),
+        pytest.param(
+            ["verify", "a.b.c", "--issuer", "http://idp.example.com"],
+            "must be an https:// URL",
+            id="http",
+        ),
+        pytest.param(
+            ["verify", "a.b.c", "--issuer", "i", "--jwks-file", "/nonexistent/x.json"],
+            "--jwks-file '/nonexistent/x.json'",
+            id="jwks-file",
+        ),
+        pytest.param(["mint", "--expires-in", "soon"], "'soon' is not a duration", id="duration"),
+        pytest.param(["mint", "--claim", "novalue"], "write NAME=VALUE", id="claim"),
+        pytest.param(["mint", "--alg", "PS512"], "no PS512 key", id="alg"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"jwt-guard {argv[0]}: error: ")
+    assert message in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+# -- mint, key files, issuer
+
+
+@functools.cache
+def _rsa_private_key() -> Any:
+    return generate_key("RS256").private_key
+
+
+@pytest.mark.parametrize(
+    ("alg", "curve"), [(alg, None) for alg in sorted(ALGORITHMS)] + [("EdDSA", "Ed448")]
+)
+def test_private_jwks_round_trip_for_every_algorithm(alg: str, curve: str | None) -> None:
+    if alg[:2] in ("RS", "PS"):
+        key = SigningKey("k1", alg, _rsa_private_key())
+    else:
+        key = generate_key(alg, "k1", curve=curve)
+    again = signing_key(json.loads(json.dumps(private_jwk(key))))
+    assert (again.kid, again.alg, again.public_jwk()) == (key.kid, key.alg, key.public_jwk())
+    token = compact_jws({"alg": alg, "kid": "k1"}, b"{}", again)
+    assert verify_jws(token, {"keys": [key.public_jwk()]}) == ({"alg": alg, "kid": "k1"}, b"{}")
+
+
+def test_mint_creates_a_private_key_file_and_reuses_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "keys.json"
+    code, token, err = run(capsys, "mint", "--key-file", str(path), "--port", "18999")
+    assert code == 0
+    assert err == f"created {path} for issuer http://127.0.0.1:18999\n"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    keyfile = KeyFile.load(path)
+    assert [k.alg for k in keyfile.keys] == ["RS256", "ES256", "EdDSA"]
+    code, token2, err = run(
+        capsys, "mint", "--key-file", str(path), "--alg", "EdDSA", "--sub", "bob",
+        "--aud", "a1", "--aud", "a2", "--scope", "read", "--scope", "write",
+        "--claim", 'roles=["admin"]', "--claim", "team=blue", "--expires-in", "2h",
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    code, out, _ = run(capsys, "inspect", "--json", token2.strip())
+    document = json.loads(out)
+    assert document["header"]["kid"] == "eddsa-1"
+    claims = document["claims"]
+    assert (claims["sub"], claims["aud"], claims["scope"]) == ("bob", ["a1", "a2"], "read write")
+    assert (claims["roles"], claims["team"], claims["exp"] - claims["iat"]) == (
+        ["admin"],
+        "blue",
+        7200,
+    )
+    code, out, _ = run(capsys, "verify", token.strip(), "--key-file", str(path), "--json")
+    assert code == 0
+    assert json.loads(out)["claims"]["iss"] == "http://127.0.0.1:18999"
+    code, _, err = run(capsys, "mint", "--key-file", str(path), "--port", "1")
+    assert code == 2
+    assert "belongs to http://127.0.0.1:18999" in err
+    path.write_text('{"keys": "nope"}')
+    code, _, err = run(capsys, "mint", "--key-file", str(path))
+    assert code == 2
+    assert "not a jwt-guard key file" in err
+
+
+def test_mint_without_a_key_file_says_the_keys_are_throwaway(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "mint", "--json", "--algorithms", "ES256")
+    document = json.loads(out)
+    assert code == 0
+    assert "throwaway keys" in err
+    assert [k["kid"] for k in document["jwks"]["keys"]] == ["es256-1"]
+    assert "d" not in document["jwks"]["keys"][0]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def spawn() -> Iterator[Any]:
+    """Start ``python -m jwt_guard ...``; read its stdout up to a line; stop it with SIGINT."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*argv: str, until: str) -> tuple[subprocess.Popen[str], list[str]]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jwt_guard", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        started.append(proc)
+        lines: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if until in line:
+                return proc, lines
+        raise AssertionError(f"no {until!r} in output: {lines}; stderr: {proc.stderr}")
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    return proc.returncode, out
+
+
+def test_issuer_serves_a_key_file_that_mint_signs_with(
+    capsys: pytest.CaptureFixture[str], spawn: Any, tmp_path: Path
+) -> None:
+    path, port = tmp_path / "keys.json", _free_port()
+    proc, lines = spawn("issuer", "--key-file", str(path), "--port", str(port), until="Ctrl-C")
+    issuer = f"http://127.0.0.1:{port}"
+    assert lines[0] == f"issuer     {issuer}   (created {path})"
+    discovery = requests.get(issuer + "/.well-known/openid-configuration", timeout=5).json()
+    assert discovery["issuer"] == issuer
+    code, token, _ = run(capsys, "mint", "--key-file", str(path), "--alg", "ES256")
+    argv = ["verify", token.strip(), "--issuer", issuer, "--audience", "https://api.example.test"]
+    assert run(capsys, *argv)[0] == 0
+    sample = lines[lines.index("a token valid for 1 h:") + 1]
+    assert run(capsys, "verify", sample, "--issuer", issuer, "--audience", "x")[0] == 1
+    assert _stop(proc) == (0, "stopped\n")
+    code, _, err = run(capsys, "verify", token.strip(), "--issuer", issuer)
+    assert code == 3
+    assert "keys_unavailable" in err
+
+
+def test_demo_walks_through_the_five_cases(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "demo")
+    assert (code, err) == (0, "")
+    statuses = [
+        line.split()[1]
+        for line in out.splitlines()
+        if line.startswith("   < ") and line[5:8].isdigit()
+    ]
+    assert statuses == ["200", "401", "403", "401", "401"]
+    assert 'WWW-Authenticate: Bearer realm="demo", error="insufficient_scope"' in out
+    assert "The access token expired" in out
+    assert "untrusted issuer" in out
+    assert "All 5 answers as expected." in out
+    code, out, _ = run(capsys, "demo", "--json")
+    document = json.loads(out)
+    assert code == 0
+    assert document["ok"] is True
+    assert [step["status"] for step in document["steps"]] == [200, 401, 403, 401, 401]
+
+
+def test_demo_serve_prints_curl_commands_that_work(spawn: Any) -> None:
+    proc, lines = spawn("demo", "--serve", "--lifetime", "10m", until="Ctrl-C")
+    assert "Try it (the tokens are valid for 10 min):" in lines
+    commands = [line for line in lines if line.startswith("curl -i http://127.0.0.1:")]
+    assert len(commands) == 5
+    seen = []
+    for line, title in zip(commands, [x for x in lines if x.startswith("# ")], strict=True):
+        parts = line.split(" ", 3)
+        headers = {}
+        if len(parts) == 4:
+            headers["Authorization"] = parts[3].removeprefix("-H 'Authorization: ").rstrip("'")
+        status = requests.get(parts[2], headers=headers, timeout=5).status_code
+        assert title.endswith(f"expect {status}")
+        seen.append(status)
+    assert seen == [200, 401, 403, 401, 401]
+    code, _ = _stop(proc)
+    assert code == 0
+
+
+def test_python_dash_m_and_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jwt_guard", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith("jwt-guard 0.")
