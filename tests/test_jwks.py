@@ -1,0 +1,556 @@
+"""The remote key source against a real JWKS server (``LocalIssuer`` on 127.0.0.1).
+
+Time is a hand-advanced clock shared by the issuer (``iat``/``exp``) and the verifier (cache
+lifetimes, cool-down, back-off, stale serving). Counts are read from the server itself. Background
+refreshes are awaited by joining jwt_guard's fetch threads before counting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from _core_helpers import Clock, settle_jwks_threads
+from jwt_guard import (
+    BadSignature,
+    ConfigurationError,
+    Issuer,
+    JWKSClient,
+    KeysUnavailable,
+    TokenVerifier,
+    UnknownKey,
+    WrongIssuer,
+)
+from jwt_guard.testing import JWKSFault, LocalIssuer
+
+MakeIssuer = Callable[..., LocalIssuer]
+MakeVerifier = Callable[..., TokenVerifier]
+
+FAST = {"timeout": (0.5, 0.5), "total_timeout": 1.0}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_issuer(clock: Clock) -> Iterator[MakeIssuer]:
+    started: list[LocalIssuer] = []
+
+    def make(**kwargs: Any) -> LocalIssuer:
+        kwargs.setdefault("algorithms", ("ES256",))
+        kwargs.setdefault("clock", clock)
+        issuer = LocalIssuer(**kwargs).start()
+        started.append(issuer)
+        return issuer
+
+    yield make
+    for issuer in started:
+        issuer.stop()
+    settle_jwks_threads()
+
+
+@pytest.fixture
+def issuer(make_issuer: MakeIssuer) -> LocalIssuer:
+    return make_issuer()
+
+
+@pytest.fixture
+def make_verifier(clock: Clock) -> Iterator[MakeVerifier]:
+    """``make(local_issuer, jwks_options={...}, **kwargs)``: a verifier of that issuer's JWKS.
+
+    Pass ``jwks_url=None`` to use discovery. Sessions are closed at teardown.
+    """
+    sessions: list[requests.Session] = []
+
+    def make(local: LocalIssuer | None = None, /, **kwargs: Any) -> TokenVerifier:
+        session = requests.Session()
+        sessions.append(session)
+        options = {"session": session, "timeout": (2.0, 2.0), "total_timeout": 5.0}
+        options.update(kwargs.pop("jwks_options", {}))
+        if local is not None and "issuers" not in kwargs:
+            kwargs.setdefault("issuer", local.issuer)
+            kwargs.setdefault("audience", local.audience)
+            kwargs.setdefault("jwks_url", local.jwks_url)
+        return TokenVerifier(clock=clock, jwks_options=options, **kwargs)
+
+    yield make
+    settle_jwks_threads()
+    for session in sessions:
+        session.close()
+
+
+def _client(verifier: TokenVerifier) -> JWKSClient:
+    (source,) = verifier.key_sources().values()
+    assert isinstance(source, JWKSClient)
+    return source
+
+
+# -- fetching ----------------------------------------------------------------------------------
+
+
+def test_keys_are_fetched_once_and_reused(issuer: LocalIssuer, make_verifier: MakeVerifier) -> None:
+    verifier = make_verifier(issuer)
+    assert issuer.jwks_requests == 0  # nothing is fetched at construction
+    for _ in range(5):
+        assert verifier.verify(issuer.mint(scopes=["read"])).scopes == {"read"}
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 1
+    assert issuer.discovery_requests == 0
+
+
+def test_discovery_finds_the_jwks(make_issuer: MakeIssuer, make_verifier: MakeVerifier) -> None:
+    issuer = make_issuer(path="/realms/demo", algorithms=("EdDSA",))
+    verifier = make_verifier(issuer, jwks_url=None)
+    assert verifier.verify(issuer.mint()).issuer == issuer.issuer
+    assert verifier.verify(issuer.mint()).subject == "user-1"
+    settle_jwks_threads()
+    assert (issuer.discovery_requests, issuer.jwks_requests) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "configured",
+    [
+        pytest.param(lambda url: url + "/", id="trailing-slash"),
+        pytest.param(lambda url: url.replace("127.0.0.1", "localhost"), id="other-host-name"),
+    ],
+)
+def test_a_discovery_document_naming_another_issuer_is_not_trusted(
+    make_issuer: MakeIssuer, make_verifier: MakeVerifier, configured: Callable[[str], str]
+) -> None:
+    issuer = make_issuer(path="/realms/demo")
+    claimed = configured(issuer.issuer)
+    verifier = make_verifier(issuer, issuer=claimed, jwks_url=None, jwks_options=FAST)
+    with pytest.raises(KeysUnavailable) as excinfo:
+        verifier.verify(issuer.mint(issuer=claimed))
+    assert excinfo.value.status == 503
+    assert "issuer" in str(excinfo.value)
+    assert issuer.discovery_requests >= 1
+    assert issuer.jwks_requests == 0  # the lying document's jwks_uri is never fetched
+
+
+def test_several_issuers_and_no_fetch_for_an_unknown_one(
+    make_issuer: MakeIssuer, make_verifier: MakeVerifier
+) -> None:
+    a = make_issuer(path="/a")
+    b = make_issuer(path="/b", algorithms=("EdDSA",))
+    stranger = make_issuer(path="/c")
+    verifier = make_verifier(
+        issuers=[
+            Issuer(a.issuer, a.audience, jwks_url=a.jwks_url),
+            Issuer(b.issuer, "b-api"),  # via discovery
+        ]
+    )
+    for tok in (
+        stranger.mint(),
+        stranger.mint(headers={"jku": stranger.jwks_url, "x5u": stranger.jwks_url}),
+        a.mint(issuer=stranger.issuer),
+        a.mint(issuer=None),
+    ):
+        with pytest.raises(WrongIssuer):
+            verifier.verify(tok)
+    assert (a.request_count(), b.request_count(), stranger.request_count()) == (0, 0, 0)
+
+    assert verifier.verify(a.mint()).issuer == a.issuer
+    assert (a.jwks_requests, b.request_count()) == (1, 0)
+    assert verifier.verify(b.mint(audience="b-api")).issuer == b.issuer
+    with pytest.raises(UnknownKey):  # a's key, claiming to be b: b's keys do not hold it
+        verifier.verify(a.mint(issuer=b.issuer, audience="b-api", alg="ES256"))
+    settle_jwks_threads()
+    assert stranger.request_count() == 0
+
+
+def test_key_urls_in_the_token_are_never_fetched(
+    issuer: LocalIssuer, make_issuer: MakeIssuer, make_verifier: MakeVerifier
+) -> None:
+    attacker = make_issuer()
+    verifier = make_verifier(issuer)
+    verifier.verify(issuer.mint())
+    forged_kid = attacker.key().kid  # "es256-1", the same kid as the real issuer's key
+    tokens = [
+        attacker.mint(issuer=issuer.issuer, headers={"jku": attacker.jwks_url}),
+        attacker.mint(issuer=issuer.issuer, headers={"x5u": attacker.jwks_url}),
+        attacker.mint(issuer=issuer.issuer, headers={"jwk": attacker.key().public_jwk()}),
+        attacker.mint(issuer=issuer.issuer, kid="attacker", headers={"jku": attacker.jwks_url}),
+    ]
+    assert issuer.key().kid == forged_kid
+    for tok in tokens:
+        with pytest.raises((UnknownKey, BadSignature)):
+            verifier.verify(tok)
+    settle_jwks_threads()
+    assert attacker.request_count() == 0
+
+
+# -- rotation ----------------------------------------------------------------------------------
+
+
+def test_a_new_kid_is_picked_up_after_the_cooldown(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.verify(issuer.mint())
+    new = issuer.rotate("ES256", keep_old=True)
+    with pytest.raises(UnknownKey):  # inside the cool-down: no refetch
+        verifier.verify(issuer.mint(key=new))
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 1
+    clock.advance(30)
+    assert verifier.verify(issuer.mint(key=new)).subject == "user-1"
+    assert issuer.jwks_requests == 2
+
+
+def test_a_removed_key_is_refused_after_the_next_successful_fetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer)
+    old_key = issuer.key()
+    cached = issuer.mint()
+    verifier.verify(cached)  # now in the token cache
+    new_key = issuer.rotate("ES256")  # the old key leaves the JWKS
+    fresh_old = issuer.mint(key=old_key)
+    verifier.verify(cached)  # the key set in memory still has the old key
+    verifier.verify(fresh_old)
+    clock.advance(31)
+    verifier.verify(issuer.mint(key=new_key))  # unknown kid -> refetch
+    assert issuer.jwks_requests == 2
+    for tok in (cached, fresh_old, issuer.mint(key=old_key)):
+        with pytest.raises(UnknownKey):
+            verifier.verify(tok)
+
+
+def test_a_cached_token_is_dropped_when_a_refresh_removes_its_key(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={"refresh_ahead": 1.0})
+    tok = issuer.mint(expires_in=3600)
+    first = verifier.verify(tok)
+    assert verifier.verify(tok) is first  # from the token cache
+    issuer.rotate("ES256")
+    clock.advance(300)  # max-age=300: the key set is due; a background refresh replaces it
+    verifier.verify(tok)  # served while the refresh runs
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+    with pytest.raises(UnknownKey):
+        verifier.verify(tok)
+
+
+# -- cache lifetime ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("max_age", "options", "ttl"),
+    [
+        pytest.param(120, {}, 120, id="max-age-honoured"),
+        pytest.param(5, {"min_ttl": 30}, 30, id="clamped-to-min-ttl"),
+        pytest.param(100_000, {"max_ttl": 600}, 600, id="clamped-to-max-ttl"),
+        pytest.param(None, {"default_ttl": 200}, 200, id="no-header-default-ttl"),
+    ],
+)
+def test_cache_control_max_age(
+    make_issuer: MakeIssuer,
+    make_verifier: MakeVerifier,
+    clock: Clock,
+    max_age: int | None,
+    options: dict[str, Any],
+    ttl: float,
+) -> None:
+    issuer = make_issuer(cache_max_age=max_age)
+    verifier = make_verifier(issuer, jwks_options={"refresh_ahead": 1.0, **options})
+    verifier.verify(issuer.mint())
+    clock.advance(ttl - 1)
+    verifier.verify(issuer.mint())
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 1
+    clock.advance(1)
+    verifier.verify(issuer.mint())
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+
+
+def test_refresh_ahead_runs_in_the_background(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer)  # refresh_ahead 0.8 of max-age=300 -> 240 s
+    verifier.verify(issuer.mint())
+    issuer.set_fault(JWKSFault.SLOW, delay=1.0)
+    clock.advance(240)
+    started = time.monotonic()
+    verifier.verify(issuer.mint())
+    assert time.monotonic() - started < 0.5  # answered from memory, not after the slow fetch
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+FAULTS = [
+    pytest.param(JWKSFault.DOWN, {}, id="down"),
+    pytest.param(JWKSFault.HANG, {}, id="hang"),
+    pytest.param(JWKSFault.ERROR_500, {}, id="error-500"),
+    pytest.param(JWKSFault.HTML, {}, id="html"),
+    pytest.param(JWKSFault.INVALID_JSON, {}, id="invalid-json"),
+    pytest.param(JWKSFault.NOT_AN_OBJECT, {}, id="not-an-object"),
+    pytest.param(JWKSFault.NO_KEYS, {}, id="no-keys"),
+    pytest.param(JWKSFault.HUGE, {"body_size": 2 * 1024 * 1024}, id="huge"),
+    pytest.param(JWKSFault.REDIRECT_LOOP, {}, id="redirect-loop"),
+]
+
+
+@pytest.mark.parametrize(("fault", "fault_options"), FAULTS)
+def test_cold_start_fault_is_503_then_recovers_after_backoff(
+    issuer: LocalIssuer,
+    make_verifier: MakeVerifier,
+    clock: Clock,
+    fault: JWKSFault,
+    fault_options: dict[str, Any],
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={**FAST, "backoff": (5.0, 60.0)})
+    issuer.set_fault(fault, **fault_options)
+    started = time.monotonic()
+    with pytest.raises(KeysUnavailable) as excinfo:
+        verifier.verify(issuer.mint())
+    assert time.monotonic() - started < 3.0  # bounded by the timeouts, never a hang
+    assert excinfo.value.status == 503
+    assert excinfo.value.retry_after >= 1
+    attempts = issuer.jwks_requests
+
+    issuer.set_fault(None)
+    with pytest.raises(KeysUnavailable) as again:  # inside the back-off: no new attempt
+        verifier.verify(issuer.mint())
+    assert 1 <= again.value.retry_after <= 5
+    assert issuer.jwks_requests == attempts
+
+    clock.advance(5)
+    assert verifier.verify(issuer.mint()).subject == "user-1"
+    assert issuer.jwks_requests == attempts + 1
+
+
+@pytest.mark.parametrize(("fault", "fault_options"), FAULTS)
+def test_after_warm_up_cached_keys_serve_until_max_stale(
+    issuer: LocalIssuer,
+    make_verifier: MakeVerifier,
+    clock: Clock,
+    fault: JWKSFault,
+    fault_options: dict[str, Any],
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={**FAST, "max_stale": 600})
+    verifier.verify(issuer.mint())  # fetched at t0; max-age=300 -> expires t0+300
+    issuer.set_fault(fault, **fault_options)
+
+    for step in (300, 200, 399):  # t0+300: expired; t0+500; t0+899: the last stale second
+        clock.advance(step)
+        assert verifier.verify(issuer.mint()).subject == "user-1"
+        settle_jwks_threads()
+    status = _client(verifier).status()
+    assert status["stale"] is True
+    assert status["usable"] is True
+    assert status["last_error"]
+
+    clock.advance(1)  # t0 + 300 + 600: past max_stale
+    with pytest.raises(KeysUnavailable):
+        verifier.verify(issuer.mint())
+
+    issuer.set_fault(None)
+    clock.advance(60)  # past the longest back-off
+    assert verifier.verify(issuer.mint()).subject == "user-1"
+    assert _client(verifier).status()["stale"] is False
+
+
+def test_hang_past_the_timeout_is_quick_with_averify(
+    issuer: LocalIssuer, make_verifier: MakeVerifier
+) -> None:
+    verifier = make_verifier(issuer, jwks_options=FAST)
+    issuer.set_fault(JWKSFault.HANG)  # holds each request for 30 s
+
+    async def go() -> None:
+        with pytest.raises(KeysUnavailable):
+            await asyncio.wait_for(verifier.averify(issuer.mint()), timeout=3.0)
+
+    started = time.monotonic()
+    asyncio.run(go())
+    assert time.monotonic() - started < 3.0
+
+
+def test_broken_keys_do_not_poison_the_good_ones(
+    make_issuer: MakeIssuer, make_verifier: MakeVerifier
+) -> None:
+    issuer = make_issuer(algorithms=("ES256", "RS256"))
+    issuer.set_fault(JWKSFault.BROKEN_KEYS)
+    verifier = make_verifier(issuer)
+    assert verifier.verify(issuer.mint(alg="ES256")).subject == "user-1"
+    assert verifier.verify(issuer.mint(alg="RS256")).subject == "user-1"
+    with pytest.raises(UnknownKey):
+        verifier.verify(issuer.mint(alg="ES256", kid="broken-ec-point"))
+    assert len(_client(verifier).current() or ()) == 2
+
+
+def test_remote_symmetric_keys_are_refused_unless_allowed(
+    make_issuer: MakeIssuer, make_verifier: MakeVerifier
+) -> None:
+    issuer = make_issuer(algorithms=("ES256", "HS256"), include_secret_keys=True)
+    assert any(k["kty"] == "oct" for k in issuer.jwks()["keys"])
+    refusing = make_verifier(issuer, algorithms=["ES256", "HS256"])
+    refusing.verify(issuer.mint(alg="ES256"))
+    with pytest.raises(UnknownKey):
+        refusing.verify(issuer.mint(alg="HS256"))
+
+    allowing = make_verifier(
+        issuers=[
+            Issuer(
+                issuer.issuer,
+                issuer.audience,
+                jwks_url=issuer.jwks_url,
+                algorithms=["ES256", "HS256"],
+                allow_remote_oct=True,
+            )
+        ]
+    )
+    assert allowing.verify(issuer.mint(alg="HS256")).subject == "user-1"
+
+
+def test_only_symmetric_keys_remote_is_keys_unavailable(
+    make_issuer: MakeIssuer, make_verifier: MakeVerifier
+) -> None:
+    issuer = make_issuer(algorithms=("HS256",), include_secret_keys=True)
+    with pytest.raises(KeysUnavailable):
+        make_verifier(issuer, algorithms=["HS256"]).verify(issuer.mint())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "ok"),
+    [
+        pytest.param({"jwks_url": "http://idp.example.com/jwks"}, False, id="http-remote"),
+        pytest.param({"jwks_url": "ftp://idp.example.com/jwks"}, False, id="ftp"),
+        pytest.param({"jwks_url": "/jwks.json"}, False, id="relative"),
+        pytest.param({"jwks_url": "https:///jwks.json"}, False, id="no-host"),
+        pytest.param({"issuer": "http://idp.example.com"}, False, id="http-discovery"),
+        pytest.param(
+            {"jwks_url": "http://idp.example.com/jwks", "jwks_options": {"allow_http": True}},
+            True,
+            id="http-allowed",
+        ),
+        pytest.param({"jwks_url": "https://idp.example.com/jwks"}, True, id="https"),
+        pytest.param({"jwks_url": "http://127.0.0.1:9/jwks"}, True, id="http-127.0.0.1"),
+        pytest.param({"jwks_url": "http://localhost:9/jwks"}, True, id="http-localhost"),
+        pytest.param({"jwks_url": "http://[::1]:9/jwks"}, True, id="http-ipv6-loopback"),
+        pytest.param({"jwks_options": {"min_ttl": 0}}, False, id="zero-min-ttl"),
+        pytest.param({"jwks_options": {"refresh_ahead": 1.5}}, False, id="refresh-ahead-over-1"),
+    ],
+)
+def test_jwks_url_rules_at_construction(
+    make_verifier: MakeVerifier, kwargs: dict[str, Any], ok: bool
+) -> None:
+    kwargs.setdefault("issuer", "https://idp.example.com")
+    kwargs.setdefault("audience", "api")
+    if "jwks_url" not in kwargs and kwargs["issuer"].startswith("https"):
+        kwargs["jwks_url"] = "https://idp.example.com/jwks"
+    if ok:
+        make_verifier(**kwargs)
+    else:
+        with pytest.raises(ConfigurationError):
+            make_verifier(**kwargs)
+
+
+# -- single flight and cool-down ---------------------------------------------------------------
+
+
+def test_concurrent_cold_start_threads_share_one_fetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier
+) -> None:
+    verifier = make_verifier(issuer)
+    issuer.set_fault(JWKSFault.SLOW, delay=0.5)  # everyone arrives while the fetch is running
+    tokens = [issuer.mint() for _ in range(64)]
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        results = list(pool.map(verifier.verify, tokens))
+    assert [c.subject for c in results] == ["user-1"] * 64
+    assert issuer.jwks_requests == 1
+
+
+async def test_concurrent_cold_start_tasks_share_one_fetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier
+) -> None:
+    verifier = make_verifier(issuer)
+    issuer.set_fault(JWKSFault.SLOW, delay=0.5)
+    tokens = [issuer.mint() for _ in range(64)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(verifier.averify(t) for t in tokens)), timeout=10
+    )
+    assert len(results) == 64
+    assert issuer.jwks_requests == 1
+
+
+def test_unknown_kids_cause_at_most_one_refetch_per_cooldown(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.verify(issuer.mint())
+    tokens = [issuer.mint(kid=secrets.token_hex(8)) for _ in range(1000)]
+    for tok in tokens[:500]:  # inside the cool-down that follows the first fetch: no refetch
+        with pytest.raises(UnknownKey):
+            verifier.verify(tok)
+    assert issuer.jwks_requests == 1
+    clock.advance(30)  # one refetch becomes possible, then a new cool-down
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(lambda t: _error_of(verifier, t), tokens[500:]))
+    assert set(outcomes) == {UnknownKey}
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+
+
+def _error_of(verifier: TokenVerifier, tok: str) -> type[Exception] | None:
+    try:
+        verifier.verify(tok)
+    except Exception as exc:
+        return type(exc)
+    return None
+
+
+async def test_averify_keeps_the_event_loop_responsive_during_a_fetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier
+) -> None:
+    verifier = make_verifier(issuer)
+    issuer.set_fault(JWKSFault.SLOW, delay=1.0)
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    claims = await asyncio.wait_for(verifier.averify(issuer.mint()), timeout=5)
+    done.set()
+    await task
+    assert claims.subject == "user-1"
+    assert issuer.jwks_requests == 1
+    # A fetch run on the loop would have frozen the ticker for the whole second.
+    assert ticks >= 20
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+def test_status_reports_the_key_set(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer)
+    client = _client(verifier)
+    assert client.status()["usable"] is False
+    assert client.current() is None
+    verifier.verify(issuer.mint())
+    status = client.status()
+    assert status["kids"] == [issuer.key().kid]
+    assert status["usable"] is True
+    assert status["stale"] is False
+    assert status["last_error"] is None
+    assert client.fetch_count == 1
