@@ -123,7 +123,8 @@ def test_verify_a_valid_token_through_discovery(
     assert out.startswith("valid\n")
     assert "subject   alice" in out
     assert "scopes    read:items" in out
-    code, out, _ = run(capsys, "verify", token, "--issuer", jwt_issuer.issuer, "--json")
+    argv = ["verify", token, "--issuer", jwt_issuer.issuer, "--any-audience", "--json"]
+    code, out, _ = run(capsys, *argv)
     document = json.loads(out)
     assert code == 0
     assert document["claims"]["sub"] == "alice"
@@ -194,7 +195,9 @@ def test_verify_keys_unavailable_exits_3(
 ) -> None:
     token = mint_token()
     with jwt_issuer_fault("down"):
-        code, out, err = run(capsys, "verify", token, "--issuer", jwt_issuer.issuer)
+        code, out, err = run(
+            capsys, "verify", token, "--issuer", jwt_issuer.issuer, "--any-audience"
+        )
     assert (code, out) == (3, "")
     assert err.splitlines()[0].startswith("invalid: keys_unavailable (KeysUnavailable): no usable")
     assert "an API would answer 503" in err
@@ -205,18 +208,38 @@ def test_verify_keys_unavailable_exits_3(
     [
         pytest.param(["verify", "a.b.c"], "--issuer is required", id="no-issuer"),
         pytest.param(
-            ["verify", "a.b.c", "--issuer", "https://i.test", "--algorithms", "none"],
+            ["verify", "a.b.c", "--issuer", "https://i.test"], "--audience is required", id="no-aud"
+        ),
+        pytest.param(
+            [
+                "verify",
+                "a.b.c",
+                "--issuer",
+                "https://i.test",
+                "--any-audience",
+                "--algorithms",
+                "none",
+            ],
             "unsupported algorithms ['none']",
             id="alg-none",
         ),
         pytest.param(
-            ["verify", "a.b.c", "--issuer", "http://idp.example.com"],
+            ["verify", "a.b.c", "--issuer", "http://idp.example.com", "--audience", "a"],
             "must be an https:// URL",
             id="http",
         ),
         pytest.param(
-            ["verify", "a.b.c", "--issuer", "i", "--jwks-file", "/nonexistent/x.json"],
-            "--jwks-file '/nonexistent/x.json'",
+            [
+                "verify",
+                "a.b.c",
+                "--issuer",
+                "i",
+                "--audience",
+                "a",
+                "--jwks-file",
+                "/nonexistent/x",
+            ],
+            "--jwks-file '/nonexistent/x'",
             id="jwks-file",
         ),
         pytest.param(["mint", "--expires-in", "soon"], "'soon' is not a duration", id="duration"),
@@ -362,7 +385,7 @@ def test_issuer_serves_a_key_file_that_mint_signs_with(
     sample = lines[lines.index("a token valid for 1 h:") + 1]
     assert run(capsys, "verify", sample, "--issuer", issuer, "--audience", "x")[0] == 1
     assert _stop(proc) == (0, "stopped\n")
-    code, _, err = run(capsys, "verify", token.strip(), "--issuer", issuer)
+    code, _, err = run(capsys, "verify", token.strip(), "--issuer", issuer, "--any-audience")
     assert code == 3
     assert "keys_unavailable" in err
 

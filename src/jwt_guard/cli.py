@@ -93,8 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="verify a token with the real TokenVerifier")
     _add_token(verify)
     verify.add_argument("--issuer", help="the trusted 'iss' (default: the key file's)")
-    verify.add_argument(
+    audience = verify.add_mutually_exclusive_group()
+    audience.add_argument(
         "--audience", action="append", help="accepted 'aud' (repeatable; default: the key file's)"
+    )
+    audience.add_argument(
+        "--any-audience", action="store_true", help="do not check 'aud' (say so explicitly)"
     )
     source = verify.add_mutually_exclusive_group()
     source.add_argument("--jwks-url", help="JWKS URL (default: OpenID discovery from --issuer)")
