@@ -1,0 +1,252 @@
+"""``TokenVerifier.verify`` against the floor, python-jose and PyJWT; the token cache; key-set size.
+
+The floor for one token is what no verifier can skip: ``cryptography``'s check of the same
+signature (HMAC for HS*), plus ``base64.urlsafe_b64decode`` of the three segments and
+``json.loads`` of header and payload. Keys and padding objects are built once, outside the loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from jwt_guard import TokenVerifier
+from jwt_guard.testing import generate_key
+
+from ._fixtures import MAIN_ALGS, Bench, alg_of
+from ._report import Row, verdict
+from ._timing import Stats, calibrate, cycle, fmt_us, interleave, loop, paired_ratio
+
+_HASH = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_JOSE_NATIVE = frozenset(  # python-jose has no PS*, ES256K or EdDSA
+    ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+)
+SECTION = "verify (fresh token, token cache off)"
+
+
+def signature_check(name: str, private_key: Any) -> Callable[[bytes, bytes], Any]:
+    """The bare ``cryptography`` (or ``hmac``) check of one signature for algorithm ``name``."""
+    alg = alg_of(name)
+    if alg.startswith("HS"):
+        secret, digest = private_key, "sha" + alg[2:]
+        compare, mac = hmac.compare_digest, hmac.digest
+
+        def check_hs(sig: bytes, msg: bytes) -> Any:
+            if not compare(mac(secret, msg, digest), sig):
+                raise ValueError("bad signature")
+
+        return check_hs
+    public = private_key.public_key()
+    if alg.startswith(("RS", "PS")):
+        h = _HASH[alg[2:]]()
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15()
+            if alg.startswith("RS")
+            else padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
+        )
+
+        def check_rsa(sig: bytes, msg: bytes) -> Any:
+            public.verify(sig, msg, pad, h)
+
+        return check_rsa
+    if alg.startswith("ES"):
+        ecdsa = ec.ECDSA(_HASH[alg[2:5]]())
+        size = (public.curve.key_size + 7) // 8
+
+        def check_ec(sig: bytes, msg: bytes) -> Any:
+            r = int.from_bytes(sig[:size], "big")
+            s = int.from_bytes(sig[size:], "big")
+            public.verify(encode_dss_signature(r, s), msg, ecdsa)
+
+        return check_ec
+
+    def check_ed(sig: bytes, msg: bytes) -> Any:
+        public.verify(sig, msg)
+
+    return check_ed
+
+
+def floor_fn(check: Callable[[bytes, bytes], Any]) -> Callable[[str], Any]:
+    """Split, base64url-decode the three segments, JSON-decode header and payload, check."""
+    b64, loads = base64.urlsafe_b64decode, json.loads
+
+    def floor(token: str) -> Any:
+        h, p, s = token.split(".")
+        loads(b64(h + "=" * (-len(h) % 4)))
+        claims = loads(b64(p + "=" * (-len(p) % 4)))
+        check(b64(s + "=" * (-len(s) % 4)), token[: len(h) + 1 + len(p)].encode("ascii"))
+        return claims
+
+    return floor
+
+
+def _jose_fn(bench: Bench, name: str) -> Callable[[str], Any] | None:
+    if name not in _JOSE_NATIVE:
+        return None
+    alg = name
+    from jose import jwk as jose_jwk
+    from jose import jwt as jose_jwt
+
+    key = jose_jwk.construct(bench.keys[name].public_jwk(), alg)
+    aud, iss = bench.issuer.audience, bench.issuer.issuer
+
+    def jose_decode(token: str) -> Any:
+        return jose_jwt.decode(token, key, algorithms=[alg], audience=aud, issuer=iss)
+
+    return jose_decode
+
+
+def _pyjwt_fn(bench: Bench, name: str) -> Callable[[str], Any]:
+    import jwt as pyjwt
+
+    alg = alg_of(name)
+    key = pyjwt.PyJWK(bench.keys[name].public_jwk()).key
+    aud, iss = bench.issuer.audience, bench.issuer.issuer
+
+    def pyjwt_decode(token: str) -> Any:
+        return pyjwt.decode(token, key, algorithms=[alg], audience=aud, issuer=iss)
+
+    return pyjwt_decode
+
+
+def verifier_for(bench: Bench, names: tuple[str, ...], cache: int = 0, **kw: Any) -> TokenVerifier:
+    return TokenVerifier(
+        issuer=bench.issuer.issuer,
+        audience=bench.issuer.audience,
+        jwks=kw.pop("jwks", None) or bench.jwks_for(*names),
+        algorithms=sorted({alg_of(n) for n in names}),
+        token_cache_size=cache,
+        **kw,
+    )
+
+
+def _measure(
+    contenders: dict[str, Callable[[str], Any]], tokens: list[str], mode: Any, anchor: str
+) -> dict[str, Stats]:
+    for fn in contenders.values():  # every contender must accept every token
+        for token in tokens:
+            fn(token)
+    n = calibrate(contenders[anchor], tokens, mode.batch_seconds, 20_000)
+    items = cycle(tokens, max(n, len(tokens)) if not mode.quick else n)
+    return interleave({k: loop(fn, items) for k, fn in contenders.items()}, mode.rounds)
+
+
+def run_algorithms(bench: Bench, results: dict[str, Any]) -> list[Row]:
+    """One row per algorithm: verify / floor, with python-jose and PyJWT beside it."""
+    mode = bench.mode
+    rows: list[Row] = []
+    raw: dict[str, Any] = {}
+    for name in mode.algorithms:
+        tokens = bench.mint(name, mode.pool)
+        verifier = verifier_for(bench, (name,))
+        contenders: dict[str, Callable[[str], Any]] = {
+            "floor": floor_fn(signature_check(name, bench.keys[name].private_key)),
+            "verify": verifier.verify,
+        }
+        jose_fn = _jose_fn(bench, name)
+        if jose_fn is not None:
+            contenders["python-jose"] = jose_fn
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PyJWT's short-HMAC-key warning is not our business
+            contenders["pyjwt"] = _pyjwt_fn(bench, name)
+            stats = _measure(contenders, tokens, mode, "verify")
+        floor, verify = stats["floor"], stats["verify"]
+        ratio = verify.best / floor.best
+        limit = 1.5 if alg_of(name).startswith("HS") else 1.25
+        targeted = name in MAIN_ALGS
+        others = {k: stats[k].best for k in ("python-jose", "pyjwt") if k in stats}
+        note = ", ".join(f"{k} {fmt_us(v)} ({v / floor.best:.2f}x)" for k, v in others.items())
+        raw[name] = {
+            **{k: s.as_json() for k, s in stats.items()},
+            "ratio": ratio,
+            "paired_median_ratio": paired_ratio(verify, floor),
+            "target": limit if targeted else None,
+        }
+        rows.append(
+            Row(
+                key=f"verify.{name}",
+                section=SECTION,
+                label=f"{name} verify vs floor",
+                value=fmt_us(verify.best),
+                baseline=fmt_us(floor.best),
+                ratio=ratio,
+                target=f"<= {limit}x" if targeted else "-",
+                status=verdict(ratio <= limit) if targeted else "info",
+                note=note if not targeted else "",
+                data=raw[name],
+            )
+        )
+        if targeted:
+            for other, cost in others.items():
+                rows.append(
+                    Row(
+                        key=f"verify.{name}.{other}",
+                        section=SECTION,
+                        label=f"{name} {other} decode (prebuilt key) vs floor",
+                        value=fmt_us(cost),
+                        baseline=fmt_us(floor.best),
+                        ratio=cost / floor.best,
+                        note=f"jwt_guard is {cost / verify.best:.2f}x faster",
+                    )
+                )
+    results["algorithms"] = raw
+    return rows
+
+
+def run_cache_and_keys(bench: Bench, results: dict[str, Any]) -> list[Row]:
+    """A repeated token against a fresh RS256 verify; 1 key against 100 keys in the set."""
+    mode = bench.mode
+    tokens = bench.mint("RS256", mode.pool)
+    fresh = verifier_for(bench, ("RS256",))
+    cached = verifier_for(bench, ("RS256",), cache=4096)
+    stats = _measure({"fresh": fresh.verify, "cached": cached.verify}, tokens, mode, "fresh")
+    ratio = stats["cached"].best / stats["fresh"].best
+    results["token_cache"] = {k: s.as_json() for k, s in stats.items()} | {"ratio": ratio}
+    rows = [
+        Row(
+            key="cache.repeat",
+            section="token cache",
+            label="RS256 cached (repeat) vs RS256 fresh",
+            value=fmt_us(stats["cached"].best),
+            baseline=fmt_us(stats["fresh"].best),
+            ratio=ratio,
+            target="<= 0.1x",
+            status=verdict(ratio <= 0.1),
+        )
+    ]
+
+    decoys = [generate_key("ES256", f"decoy-{i}").public_jwk() for i in range(mode.decoys)]
+    rs = bench.keys["RS256"].public_jwk()
+    many_jwks = {"keys": [*decoys[: mode.decoys // 2], rs, *decoys[mode.decoys // 2 :]]}
+    one = verifier_for(bench, ("RS256",), jwks={"keys": [rs]})
+    many = TokenVerifier(
+        issuer=bench.issuer.issuer,
+        audience=bench.issuer.audience,
+        jwks=many_jwks,
+        algorithms=["RS256", "ES256"],
+        token_cache_size=0,
+    )
+    stats = _measure({"1 key": one.verify, "100 keys": many.verify}, tokens, mode, "1 key")
+    ratio = stats["100 keys"].best / stats["1 key"].best
+    results["key_set_size"] = {k: s.as_json() for k, s in stats.items()} | {"ratio": ratio}
+    rows.append(
+        Row(
+            key="keys.100_vs_1",
+            section="key set size",
+            label=f"RS256 verify, {len(many_jwks['keys'])} keys vs 1 key in the JWKS",
+            value=fmt_us(stats["100 keys"].best),
+            baseline=fmt_us(stats["1 key"].best),
+            ratio=ratio,
+            target="within 10%",
+            status=verdict(abs(ratio - 1) <= 0.10),
+        )
+    )
+    return rows
