@@ -59,7 +59,9 @@ def extract_scopes(
     for path in paths:
         value = data.get(path) if "." not in path else _lookup(data, path)
         if isinstance(value, str):
-            scopes.update(value.split())
+            # RFC 6749 3.3: scope tokens are delimited by SP (%x20) only; a tab, newline or
+            # no-break space is part of a (malformed) token, never a delimiter.
+            scopes.update(s for s in value.split(" ") if s)
         elif isinstance(value, (list, tuple)):
             scopes.update(v for v in value if isinstance(v, str) and v)
     return frozenset(scopes)
