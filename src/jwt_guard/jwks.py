@@ -17,13 +17,14 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from ._codec import loads_object
 from .errors import ConfigurationError, KeysUnavailable
@@ -396,15 +397,24 @@ class JWKSClient:
             raise FetchError(f"response of {length} bytes exceeds {self.max_bytes}")
         chunks: list[bytes] = []
         size = 0
+        raw = response.raw
+        pieces: Iterator[bytes]
+        if hasattr(raw, "read1"):
+            # urllib3 >= 2: at most one socket read per call, so the deadline is checked between
+            # reads. iter_content(n) blocks until n bytes arrive: a server trickling one byte
+            # per read timeout would hold a fetch far past total_timeout.
+            pieces = iter(lambda: raw.read1(65536, decode_content=True) or b"", b"")
+        else:  # pragma: no cover - urllib3 1.x
+            pieces = response.iter_content(65536)
         try:
-            for chunk in response.iter_content(65536):
+            for chunk in pieces:
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise FetchError(f"response exceeds {self.max_bytes} bytes")
                 if time.monotonic() > deadline:
                     raise FetchError(f"fetch took longer than {self.total_timeout}s")
                 chunks.append(chunk)
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise FetchError(f"{type(exc).__name__} reading the response") from exc
         return b"".join(chunks)
 
