@@ -180,7 +180,11 @@ class JWKSClient:
         if owner:
             self._spawn(future)
         with contextlib.suppress(Exception):  # the outcome is read from the state below
-            await asyncio.wait_for(asyncio.wrap_future(future), self.total_timeout + 1.0)
+            # shield: a waiter that times out must not cancel the fetch all others wait on
+            # (wrap_future passes cancellation on; the next waiter then got CancelledError).
+            await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(future)), self.total_timeout + 1.0
+            )
         return self._after_fetch(kid)
 
     def _answer(self, kid: str | None) -> KeySet | None:
