@@ -165,10 +165,11 @@ class JWKSClient:
             return keyset
         future, owner = self._claim()
         if owner:
-            self._run(future)
-        else:
-            with contextlib.suppress(Exception):  # the outcome is read from the state below
-                future.result(timeout=self.total_timeout + 1.0)
+            # In a worker thread, so this request waits no longer than any other does: a fetch
+            # can outlive total_timeout (requests cannot bound trickled headers or DNS).
+            self._spawn(future)
+        with contextlib.suppress(Exception):  # the outcome is read from the state below
+            future.result(timeout=self.total_timeout + 1.0)
         return self._after_fetch(kid)
 
     async def akeys_for(self, kid: str | None) -> KeySet:
