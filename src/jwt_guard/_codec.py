@@ -3,24 +3,48 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
+import sys
 from typing import Any, NoReturn
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*\Z").match
 # With 2 or 3 characters in the last quantum, the unused low bits of the last character must be 0.
 _LAST_CHAR_OK = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
-_PAD = ("", "", "==", "=")
 
+if sys.version_info >= (3, 11):
+    _PAD_BYTES = (b"", b"", b"==", b"=")
+    # base64url -> the alphabet binascii decodes; "+", "/" and "=" (not base64url) become "*",
+    # which strict mode refuses like every other byte outside the alphabet.
+    _TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/***")
+    _a2b = binascii.a2b_base64
 
-def b64url_decode(segment: str) -> bytes:
-    """Decode canonical unpadded base64url; raise ``ValueError`` on anything else."""
-    rem = len(segment) % 4
-    if rem == 1 or _B64URL(segment) is None:
-        raise ValueError("not canonical base64url")
-    if rem and segment[-1] not in _LAST_CHAR_OK[rem]:
-        raise ValueError("non-zero trailing bits in base64url")
-    return base64.urlsafe_b64decode(segment + _PAD[rem])
+    def b64url_decode(segment: str) -> bytes:
+        """Decode canonical unpadded base64url; raise ``ValueError`` on anything else."""
+        rem = len(segment) % 4
+        if rem == 1:
+            raise ValueError("not canonical base64url")
+        try:
+            data = segment.encode("ascii").translate(_TO_STANDARD) + _PAD_BYTES[rem]
+            raw = _a2b(data, strict_mode=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise ValueError("not canonical base64url") from None
+        if rem and segment[-1] not in _LAST_CHAR_OK[rem]:
+            raise ValueError("non-zero trailing bits in base64url")
+        return raw
+
+else:  # pragma: no cover - Python 3.10 has no strict_mode; a regex checks the alphabet
+    _B64URL = re.compile(r"[A-Za-z0-9_-]*\Z").match
+    _PAD = ("", "", "==", "=")
+
+    def b64url_decode(segment: str) -> bytes:
+        """Decode canonical unpadded base64url; raise ``ValueError`` on anything else."""
+        rem = len(segment) % 4
+        if rem == 1 or _B64URL(segment) is None:
+            raise ValueError("not canonical base64url")
+        if rem and segment[-1] not in _LAST_CHAR_OK[rem]:
+            raise ValueError("non-zero trailing bits in base64url")
+        return base64.urlsafe_b64decode(segment + _PAD[rem])
 
 
 def b64url_encode(data: bytes) -> str:
@@ -40,6 +64,8 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _decoder = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+_raw_decode = _decoder.raw_decode
+_WHITESPACE = " \t\n\r"  # JSON's whitespace (RFC 8259 section 2)
 
 
 def loads_object(data: bytes) -> dict[str, Any]:
@@ -48,7 +74,12 @@ def loads_object(data: bytes) -> dict[str, Any]:
     Raises ``ValueError`` for every bad input (including too-deep nesting).
     """
     try:
-        obj = _decoder.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        # What JSONDecoder.decode does, without its two regex calls.
+        start = 0 if text[:1] == "{" else len(text) - len(text.lstrip(_WHITESPACE))
+        obj, end = _raw_decode(text, start)
+        if end != len(text) and text[end:].lstrip(_WHITESPACE):
+            raise ValueError("extra data after the JSON value")
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
     if type(obj) is not dict:
