@@ -309,6 +309,10 @@ def test_mint_creates_a_private_key_file_and_reuses_it(
     code, out, _ = run(capsys, "verify", token.strip(), "--key-file", str(path), "--json")
     assert code == 0
     assert json.loads(out)["claims"]["iss"] == "http://127.0.0.1:18999"
+    code, expired, _ = run(capsys, "mint", "--key-file", str(path), "--expires-in=-1h")
+    code, _, err = run(capsys, "verify", expired.strip(), "--key-file", str(path))
+    assert code == 1
+    assert err.startswith("invalid: expired (ExpiredToken)")
     code, _, err = run(capsys, "mint", "--key-file", str(path), "--port", "1")
     assert code == 2
     assert "belongs to http://127.0.0.1:18999" in err

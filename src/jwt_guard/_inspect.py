@@ -107,6 +107,8 @@ def _time(name: str, value: Any, now: float) -> tuple[dict[str, Any] | None, str
         warning = f"the token is not valid for another {relative(delta)}"
     elif name == "iat" and value > now + _DEFAULT_LEEWAY:
         warning = f"the token was issued {relative(delta)} in the future"
+    if warning is not None:
+        warning += f": a verifier refuses it (beyond the default {_DEFAULT_LEEWAY:.0f} s leeway)"
     return entry, warning
 
 

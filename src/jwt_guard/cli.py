@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra claim; VALUE is JSON if it parses, else a string (repeatable)",
     )
     mint.add_argument(
-        "--expires-in", default="5m", help="lifetime: 300, 90s, 15m, 1h, 2d; negative = expired"
+        "--expires-in",
+        default="5m",
+        help="lifetime: 300, 90s, 15m, 1h, 2d; already expired: --expires-in=-1h",
     )
     _add_json(mint)
 
