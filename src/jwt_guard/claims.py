@@ -27,6 +27,8 @@ from .errors import (
 
 __all__ = ["DEFAULT_SCOPE_CLAIMS", "ClaimRules", "Claims", "extract_scopes", "validate_claims"]
 
+_isfinite = math.isfinite
+
 DEFAULT_SCOPE_CLAIMS: tuple[str, ...] = ("scope", "scp")
 """Default scope claims: ``scope`` (space-delimited) and ``scp`` (list or string)."""
 
@@ -61,9 +63,10 @@ def extract_scopes(
         if isinstance(value, str):
             # RFC 6749 3.3: scope tokens are delimited by SP (%x20) only; a tab, newline or
             # no-break space is part of a (malformed) token, never a delimiter.
-            scopes.update(s for s in value.split(" ") if s)
+            scopes.update(value.split(" "))  # the empty strings of doubled spaces go below
         elif isinstance(value, (list, tuple)):
-            scopes.update(v for v in value if isinstance(v, str) and v)
+            scopes.update(v for v in value if isinstance(v, str))
+    scopes.discard("")
     return frozenset(scopes)
 
 
@@ -88,6 +91,20 @@ class Claims(Mapping[str, Any]):
     def __init__(self, data: Mapping[str, Any], scopes: frozenset[str] | None = None) -> None:
         self._data: Mapping[str, Any] = {k: _freeze(v) for k, v in data.items()}
         self._scopes = extract_scopes(self._data) if scopes is None else scopes
+
+    @classmethod
+    def _adopt(cls, data: dict[str, Any], scopes: frozenset[str]) -> Claims:
+        """Claims over ``data``, a dict fresh from the JSON parser that nothing else holds.
+
+        Freezes nested objects and arrays in place instead of copying the whole mapping.
+        """
+        for key, value in data.items():
+            if type(value) is dict or type(value) is list:
+                data[key] = _freeze(value)  # replaces a value: the dict's size never changes
+        claims = cls.__new__(cls)
+        claims._data = data
+        claims._scopes = scopes
+        return claims
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -163,6 +180,14 @@ class ClaimRules:
 
 def _number(payload: Mapping[str, Any], name: str) -> float | None:
     value = payload.get(name)
+    if type(value) is int or type(value) is float:  # the common case, checked first
+        try:
+            number = float(value)  # an integer beyond the float range raises OverflowError
+        except OverflowError:
+            number = math.inf
+        if _isfinite(number):
+            return number
+        raise InvalidClaim(f"claim {name!r} is not a finite JSON number")
     if value is None:
         if name in payload:
             raise InvalidClaim(f"claim {name!r} is null")

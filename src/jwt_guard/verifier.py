@@ -475,7 +475,7 @@ class TokenVerifier:
         check_signature(prep.parsed, keyset, prep.alg, prep.kid)
         state = prep.state
         validate_claims(prep.payload, state.rules, self.clock())
-        claims = Claims(prep.payload, extract_scopes(prep.payload, state.scope_claims))
+        claims = Claims._adopt(prep.payload, extract_scopes(prep.payload, state.scope_claims))
         if self._cache is not None and isinstance(prep.token, str):
             entry = _Cached(claims, state, prep.kid, prep.alg, keyset.find(prep.kid, prep.alg))
             with self._cache_lock:
