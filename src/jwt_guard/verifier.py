@@ -133,16 +133,44 @@ class _Prepared:
 
 
 class _Cached:
-    __slots__ = ("alg", "claims", "exp", "iat", "kid", "nbf", "state", "verifier")
+    __slots__ = (
+        "alg",
+        "claims",
+        "exp",
+        "expired_at",
+        "iat",
+        "keyset",
+        "kid",
+        "max_age",
+        "nbf",
+        "source",
+        "state",
+        "valid_from",
+        "verifier",
+    )
 
     def __init__(
-        self, claims: Claims, state: _IssuerState, kid: str | None, alg: str, verifier: Any
+        self,
+        claims: Claims,
+        state: _IssuerState,
+        kid: str | None,
+        alg: str,
+        keyset: KeySet,
+        leeway: float,
     ) -> None:
-        self.claims, self.state, self.verifier = claims, state, verifier
+        self.claims, self.state, self.source = claims, state, state.source
         self.kid, self.alg = kid, alg
+        # The key set the token was verified with: while the source still serves this very
+        # set, the key is known to be in it; after a refetch, still_verifies() decides.
+        self.keyset, self.verifier = keyset, keyset.find(kid, alg)
         self.exp = _float(claims.get("exp"), float("inf"))
         self.nbf = _float(claims.get("nbf"), float("-inf"))
         self.iat = _float(claims.get("iat"), float("nan"))
+        # The bounds the time checks compare with, computed once (the same float operations).
+        self.expired_at = self.exp + leeway
+        self.valid_from = self.nbf - leeway
+        max_age = state.rules.max_age
+        self.max_age = None if max_age is None else max_age + leeway
 
 
 def fingerprint(token: object) -> str:
@@ -243,6 +271,7 @@ class TokenVerifier:
         self._claims_check = claims_check
         self._is_revoked = is_revoked
         self._async_hooks = any(inspect.iscoroutinefunction(h) for h in (claims_check, is_revoked))
+        self._has_hooks = claims_check is not None or is_revoked is not None
         self._jwks_options = dict(jwks_options or {})
         self._jwks_options.setdefault("clock", clock)
         self._jwks_options.setdefault("observer", observer)
@@ -361,7 +390,8 @@ class TokenVerifier:
             if claims is None:
                 prep = self._prepare(token)
                 claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
-            self._hooks_result(self._call_hooks(claims))
+            if self._has_hooks:
+                self._hooks_result(self._call_hooks(claims))
         except JWTGuardError as exc:
             self.rejected(exc, token, client)
             raise
@@ -381,8 +411,9 @@ class TokenVerifier:
             if claims is None:
                 prep = self._prepare(token)
                 claims = self._finish(prep, await prep.state.source.akeys_for(prep.kid))
-            results = self._call_hooks(claims)
-            self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
+            if self._has_hooks:
+                results = self._call_hooks(claims)
+                self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
         except JWTGuardError as exc:
             self.rejected(exc, token, client)
             raise
@@ -477,7 +508,7 @@ class TokenVerifier:
         validate_claims(prep.payload, state.rules, self.clock())
         claims = Claims._adopt(prep.payload, extract_scopes(prep.payload, state.scope_claims))
         if self._cache is not None and isinstance(prep.token, str):
-            entry = _Cached(claims, state, prep.kid, prep.alg, keyset.find(prep.kid, prep.alg))
+            entry = _Cached(claims, state, prep.kid, prep.alg, keyset, self.leeway)
             with self._cache_lock:
                 self._cache[prep.token] = entry
         return claims
@@ -487,21 +518,23 @@ class TokenVerifier:
         if cache is None or type(token) is not str:
             return None
         with self._cache_lock:
-            entry = cache.get(token)
-        if entry is None:
-            return None
-        keyset = entry.state.source.current()
-        if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.verifier):
-            with self._cache_lock:
-                cache.pop(token, None)
-            return None
-        now, leeway = self.clock(), self.leeway
-        if now >= entry.exp + leeway:
+            try:
+                entry = cache[token]  # TLRUCache.get costs twice as much as this
+            except KeyError:
+                return None
+        keyset = entry.source.current()
+        if keyset is not entry.keyset:
+            if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.verifier):
+                with self._cache_lock:
+                    cache.pop(token, None)
+                return None
+            entry.keyset = keyset  # a refetch kept the key: no need to look it up again
+        now = self.clock()
+        if now >= entry.expired_at:
             raise ExpiredToken("token expired (cached)")
-        if now < entry.nbf - leeway:
+        if now < entry.valid_from:
             raise NotYetValid("token not valid yet (cached)")
-        max_age = entry.state.rules.max_age
-        if max_age is not None and now - entry.iat > max_age + leeway:
+        if entry.max_age is not None and now - entry.iat > entry.max_age:
             raise TokenTooOld("token too old (cached)")
         return entry.claims
 
