@@ -33,6 +33,7 @@ from .errors import (
     WrongIssuer,
 )
 from .events import GuardObserver
+from .health import health_asgi_app, health_wsgi_app
 from .jwks import JWKSClient
 from .jws import verify_jws
 from .keys import KeySet
@@ -77,6 +78,8 @@ __all__ = [
     "WrongAudience",
     "WrongIssuer",
     "check_scopes",
+    "health_asgi_app",
+    "health_wsgi_app",
     "require_scopes",
     "verify_jws",
 ]

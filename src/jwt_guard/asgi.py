@@ -180,17 +180,25 @@ class JWTGuard:
         return cls(app, **options_from_env(prefix, environ, overrides))
 
     def _prefetching(self, send: Send) -> Send:
-        """Fetch the key sets before the server is told start-up is complete."""
+        """Fetch the key sets before the server is told start-up is complete.
+
+        On failure the server gets ``lifespan.startup.failed`` with the reason, and the app's
+        lifespan is stopped with a ``RuntimeError``; what the app then reports is not repeated.
+        """
+        failed = False
 
         async def send_after_prefetch(message: Message) -> None:
+            nonlocal failed
+            if failed:
+                return
             if message["type"] == "lifespan.startup.complete":
                 try:
                     await self.verifier.aprefetch()
                 except JWTGuardError as exc:
-                    message = {
-                        "type": "lifespan.startup.failed",
-                        "message": f"jwt_guard: could not fetch signing keys: {exc.detail}",
-                    }
+                    failed = True
+                    text = f"jwt_guard: could not fetch signing keys: {exc.detail}"
+                    await send({"type": "lifespan.startup.failed", "message": text})
+                    raise RuntimeError(text) from exc
             await send(message)
 
         return send_after_prefetch

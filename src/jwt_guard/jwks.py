@@ -163,13 +163,7 @@ class JWKSClient:
         keyset = self._answer(kid)
         if keyset is not None:
             return keyset
-        future, owner = self._claim()
-        if owner:
-            # In a worker thread, so this request waits no longer than any other does: a fetch
-            # can outlive total_timeout (requests cannot bound trickled headers or DNS).
-            self._spawn(future)
-        with contextlib.suppress(Exception):  # the outcome is read from the state below
-            future.result(timeout=self.total_timeout + 1.0)
+        self._wait_for_fetch()
         return self._after_fetch(kid)
 
     async def akeys_for(self, kid: str | None) -> KeySet:
@@ -177,16 +171,32 @@ class JWKSClient:
         keyset = self._answer(kid)
         if keyset is not None:
             return keyset
+        await self._await_fetch()
+        return self._after_fetch(kid)
+
+    def _wait_for_fetch(self) -> None:
+        future, owner = self._claim()
+        if owner:
+            # In a worker thread, so this request waits no longer than any other does: a fetch
+            # can outlive total_timeout (requests cannot bound trickled headers or DNS).
+            self._spawn(future)
+        with contextlib.suppress(Exception):  # the outcome is read from the state afterwards
+            future.result(timeout=self.total_timeout + 1.0)
+
+    async def _await_fetch(self) -> None:
         future, owner = self._claim()
         if owner:
             self._spawn(future)
-        with contextlib.suppress(Exception):  # the outcome is read from the state below
+        with contextlib.suppress(Exception):  # the outcome is read from the state afterwards
             # shield: a waiter that times out must not cancel the fetch all others wait on
             # (wrap_future passes cancellation on; the next waiter then got CancelledError).
             await asyncio.wait_for(
                 asyncio.shield(asyncio.wrap_future(future)), self.total_timeout + 1.0
             )
-        return self._after_fetch(kid)
+
+    def _fresh(self) -> bool:
+        entry = self._entry
+        return entry is not None and self.clock() < entry.refresh_at
 
     def _answer(self, kid: str | None) -> KeySet | None:
         now = self.clock()
@@ -436,12 +446,20 @@ class JWKSClient:
     # -- health ----------------------------------------------------------------------------
 
     def prefetch(self) -> None:
-        """Fetch now unless a fresh set is held; raise ``KeysUnavailable`` if none can be had."""
-        self.keys_for(None)
+        """Fetch now unless a fresh set is held; raise ``KeysUnavailable`` if none can be had.
+
+        For start-up and readiness: unlike a request, it waits for the fetch even when older
+        keys could still serve.
+        """
+        if not self._fresh():
+            self._wait_for_fetch()
+        self._after_fetch(None)
 
     async def aprefetch(self) -> None:
         """Like :meth:`prefetch`, without blocking the event loop."""
-        await self.akeys_for(None)
+        if not self._fresh():
+            await self._await_fetch()
+        self._after_fetch(None)
 
     def status(self) -> dict[str, Any]:
         """A snapshot for health checks: age of the keys, staleness, last error."""
