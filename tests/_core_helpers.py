@@ -14,7 +14,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,13 +243,3 @@ def settle_jwks_threads(timeout: float = 10.0) -> None:
     for thread in threading.enumerate():
         if thread.name == "jwt_guard-jwks":
             thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes; return its last value."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
