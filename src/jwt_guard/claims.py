@@ -71,8 +71,8 @@ def extract_scopes(
 
 
 def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        try:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:  # NaN, infinities and integers beyond the float range all land in the except
             return datetime.fromtimestamp(value, tz=timezone.utc)
         except (OverflowError, OSError, ValueError):
             return None
