@@ -68,6 +68,10 @@ def check_url(url: str, *, allow_http: bool) -> str | None:
     return "must be an https:// URL (http:// only on loopback, or with allow_http=True)"
 
 
+_DONE: Future[None] = Future()
+_DONE.set_result(None)
+
+
 @dataclass(frozen=True)
 class _Entry:
     keyset: KeySet
@@ -151,6 +155,7 @@ class JWKSClient:
         self._inflight: Future[None] | None = None
         self._jwks_uri: str | None = url
         self._last_attempt = float("-inf")
+        self._attempts = 0
         self._retry_at = float("-inf")
         self._failures = 0
         self.last_error: str | None = None
@@ -160,22 +165,24 @@ class JWKSClient:
 
     def keys_for(self, kid: str | None) -> KeySet:
         """The key set to verify a token with ``kid``, fetching only when it must (blocking)."""
+        seen = self._attempts
         keyset = self._answer(kid)
         if keyset is not None:
             return keyset
-        self._wait_for_fetch()
+        self._wait_for_fetch(seen)
         return self._after_fetch(kid)
 
     async def akeys_for(self, kid: str | None) -> KeySet:
         """Like :meth:`keys_for`, but the fetch runs in a worker thread, off the event loop."""
+        seen = self._attempts
         keyset = self._answer(kid)
         if keyset is not None:
             return keyset
-        await self._await_fetch()
+        await self._await_fetch(seen)
         return self._after_fetch(kid)
 
-    def _wait_for_fetch(self) -> None:
-        future, owner = self._claim()
+    def _wait_for_fetch(self, seen: int | None = None) -> None:
+        future, owner = self._claim(seen)
         if owner:
             # In a worker thread, so this request waits no longer than any other does: a fetch
             # can outlive total_timeout (requests cannot bound trickled headers or DNS).
@@ -183,8 +190,8 @@ class JWKSClient:
         with contextlib.suppress(Exception):  # the outcome is read from the state afterwards
             future.result(timeout=self.total_timeout + 1.0)
 
-    async def _await_fetch(self) -> None:
-        future, owner = self._claim()
+    async def _await_fetch(self, seen: int | None = None) -> None:
+        future, owner = self._claim(seen)
         if owner:
             self._spawn(future)
         with contextlib.suppress(Exception):  # the outcome is read from the state afterwards
@@ -274,12 +281,21 @@ class JWKSClient:
 
     # -- single flight ---------------------------------------------------------------------
 
-    def _claim(self) -> tuple[Future[None], bool]:
+    def _claim(self, seen: int | None = None) -> tuple[Future[None], bool]:
+        """Join the fetch in flight or start one (``owner`` True: the caller must run it).
+
+        With ``seen`` (the attempt count read before deciding to fetch), a fetch that started
+        since then is taken as the answer and none is started: two threads that both saw an
+        unknown kid cannot make two fetches in one cool-down.
+        """
         with self._lock:
             if self._inflight is not None:
                 return self._inflight, False
+            if seen is not None and seen != self._attempts:
+                return _DONE, False
             future: Future[None] = Future()
             self._inflight = future
+            self._attempts += 1
             self._last_attempt = self.clock()
             return future, True
 
