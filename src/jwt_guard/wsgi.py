@@ -49,16 +49,20 @@ def guard_environ(
     environ[GUARD_KEY] = guard
     environ[CLAIMS_KEY] = None
     method = str(environ.get("REQUEST_METHOD", "GET"))
-    if path is None:
-        path = str(environ.get("PATH_INFO", "")) or "/"
 
     def header(name: str) -> str | None:
         value = environ.get("HTTP_" + name.upper().replace("-", "_"))
         return value if isinstance(value, str) else None
 
-    if guard.is_open(method, path, header):
-        return None
-    authorization = header("authorization")
+    # is_open() is False unless this is a preflight or some paths are open: skip it then.
+    if method == "OPTIONS" or guard.exact or guard.prefixes:
+        if path is None:
+            path = str(environ.get("PATH_INFO", "")) or "/"
+        if guard.is_open(method, path, header):
+            return None
+    authorization = environ.get("HTTP_AUTHORIZATION")
+    if not isinstance(authorization, str):
+        authorization = None
     client = environ.get("REMOTE_ADDR")
     address = client if isinstance(client, str) else None
     try:
