@@ -41,7 +41,7 @@ class Mode:
             raise SystemExit(f"unknown algorithms {sorted(unknown)}")
         if quick:
             return cls(True, 2, 0.002, 8, 2, 40, 12, 50, 200, 0.3, 99, algs)
-        return cls(False, 21, 0.03, 64, 7, 3000, 1000, 500, 10_000, 2.0, 99, algs)
+        return cls(False, 21, 0.03, 64, 25, 1000, 600, 500, 10_000, 2.0, 99, algs)
 
 
 def alg_of(name: str) -> str:
