@@ -190,6 +190,18 @@ def _run_verifier(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_:
         verifier.verify(mint_token(audience="another-api"))
 
 
+def _run_health(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    from starlette.testclient import TestClient
+
+    app = _run(block, issuer)["app"]
+    with TestClient(app) as client:  # lifespan start-up: prefetch
+        report = client.get("/ready/")
+        assert report.status_code == 200
+        assert report.json()["issuers"][issuer.issuer]["keys"] == len(issuer.keys)
+        assert client.get("/ready/", headers=_bearer("not-a-token")).status_code == 200
+        assert client.get("/elsewhere").status_code == 401
+
+
 def _run_env(
     block: Block, issuer: LocalIssuer, mint_token: MintToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -300,6 +312,7 @@ KINDS: dict[str, Callable[..., None]] = {
     "django": _run_django,
     "verifier": _run_verifier,
     "env": _run_env,
+    "health": _run_health,
     "pytest": _run_pytest,
     "recipe": _run_recipe,
 }
