@@ -302,3 +302,16 @@ def test_environment_needs_issuer_and_audience_and_takes_several_issuers(
     verifier = TokenVerifier.from_env(environ={"JWT_GUARD_ISSUERS": issuers})
     assert verifier.issuers == (jwt_issuer.issuer, "https://login.example.org/")
     assert verifier.verify(jwt_issuer.mint()).issuer == jwt_issuer.issuer
+
+
+def test_a_readiness_probe_fetches_the_keys_of_a_pod_that_has_served_nothing(
+    jwt_issuer: LocalIssuer,
+) -> None:
+    verifier = TokenVerifier(issuer=jwt_issuer.issuer, audience=jwt_issuer.audience)
+    app = Starlette(routes=[Route("/ready", health_asgi_app(verifier))])
+    app.add_middleware(JWTGuard, verifier=verifier, exclude_paths=["/ready"])
+    response = TestClient(app).get("/ready")
+    assert response.status_code == 200
+    assert response.json()["issuers"][jwt_issuer.issuer]["keys"] >= 1
+    assert WerkzeugClient(health_wsgi_app(verifier)).get("/").status_code == 200
+    assert jwt_issuer.jwks_requests == 1

@@ -201,9 +201,11 @@ class JWKSClient:
                 asyncio.shield(asyncio.wrap_future(future)), self.total_timeout + 1.0
             )
 
-    def _fresh(self) -> bool:
+    def _due(self) -> bool:
+        """Whether a prefetch should fetch: the set is not fresh and no back-off holds."""
         entry = self._entry
-        return entry is not None and self.clock() < entry.refresh_at
+        now = self.clock()
+        return (entry is None or now >= entry.refresh_at) and now >= self._retry_at
 
     def _answer(self, kid: str | None) -> KeySet | None:
         now = self.clock()
@@ -465,15 +467,15 @@ class JWKSClient:
         """Fetch now unless a fresh set is held; raise ``KeysUnavailable`` if none can be had.
 
         For start-up and readiness: unlike a request, it waits for the fetch even when older
-        keys could still serve.
+        keys could still serve. After a failure it does not retry before the back-off ends.
         """
-        if not self._fresh():
+        if self._due():
             self._wait_for_fetch()
         self._after_fetch(None)
 
     async def aprefetch(self) -> None:
         """Like :meth:`prefetch`, without blocking the event loop."""
-        if not self._fresh():
+        if self._due():
             await self._await_fetch()
         self._after_fetch(None)
 
