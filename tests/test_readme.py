@@ -79,7 +79,7 @@ def _section(heading: str) -> str:
 
 
 def test_every_block_is_python_with_a_marker_or_bash() -> None:
-    assert {b.lang for b in BLOCKS} == {"python", "bash"}
+    assert {b.lang for b in BLOCKS} == {"python", "bash", "text"}
     assert all(b.kind in KINDS for b in PYTHON), [(b.line, b.kind) for b in PYTHON]
     assert not [b.line for b in BLOCKS if b.lang == "bash" and b.kind]
 
@@ -195,10 +195,10 @@ def _run_health(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: A
 
     app = _run(block, issuer)["app"]
     with TestClient(app) as client:  # lifespan start-up: prefetch
-        report = client.get("/ready/")
+        report = client.get("/ready")
         assert report.status_code == 200
         assert report.json()["issuers"][issuer.issuer]["keys"] == len(issuer.keys)
-        assert client.get("/ready/", headers=_bearer("not-a-token")).status_code == 200
+        assert client.get("/ready", headers=_bearer("not-a-token")).status_code == 200
         assert client.get("/elsewhere").status_code == 401
 
 
@@ -307,12 +307,28 @@ def _run_recipe(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: A
             verifier.verify(mint_token(recipe.claims, audience="another-api"))
 
 
+def _run_metrics(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    namespace = _run(block, issuer)
+    verifier, registry = namespace["verifier"], namespace["registry"]
+    token = mint_token()
+    verifier.verify(token)
+    verifier.verify(token)
+    with pytest.raises(WrongAudience):
+        verifier.verify(mint_token(audience="another-api"))
+    value = registry.get_sample_value
+    assert value("jwt_verified_total", {"cached": "false"}) == 1
+    assert value("jwt_verified_total", {"cached": "true"}) == 1
+    assert value("jwt_rejected_total", {"code": "wrong_audience"}) == 1
+    assert value("jwt_jwks_fetches_total", {"outcome": "ok"}) == 1
+
+
 KINDS: dict[str, Callable[..., None]] = {
     "app": _run_app,
     "django": _run_django,
     "verifier": _run_verifier,
     "env": _run_env,
     "health": _run_health,
+    "metrics": _run_metrics,
     "pytest": _run_pytest,
     "recipe": _run_recipe,
 }
