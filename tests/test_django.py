@@ -180,6 +180,16 @@ def test_keys_unavailable_is_503() -> None:
             "must start with '/'",
             id="relative-path",
         ),
+        pytest.param(
+            {
+                "issuer": "http://127.0.0.1:9/",
+                "audience": "x",
+                "jwks_url": "http://127.0.0.1:9/jwks.json",  # discard port: nothing listens
+                "prefetch": True,
+            },
+            "could not fetch signing keys",
+            id="prefetch-wrong-jwks-url",
+        ),
     ],
 )
 def test_bad_settings_raise_improperly_configured(

@@ -63,7 +63,8 @@ def get_claims(request: HttpRequest) -> Claims | None:
 def guard_from_settings(options: Any = None) -> Guard:
     """Build the ``Guard`` from ``settings.JWT_GUARD`` (or ``options``).
 
-    ``error_handler`` may be a callable or a dotted path to one. Raises
+    ``error_handler`` may be a callable or a dotted path to one; ``"prefetch": True`` fetches the
+    key sets when Django loads its middleware, so a wrong JWKS URL fails the boot. Raises
     ``ImproperlyConfigured`` with the reason when the options are missing or invalid.
     """
     if options is None:
@@ -74,13 +75,17 @@ def guard_from_settings(options: Any = None) -> Guard:
             "'jwks_url': ..., 'exclude_paths': [...]}"
         )
     kwargs = dict(options)
+    prefetch = bool(kwargs.pop("prefetch", False))
     handler = kwargs.get("error_handler")
     if isinstance(handler, str):
         kwargs["error_handler"] = import_string(handler)
     try:
-        return Guard(**kwargs)
+        guard = Guard(**kwargs)
+        if prefetch:
+            guard.prefetch()
     except (ConfigurationError, TypeError) as exc:
         raise ImproperlyConfigured(f"settings.JWT_GUARD: {exc}") from exc
+    return guard
 
 
 def to_response(answer: ErrorResponse) -> HttpResponse:
