@@ -254,6 +254,9 @@ class JWKSClient:
 
         Starts a background refresh when the set is due for one.
         """
+        entry = self._entry  # fast path (every token-cache hit): a set not yet due for refresh
+        if entry is not None and self.clock() < entry.refresh_at:
+            return entry.keyset
         try:
             return self._answer(None)
         except KeysUnavailable:
