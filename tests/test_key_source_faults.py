@@ -1,0 +1,515 @@
+"""Faults of the key source, seen through both middlewares.
+
+A real ``LocalIssuer`` serves the JWKS on 127.0.0.1 and misbehaves on demand (down, hanging,
+500, HTML, invalid JSON, 50 MB, broken keys, redirect loop, key swap); a small raw-socket server
+here adds what it cannot do (a body trickled a byte at a time, 50 MB with no length). For each
+fault: what the middleware answers (503 only while no usable key set exists; cached keys keep
+serving up to ``max_stale``), that it recovers when the server comes back, that every request
+returns within a bound, and that threads and memory do not grow.
+
+Time that decides behaviour (cache lifetimes, back-off, staleness) is a hand-advanced clock shared
+by the issuer and the verifier; only network timeouts use real time, kept short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import socket
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from _core_helpers import Clock, settle_jwks_threads
+from _hostile import Answer, AsgiDriver, asgi_app, call_asgi, call_wsgi, wsgi_app
+from jwt_guard import TokenVerifier
+from jwt_guard.jwks import JWKSClient
+from jwt_guard.testing import JWKSFault, LocalIssuer
+
+TTL = 300.0  # the issuer's Cache-Control max-age
+MAX_STALE = 600.0
+BACKOFF = (5.0, 60.0)
+COOLDOWN = 30.0
+FAST: dict[str, Any] = {
+    "timeout": (0.3, 0.3),
+    "total_timeout": 1.0,
+    "max_stale": MAX_STALE,
+    "backoff": BACKOFF,
+    "cooldown": COOLDOWN,
+}
+BOUND = 2.5
+"""No request may take longer: total_timeout + the 1 s grace a waiter gives a fetch + slack."""
+
+
+@dataclass
+class Rig:
+    """One issuer, one verifier of it, and ``send`` through the chosen middleware."""
+
+    issuer: LocalIssuer
+    clock: Clock
+    verifier: TokenVerifier
+    send_lines: Callable[[list[bytes]], Answer]
+    durations: list[float]
+
+    @property
+    def client(self) -> JWKSClient:
+        (source,) = self.verifier.key_sources().values()
+        assert isinstance(source, JWKSClient)
+        return source
+
+    def send(self, token: str) -> Answer:
+        started = time.monotonic()
+        answer = self.send_lines([f"Bearer {token}".encode()])
+        elapsed = time.monotonic() - started
+        self.durations.append(elapsed)
+        assert elapsed < BOUND, f"request took {elapsed:.2f}s"
+        return answer
+
+    def fresh(self, **mint: Any) -> str:
+        return self.issuer.mint(**mint)
+
+
+@contextlib.contextmanager
+def make_rig(adapter: str, url: str | None = None, **jwks: Any) -> Iterator[Rig]:
+    clock = Clock(now=1_800_000_000.0)
+    with LocalIssuer(clock=clock, cache_max_age=int(TTL)) as issuer, requests.Session() as s:
+        verifier = TokenVerifier(
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            jwks_url=url or issuer.jwks_url,
+            clock=clock,
+            jwks_options={"session": s, **FAST, **jwks},
+        )
+        driver = AsgiDriver(asgi_app(verifier))
+        wsgi = wsgi_app(verifier)
+        send: Callable[[list[bytes]], Answer]
+        if adapter == "asgi":
+            send = driver
+        else:
+
+            def send(lines: list[bytes]) -> Answer:
+                return call_wsgi(wsgi, lines)
+
+        try:
+            yield Rig(issuer, clock, verifier, send, [])
+        finally:
+            issuer.set_fault(None)
+            driver.close()
+            settle_jwks_threads()
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def adapter(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def rig(adapter: str) -> Iterator[Rig]:
+    with make_rig(adapter) as made:
+        yield made
+
+
+def assert_ok(answer: Answer, sub: str = "user-1") -> None:
+    assert answer.status == 200, answer.body
+    assert json.loads(answer.body)["sub"] == sub
+
+
+def assert_unavailable(answer: Answer) -> None:
+    """503 with ``Retry-After``, ``no-store``, a fixed body; no challenge (it is not the token)."""
+    assert answer.status == 503, answer.body
+    assert int(answer.header("retry-after") or "0") >= 1
+    assert answer.header("cache-control") == "no-store"
+    assert answer.header("www-authenticate") is None
+    assert json.loads(answer.body) == {
+        "error": "temporarily_unavailable",
+        "error_description": "Token verification is temporarily unavailable",
+    }
+    assert not answer.reached_app
+
+
+def assert_invalid_token(answer: Answer) -> None:
+    assert answer.status == 401, answer.body
+    assert 'error="invalid_token"' in (answer.header("www-authenticate") or "")
+
+
+# -- cold: no key set yet -----------------------------------------------------------------------
+
+COLD_FAULTS = [
+    pytest.param(JWKSFault.HANG, {"delay": 30.0}, 1, id="hang-past-timeout"),
+    pytest.param(JWKSFault.ERROR_500, {}, 1, id="http-500"),
+    pytest.param(JWKSFault.HTML, {}, 1, id="html"),
+    pytest.param(JWKSFault.INVALID_JSON, {}, 1, id="invalid-json"),
+    pytest.param(JWKSFault.NOT_AN_OBJECT, {}, 1, id="json-array"),
+    pytest.param(JWKSFault.NO_KEYS, {}, 1, id="no-keys"),
+    pytest.param(JWKSFault.HUGE, {"body_size": 50 * 1024 * 1024}, 1, id="50mb-body"),
+    pytest.param(JWKSFault.REDIRECT_LOOP, {}, 4, id="redirect-loop"),
+]
+
+
+@pytest.mark.parametrize(("fault", "options", "requests_per_fetch"), COLD_FAULTS)
+def test_a_fault_before_any_key_is_503_then_recovers(
+    rig: Rig, fault: JWKSFault, options: dict[str, Any], requests_per_fetch: int
+) -> None:
+    rig.issuer.set_fault(fault, **options)
+    token = rig.fresh()
+    assert_unavailable(rig.send(token))
+    assert rig.issuer.jwks_requests == requests_per_fetch
+    # Inside the back-off nothing is fetched: the answer is immediate and the same.
+    for _ in range(5):
+        assert_unavailable(rig.send(token))
+    assert rig.issuer.jwks_requests == requests_per_fetch
+    # A token refused before any key is needed is still a 401, never a 503.
+    assert_invalid_token(rig.send("not.a-token.at-all"))
+    assert_invalid_token(rig.send(rig.fresh(issuer="https://evil.example")))
+    # The server comes back; after the back-off the next request fetches and passes.
+    rig.issuer.set_fault(None)
+    rig.clock.advance(BACKOFF[0])
+    assert_ok(rig.send(token))
+    assert rig.issuer.jwks_requests == requests_per_fetch + 1
+    assert rig.client.status()["failures"] == 0
+
+
+def test_down_at_start_is_503_then_recovers(rig: Rig) -> None:
+    rig.issuer.set_fault(JWKSFault.DOWN)
+    token = rig.fresh()
+    assert_unavailable(rig.send(token))
+    assert rig.client.status()["failures"] == 1
+    assert_unavailable(rig.send(token))
+    assert rig.client.status()["failures"] == 1  # backing off, not hammering
+    rig.clock.advance(BACKOFF[0])
+    assert_unavailable(rig.send(token))  # still down: a second attempt, a longer back-off
+    assert rig.client.status()["failures"] == 2
+    rig.issuer.set_fault(None)
+    rig.clock.advance(BACKOFF[0] * 2)
+    assert_ok(rig.send(token))
+    assert rig.issuer.jwks_requests == 1
+
+
+# -- warm: a good key set was fetched before the fault -------------------------------------------
+
+WARM_FAULTS = [
+    pytest.param(JWKSFault.DOWN, {}, id="down"),
+    pytest.param(JWKSFault.HANG, {"delay": 30.0}, id="hang-past-timeout"),
+    pytest.param(JWKSFault.ERROR_500, {}, id="http-500"),
+    pytest.param(JWKSFault.HTML, {}, id="html"),
+    pytest.param(JWKSFault.INVALID_JSON, {}, id="invalid-json"),
+    pytest.param(JWKSFault.NO_KEYS, {}, id="no-keys"),
+    pytest.param(JWKSFault.HUGE, {"body_size": 50 * 1024 * 1024}, id="50mb-body"),
+    pytest.param(JWKSFault.REDIRECT_LOOP, {}, id="redirect-loop"),
+]
+
+
+@pytest.mark.parametrize(("fault", "options"), WARM_FAULTS)
+def test_after_warm_up_cached_keys_serve_until_max_stale(
+    rig: Rig, fault: JWKSFault, options: dict[str, Any]
+) -> None:
+    assert_ok(rig.send(rig.fresh()))
+    rig.issuer.set_fault(fault, **options)
+    # Past the lifetime: each request is answered at once from the stale set while a
+    # background refresh fails.
+    rig.clock.advance(TTL + 1)
+    assert_ok(rig.send(rig.fresh(subject="during-outage")), "during-outage")
+    settle_jwks_threads()
+    assert rig.client.status()["failures"] == 1
+    assert rig.client.status()["stale"] is True
+    # Tokens are still judged on their merits: a bad one is 401, not 503.
+    assert_invalid_token(rig.send(rig.fresh(kid="unknown-kid")))
+    assert_invalid_token(rig.send(rig.fresh(expires_in=-600)))
+    # Up to the staleness bound the cached keys keep serving...
+    rig.clock.advance(MAX_STALE - 2)
+    assert_ok(rig.send(rig.fresh()))
+    settle_jwks_threads()
+    # ...and not one second past it: no usable key set, 503.
+    rig.clock.advance(2)
+    settle_jwks_threads()
+    assert_unavailable(rig.send(rig.fresh()))
+    # Recovery once the server is back and the back-off has passed.
+    rig.issuer.set_fault(None)
+    rig.clock.advance(BACKOFF[1])
+    assert_ok(rig.send(rig.fresh()))
+    assert rig.client.status()["stale"] is False
+
+
+def test_broken_keys_are_skipped_and_the_good_ones_serve(rig: Rig) -> None:
+    rig.issuer.set_fault(JWKSFault.BROKEN_KEYS)
+    assert_ok(rig.send(rig.fresh()))
+    assert rig.client.status()["kids"] == [rig.issuer.key().kid]
+    for kid in ("broken-rsa-n", "broken-rsa-no-e", "broken-ec-point", "broken-kty"):
+        assert_invalid_token(rig.send(rig.fresh(kid=kid)))
+
+
+def test_key_swap_new_kid(rig: Rig) -> None:
+    """Rotation: the new kid is fetched once the cool-down allows; the old key stops at once."""
+    old_token = rig.fresh(subject="old")
+    assert_ok(rig.send(old_token), "old")
+    rig.issuer.rotate("RS256")
+    new_token = rig.fresh(subject="new")
+    assert_invalid_token(rig.send(new_token))  # inside the cool-down of the first fetch
+    assert rig.issuer.jwks_requests == 1
+    rig.clock.advance(COOLDOWN + 1)
+    assert_ok(rig.send(new_token), "new")
+    assert rig.issuer.jwks_requests == 2
+    assert_invalid_token(rig.send(old_token))  # cached, but its key is gone
+    for _ in range(10):
+        assert_ok(rig.send(new_token), "new")
+    assert rig.issuer.jwks_requests == 2
+
+
+def test_key_swap_same_kid(rig: Rig) -> None:
+    """A key replaced under the same kid is picked up at the scheduled refresh, not before."""
+    old = rig.issuer.key()
+    old_token = rig.fresh(subject="old")
+    assert_ok(rig.send(old_token), "old")
+    rig.issuer.remove_key(old.kid)
+    rig.issuer.add_key("RS256", kid=old.kid)
+    new_token = rig.fresh(subject="new")
+    assert_invalid_token(rig.send(new_token))  # bad signature under the cached key
+    rig.clock.advance(TTL * 0.8)  # refresh_ahead: a background refresh starts
+    assert_invalid_token(rig.send(new_token))
+    settle_jwks_threads()
+    assert rig.issuer.jwks_requests == 2
+    assert_ok(rig.send(new_token), "new")
+    assert_invalid_token(rig.send(old_token))
+
+
+def test_discovery_down_at_start_then_recovers(adapter: str) -> None:
+    clock = Clock(now=1_800_000_000.0)
+    with LocalIssuer(clock=clock) as issuer, requests.Session() as session:
+        verifier = TokenVerifier(
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            clock=clock,
+            jwks_options={"session": session, **FAST},
+        )
+        driver = AsgiDriver(asgi_app(verifier))
+        app = wsgi_app(verifier)
+        try:
+            lines = [f"Bearer {issuer.mint()}".encode()]
+
+            def send() -> Answer:
+                return driver(lines) if adapter == "asgi" else call_wsgi(app, lines)
+
+            issuer.set_fault(JWKSFault.ERROR_500, endpoint="discovery")
+            assert_unavailable(send())
+            assert (issuer.discovery_requests, issuer.jwks_requests) == (1, 0)
+            issuer.set_fault(None)
+            clock.advance(BACKOFF[0])
+            assert send().status == 200
+            assert (issuer.discovery_requests, issuer.jwks_requests) == (2, 1)
+        finally:
+            driver.close()
+            settle_jwks_threads()
+
+
+# -- what LocalIssuer cannot do: a trickled body, 50 MB without a length --------------------------
+
+
+class RawServer:
+    """A loopback HTTP server from a raw socket: ``trickle`` sends a declared 100 kB body one
+    byte per 50 ms; ``trickle-headers`` sends its status line and headers that way (20 s);
+    ``stream`` sends ``size`` bytes with no Content-Length, as fast as it can."""
+
+    def __init__(self, mode: str, size: int = 50 * 1024 * 1024) -> None:
+        self.mode, self.size = mode, size
+        self.requests = 0
+        self.sent = 0
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/jwks.json"
+        self._threads = [threading.Thread(target=self._serve, daemon=True)]
+        self._threads[0].start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.requests += 1
+            worker = threading.Thread(target=self._answer, args=(conn,), daemon=True)
+            self._threads.append(worker)
+            worker.start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                if self.mode == "trickle-headers":
+                    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    head += b"X-Slow: " + b"a" * 400 + b"\r\nContent-Length: 2\r\n\r\n{}"
+                    for byte in head:
+                        if self._stop.wait(0.05):
+                            return
+                        conn.sendall(bytes([byte]))
+                        self.sent += 1
+                elif self.mode == "trickle":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+                    conn.sendall(b"Content-Length: 100000\r\n\r\n{")
+                    while not self._stop.wait(0.05):
+                        conn.sendall(b" ")
+                        self.sent += 1
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+                    conn.sendall(b"Connection: close\r\n\r\n")
+                    chunk = b" " * 65536
+                    while self.sent < self.size and not self._stop.is_set():
+                        conn.sendall(chunk)
+                        self.sent += len(chunk)
+            except OSError:
+                return  # the client gave up, as it should
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+
+
+@pytest.fixture
+def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
+    server = RawServer(request.param)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("raw_server", ["trickle"], indirect=True)
+def test_a_trickled_body_cannot_stretch_a_fetch_past_total_timeout(
+    adapter: str, raw_server: RawServer
+) -> None:
+    with make_rig(adapter, url=raw_server.url) as rig:
+        started = time.monotonic()
+        assert_unavailable(rig.send(rig.fresh()))
+        elapsed = time.monotonic() - started
+    assert raw_server.requests == 1
+    assert elapsed < 1.0 + 0.3 + 0.5  # total_timeout + one read timeout + slack
+    assert "longer than" in str(rig.client.last_error)
+
+
+@pytest.mark.parametrize("raw_server", ["trickle-headers"], indirect=True)
+def test_trickled_headers_cannot_hold_a_request(adapter: str, raw_server: RawServer) -> None:
+    """The fetch itself outlives its deadline here (``requests`` has no overall timeout), but
+    no request waits for it longer than total_timeout + 1 s, and none starts a second one."""
+    with make_rig(adapter, url=raw_server.url) as rig:
+        token = rig.fresh()
+        assert_unavailable(rig.send(token))
+        assert_unavailable(rig.send(token))
+        assert raw_server.requests == 1
+        raw_server.close()  # ends the stuck fetch before the rig joins its thread
+        settle_jwks_threads()
+        assert rig.client.status()["failures"] == 1
+
+
+@pytest.mark.parametrize("raw_server", ["stream"], indirect=True)
+def test_50mb_without_content_length_is_cut_at_max_bytes(
+    adapter: str, raw_server: RawServer
+) -> None:
+    """The body is read only up to ``max_bytes`` (512 KiB by default): bounded time and memory."""
+    tracemalloc.start()
+    try:
+        with make_rig(adapter, url=raw_server.url) as rig:
+            started = time.monotonic()
+            assert_unavailable(rig.send(rig.fresh()))
+            elapsed = time.monotonic() - started
+            _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "exceeds" in str(rig.client.last_error)
+    assert elapsed < 1.5
+    assert peak < 8 * 1024 * 1024, peak
+    assert raw_server.sent < 50 * 1024 * 1024  # the client hung up long before the end
+
+
+# -- concurrency and growth -----------------------------------------------------------------------
+
+
+def test_concurrent_asgi_requests_during_a_hang_share_one_fetch_and_return_in_time() -> None:
+    with make_rig("asgi") as rig:
+        rig.issuer.set_fault(JWKSFault.HANG, delay=30.0)
+        app = asgi_app(rig.verifier)
+        lines = [f"Bearer {rig.fresh()}".encode()]
+        threads_before = threading.active_count()
+
+        async def burst() -> list[Answer]:
+            return await asyncio.gather(*(call_asgi(app, lines) for _ in range(50)))
+
+        started = time.monotonic()
+        answers = asyncio.run(burst())
+        elapsed = time.monotonic() - started
+        assert all(a.status == 503 for a in answers)
+        assert elapsed < BOUND
+        assert rig.issuer.jwks_requests == 1
+        assert threading.active_count() <= threads_before + 2
+
+
+def test_concurrent_wsgi_requests_during_a_hang_share_one_fetch_and_return_in_time() -> None:
+    with make_rig("wsgi") as rig:
+        rig.issuer.set_fault(JWKSFault.HANG, delay=30.0)
+        token = rig.fresh()
+        barrier = threading.Barrier(16)
+        results: list[tuple[int, float]] = []
+
+        def one() -> None:
+            barrier.wait(timeout=5)
+            started = time.monotonic()
+            status = rig.send_lines([f"Bearer {token}".encode()]).status
+            results.append((status, time.monotonic() - started))
+
+        workers = [threading.Thread(target=one) for _ in range(16)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=10)
+        assert len(results) == 16
+        assert {status for status, _ in results} == {503}
+        assert max(seconds for _, seconds in results) < BOUND
+        assert rig.issuer.jwks_requests == 1
+
+
+def test_a_long_outage_grows_neither_threads_nor_memory(
+    adapter: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """200 failed refreshes while stale keys serve: thread count and memory stay flat."""
+    caplog.set_level(logging.CRITICAL, logger="jwt_guard")  # the capture would grow otherwise
+    with make_rig(adapter, max_stale=1e9) as rig:
+        assert_ok(rig.send(rig.fresh()))
+        rig.issuer.set_fault(JWKSFault.ERROR_500)
+        token = rig.fresh(expires_in=10**8)
+
+        def cycle() -> None:
+            rig.clock.advance(TTL + BACKOFF[1])
+            assert_ok(rig.send(token))
+            settle_jwks_threads()
+
+        for _ in range(20):
+            cycle()
+        threads: list[int] = []
+        tracemalloc.start()
+        try:
+            gc.collect()  # failures leave exception/traceback cycles for the collector
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(200):
+                cycle()
+                threads.append(threading.active_count())
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert rig.client.status()["failures"] == 220
+        # Server connection threads come and go by one or two; 200 failures add none.
+        assert max(threads) - min(threads) <= 2, threads
+        assert max(threads[-20:]) <= max(threads[:20]) + 1
+        assert grown < 128 * 1024, grown  # measured: ~40 kB of interpreter noise
+        assert rig.issuer.request_count() == 221
