@@ -73,6 +73,12 @@ def _find(args: tuple[Any, ...]) -> _Found:
     )
 
 
+_PREFLIGHT_OK = ErrorResponse(204)
+"""The answer to a CORS preflight that reaches a decorated view: empty, for the CORS layer
+(django-cors-headers, flask-cors...) to add its headers to. The view itself never runs: anyone can
+send ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``, with no token at all."""
+
+
 def _is_preflight(found: _Found) -> bool:
     """A CORS preflight, which the guard lets through unauthenticated when so configured."""
     request = found.request
@@ -90,6 +96,10 @@ def _render(found: _Found, exc: JWTGuardError) -> Any:
     response: ErrorResponse = (
         guard.error_response(exc) if isinstance(guard, Guard) else render_error(exc)
     )
+    return _respond(found, response)
+
+
+def _respond(found: _Found, response: ErrorResponse) -> Any:
     headers = dict(response.headers)
     if found.framework == "starlette":
         from starlette.responses import Response
@@ -130,24 +140,27 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[F], F]:
         if not isinstance(scope, str) or not scope or any(c.isspace() for c in scope):
             raise ConfigurationError(f"scope {scope!r} must be a non-empty string without spaces")
 
-    def refusal(args: tuple[Any, ...]) -> tuple[_Found, JWTGuardError | None]:
+    def refusal(args: tuple[Any, ...]) -> tuple[_Found, JWTGuardError | None, bool]:
+        """``(found, error, preflight)``: the view runs only when both are false."""
         found = _find(args)
         guard = found.store.get(GUARD_KEY)
         if isinstance(guard, Guard) and guard.allow_preflight and _is_preflight(found):
-            return found, None
+            return found, None, True
         try:
             check_scopes(found.store.get(CLAIMS_KEY), scopes, any_of=any_of)
         except JWTGuardError as exc:
             record_refusal(found.store, exc)
-            return found, exc
-        return found, None
+            return found, exc, False
+        return found, None, False
 
     def decorator(func: F) -> F:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                found, exc = refusal(args)
+                found, exc, preflight = refusal(args)
+                if preflight:
+                    return _respond(found, _PREFLIGHT_OK)
                 if exc is None:
                     return await func(*args, **kwargs)
                 if found.framework == "starlette" and found.request.scope["type"] == "websocket":
@@ -160,7 +173,9 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[F], F]:
 
             @functools.wraps(func)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                found, exc = refusal(args)
+                found, exc, preflight = refusal(args)
+                if preflight:
+                    return _respond(found, _PREFLIGHT_OK)
                 if exc is None:
                     return func(*args, **kwargs)
                 return _render(found, exc)
