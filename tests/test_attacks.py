@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 import requests
+from flask import Flask
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from werkzeug.test import Client
+from werkzeug.wrappers import Request as WerkzeugRequest
+from werkzeug.wrappers import Response as WerkzeugResponse
 
+from _asgi_helpers import TestClient
 from _core_helpers import Clock, settle_jwks_threads
 from _hostile import (
     CORPUS,
@@ -42,9 +51,11 @@ from _hostile import (
     signing_input,
     wsgi_app,
 )
-from jwt_guard import ConfigurationError, Issuer, TokenVerifier
+from _wsgi_helpers import ensure_django
+from jwt_guard import ConfigurationError, Issuer, JWTGuard, TokenVerifier
 from jwt_guard._http import render_error
 from jwt_guard.claims import Claims
+from jwt_guard.decorators import require_scopes
 from jwt_guard.errors import (
     AlgorithmNotAllowed,
     BadSignature,
@@ -338,3 +349,88 @@ def test_ecdsa_signatures_are_malleable_so_the_token_string_is_not_an_identity(
     twin = f"{head}.{payload}.{b64(raw[:32] + (P256_ORDER - s).to_bytes(32, 'big'))}"
     assert twin != token
     assert verifier.verify(twin).token_id == verifier.verify(token).token_id == "jti-malleable"
+
+
+# -- a forged CORS preflight ---------------------------------------------------------------------
+
+PREFLIGHT = {"Origin": "https://evil.example", "Access-Control-Request-Method": "DELETE"}
+
+
+def _preflight_starlette(verifier: TokenVerifier, ran: list[str]) -> int:
+    @require_scopes("admin")
+    async def delete_all(request: Request) -> JSONResponse:
+        ran.append(request.method)
+        return JSONResponse({"deleted": True})
+
+    app = Starlette(routes=[Route("/admin", delete_all, methods=["GET", "OPTIONS", "DELETE"])])
+    with TestClient(JWTGuard(app, verifier=verifier)) as client:
+        return client.options("/admin", headers=PREFLIGHT).status_code
+
+
+def _preflight_flask(verifier: TokenVerifier, ran: list[str]) -> int:
+    app = Flask(__name__)
+    app.wsgi_app = JWTGuardWSGI(app.wsgi_app, verifier=verifier)  # type: ignore[method-assign]
+
+    @app.route("/admin", methods=["GET", "OPTIONS", "DELETE"])
+    @require_scopes("admin")
+    def delete_all() -> dict[str, bool]:
+        ran.append("OPTIONS")
+        return {"deleted": True}
+
+    return app.test_client().options("/admin", headers=PREFLIGHT).status_code
+
+
+def _preflight_werkzeug(verifier: TokenVerifier, ran: list[str]) -> int:
+    @require_scopes("admin")
+    def delete_all(request: WerkzeugRequest) -> WerkzeugResponse:
+        ran.append(request.method)
+        return WerkzeugResponse("deleted")
+
+    @WerkzeugRequest.application  # type: ignore[arg-type]
+    def app(request: WerkzeugRequest) -> WerkzeugResponse:
+        return delete_all(request)
+
+    guarded = JWTGuardWSGI(app, verifier=verifier)
+    return Client(guarded).options("/admin", headers=PREFLIGHT).status_code
+
+
+def _preflight_django(verifier: TokenVerifier, ran: list[str]) -> int:
+    ensure_django()
+    from django.http import HttpRequest, JsonResponse
+    from django.test import Client as DjangoClient
+    from django.test import override_settings
+    from django.urls import path
+
+    @require_scopes("admin")
+    def delete_all(request: HttpRequest) -> JsonResponse:  # a function view takes any method
+        ran.append(request.method or "")
+        return JsonResponse({"deleted": True})
+
+    urls = type("urls", (), {"urlpatterns": [path("admin", delete_all)]})
+    with override_settings(
+        ROOT_URLCONF=urls,
+        MIDDLEWARE=["jwt_guard.django.JWTGuardMiddleware"],
+        JWT_GUARD={"verifier": verifier},
+    ):
+        return DjangoClient().options("/admin", headers=PREFLIGHT).status_code
+
+
+@pytest.mark.parametrize(
+    "framework",
+    [
+        pytest.param(_preflight_starlette, id="starlette"),
+        pytest.param(_preflight_flask, id="flask"),
+        pytest.param(_preflight_werkzeug, id="werkzeug"),
+        pytest.param(_preflight_django, id="django"),
+    ],
+)
+def test_a_forged_preflight_never_runs_a_decorated_view(
+    framework: Any, verifier: TokenVerifier
+) -> None:
+    """Anyone can send OPTIONS with ``Origin`` and ``Access-Control-Request-Method`` and no
+    token: the guard lets it pass for a CORS layer to answer, but a ``require_scopes`` view must
+    not run for it (it did: an unauthenticated DELETE-everything on a Django function view)."""
+    ran: list[str] = []
+    status = framework(verifier, ran)
+    assert ran == []
+    assert status == 204
