@@ -179,11 +179,13 @@ async def _scenario(issuer: LocalIssuer, mode: Any, results: dict[str, Any]) -> 
     )
 
     # 4. after warm-up, past refresh-ahead: the refresh runs in the background
-    entry = source._entry  # the benchmark reads the lifetimes it must step past
-    clock.advance(entry.refresh_at - clock() + 1)  # past refresh-ahead, before expiry
+    # The set lives cache_max_age seconds (the issuer's Cache-Control) and is due for a refresh
+    # after refresh_ahead of that: step to halfway between refresh-ahead and expiry.
+    fetched_at = source.status()["fetched_at"]
+    ttl = float(issuer.cache_max_age or 300)
+    clock.advance(fetched_at + ttl * (1 + source.refresh_ahead) / 2 - clock())
     issuer.set_fault(JWKSFault.SLOW, delay=mode.slow_delay)  # a waiting request would show
     before = issuer.jwks_requests
-    fetched_at = source.status()["fetched_at"]
     fresh = [mint(expires_in=3600) for _ in range(20 if not mode.quick else 5)]
     waits: list[float] = []
     for token in fresh:
