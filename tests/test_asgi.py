@@ -417,11 +417,11 @@ async def test_attacker_bytes_are_never_echoed(
 
 
 async def test_a_broken_verifier_is_401_not_500(issuer: LocalIssuer) -> None:
-    class Exploding:
-        async def averify(self, token: str) -> Any:
+    class Exploding(TokenVerifier):
+        async def averify(self, token: str | bytes, *, client: str | None = None) -> Any:
             raise RuntimeError("boom")
 
-    app = build(Exploding())  # type: ignore[arg-type]
+    app = build(Exploding(issuer=issuer.issuer, audience=issuer.audience, jwks=issuer.jwks()))
     result = await call_raw(app, path="/me", headers=[(b"authorization", b"Bearer a.b.c")])
     assert result.status == 401
     assert json.loads(result.body)["error"] == "invalid_token"

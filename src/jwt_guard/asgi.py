@@ -71,6 +71,13 @@ class JWTUser(BaseUser):
         return self.claims.subject or ""
 
 
+class _Credentials(AuthCredentials):
+    """``request.auth`` for a verified token: the scopes as an immutable, sorted tuple."""
+
+    def __init__(self, scopes: frozenset[str]) -> None:
+        self.scopes = tuple(sorted(scopes))  # type: ignore[assignment]
+
+
 class JWTGuard:
     """ASGI middleware that lets through only requests carrying a valid bearer token.
 
@@ -146,10 +153,40 @@ class JWTGuard:
                 send = self._prefetching(send)
             await self.app(scope, receive, send)
             return
-        scope[GUARD_KEY] = self.guard
-        claims: Claims | None = None
+        guard = self.guard
+        scope[GUARD_KEY] = guard
+        authorization: list[str] = []
+        origin = request_method = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                authorization.append(value.decode("latin-1"))
+            elif name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                request_method = value
+        method = scope.get("method", "GET")
+        client = scope.get("client")
+        address = client[0] if client else None  # a str, per the ASGI spec
+        claims: Claims | None
         try:
-            claims = await self._authenticate(scope)
+            # is_open() is False unless this is a preflight or some paths are open.
+            if (method == "OPTIONS" or guard.exact or guard.prefixes) and guard.is_open(
+                method,
+                scope.get("path", ""),
+                {
+                    "origin": _text(origin),
+                    "access-control-request-method": _text(request_method),
+                }.get,
+            ):
+                claims = None
+            elif (
+                len(authorization) == 1
+                and authorization[0].startswith("Bearer ")
+                and (claims := guard.verifier.cached(authorization[0][7:], address)) is not None
+            ):
+                pass  # a token verified before: the cache holds only well-formed tokens
+            else:
+                claims = await self._verify(authorization, address)
         except JWTGuardError as exc:
             await self._refuse(scope, receive, send, exc)
             return
@@ -159,8 +196,10 @@ class JWTGuard:
             scope["auth"] = AuthCredentials()
         else:
             scope[CLAIMS_KEY] = claims
-            scope["user"] = JWTUser(claims)
-            scope["auth"] = AuthCredentials(sorted(claims.scopes))
+            memo = claims._memo  # derived once per verified token, immutable, shared
+            if memo is None:
+                memo = claims._memo = (JWTUser(claims), _Credentials(claims.scopes))
+            scope["user"], scope["auth"] = memo
         await self.app(scope, receive, send)
 
     @classmethod
@@ -203,27 +242,9 @@ class JWTGuard:
 
         return send_after_prefetch
 
-    async def _authenticate(self, scope: Scope) -> Claims | None:
+    async def _verify(self, authorization: list[str], address: str | None) -> Claims | None:
         """The verified claims, ``None`` to pass unauthenticated, or a ``JWTGuardError``."""
         guard = self.guard
-        authorization: list[str] = []
-        origin = request_method = None
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                authorization.append(value.decode("latin-1"))
-            elif name == b"origin":
-                origin = value
-            elif name == b"access-control-request-method":
-                request_method = value
-        method = scope.get("method", "GET")
-        # is_open() is False unless this is a preflight or some paths are open: skip building
-        # its arguments on the hot path.
-        if method == "OPTIONS" or guard.exact or guard.prefixes:
-            found = {"origin": origin, "access-control-request-method": request_method}
-            if guard.is_open(method, scope.get("path", ""), lambda n: _text(found.get(n))):
-                return None
-        client = scope.get("client")
-        address = str(client[0]) if client else None
         try:
             token = bearer_token(authorization)
         except MissingToken as exc:

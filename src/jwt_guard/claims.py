@@ -86,11 +86,12 @@ class Claims(Mapping[str, Any]):
     objects are read-only views and lists are tuples: one request cannot alter what another sees.
     """
 
-    __slots__ = ("_data", "_scopes")
+    __slots__ = ("_data", "_memo", "_scopes")
 
     def __init__(self, data: Mapping[str, Any], scopes: frozenset[str] | None = None) -> None:
         self._data: Mapping[str, Any] = {k: _freeze(v) for k, v in data.items()}
         self._scopes = extract_scopes(self._data) if scopes is None else scopes
+        self._memo: Any = None  # adapters keep what they derive once per token here
 
     @classmethod
     def _adopt(cls, data: dict[str, Any], scopes: frozenset[str]) -> Claims:
@@ -104,6 +105,7 @@ class Claims(Mapping[str, Any]):
         claims = cls.__new__(cls)
         claims._data = data
         claims._scopes = scopes
+        claims._memo = None
         return claims
 
     def __getitem__(self, key: str) -> Any:
