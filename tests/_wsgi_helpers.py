@@ -142,7 +142,7 @@ CASES = [
     pytest.param(Case("/health/../admin", status=401), id="not-excluded-dotdot"),
     pytest.param(Case("/publicity", status=401), id="not-excluded-prefix-lookalike"),
     pytest.param(Case("/public/items", status=401), id="decorated-open-path-401"),
-    pytest.param(Case("/me", method="OPTIONS", headers=PREFLIGHT), id="preflight"),
+    pytest.param(Case("/me", status=401, method="OPTIONS", headers=PREFLIGHT), id="preflight"),
     pytest.param(Case("/me", status=401, method="OPTIONS"), id="options-not-preflight"),
 ]
 

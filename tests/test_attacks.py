@@ -363,13 +363,15 @@ def _preflight_starlette(verifier: TokenVerifier, ran: list[str]) -> int:
         return JSONResponse({"deleted": True})
 
     app = Starlette(routes=[Route("/admin", delete_all, methods=["GET", "OPTIONS", "DELETE"])])
-    with TestClient(JWTGuard(app, verifier=verifier)) as client:
+    with TestClient(JWTGuard(app, verifier=verifier, allow_preflight=True)) as client:
         return client.options("/admin", headers=PREFLIGHT).status_code
 
 
 def _preflight_flask(verifier: TokenVerifier, ran: list[str]) -> int:
     app = Flask(__name__)
-    app.wsgi_app = JWTGuardWSGI(app.wsgi_app, verifier=verifier)  # type: ignore[method-assign]
+    app.wsgi_app = JWTGuardWSGI(  # type: ignore[method-assign]
+        app.wsgi_app, verifier=verifier, allow_preflight=True
+    )
 
     @app.route("/admin", methods=["GET", "OPTIONS", "DELETE"])
     @require_scopes("admin")
@@ -390,7 +392,7 @@ def _preflight_werkzeug(verifier: TokenVerifier, ran: list[str]) -> int:
     def app(request: WerkzeugRequest) -> WerkzeugResponse:
         return delete_all(request)
 
-    guarded = JWTGuardWSGI(app, verifier=verifier)
+    guarded = JWTGuardWSGI(app, verifier=verifier, allow_preflight=True)
     return Client(guarded).options("/admin", headers=PREFLIGHT).status_code
 
 
@@ -410,7 +412,7 @@ def _preflight_django(verifier: TokenVerifier, ran: list[str]) -> int:
     with override_settings(
         ROOT_URLCONF=urls,
         MIDDLEWARE=["jwt_guard.django.JWTGuardMiddleware"],
-        JWT_GUARD={"verifier": verifier},
+        JWT_GUARD={"verifier": verifier, "allow_preflight": True},
     ):
         return DjangoClient().options("/admin", headers=PREFLIGHT).status_code
 
@@ -428,9 +430,21 @@ def test_a_forged_preflight_never_runs_a_decorated_view(
     framework: Any, verifier: TokenVerifier
 ) -> None:
     """Anyone can send OPTIONS with ``Origin`` and ``Access-Control-Request-Method`` and no
-    token: the guard lets it pass for a CORS layer to answer, but a ``require_scopes`` view must
-    not run for it (it did: an unauthenticated DELETE-everything on a Django function view)."""
+    token: with allow_preflight=True the guard lets it pass for a CORS layer to answer, but a
+    ``require_scopes`` view must not run for it (it did: an unauthenticated DELETE-everything on
+    a Django function view). By default the guard refuses it outright."""
     ran: list[str] = []
     status = framework(verifier, ran)
     assert ran == []
     assert status == 204
+
+
+def test_a_forged_preflight_is_refused_by_default(verifier: TokenVerifier) -> None:
+    async def anything(request: Request) -> JSONResponse:
+        return JSONResponse({"ran": True})
+
+    app = Starlette(routes=[Route("/x", anything, methods=["OPTIONS"])])
+    with TestClient(JWTGuard(app, verifier=verifier)) as client:
+        assert client.options("/x", headers=PREFLIGHT).status_code == 401
+    wsgi = JWTGuardWSGI(lambda environ, start_response: [b""], verifier=verifier)
+    assert Client(wsgi).options("/x", headers=PREFLIGHT).status_code == 401

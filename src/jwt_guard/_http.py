@@ -109,7 +109,7 @@ class Guard:
         verifier: TokenVerifier | None = None,
         exclude_paths: Iterable[str] = (),
         exclude_prefixes: Iterable[str] = (),
-        allow_preflight: bool = True,
+        allow_preflight: bool = False,
         optional: bool = False,
         realm: str = "api",
         error_handler: ErrorHandler | None = None,

@@ -97,8 +97,10 @@ class JWTGuard:
         exclude_prefixes: path prefixes that pass without a token (``"/docs"`` opens
             ``/docs`` and ``/docs/...``, not ``/docsx``). Paths holding ``//`` or ``/.``
             segments are never open.
-        allow_preflight: let CORS preflight requests (``OPTIONS`` with ``Origin`` and
-            ``Access-Control-Request-Method``) through unauthenticated (default True).
+        allow_preflight: let CORS preflights (``OPTIONS`` with ``Origin`` and
+            ``Access-Control-Request-Method``) through unauthenticated, for a CORS layer *inside*
+            the guard to answer (default False: anyone can forge a preflight, and a view that
+            acts on OPTIONS would run for it; put the CORS middleware outside the guard).
         optional: let requests *without* an ``Authorization`` header through, unauthenticated;
             a token that is present must still be valid.
         realm: the ``realm`` of the ``WWW-Authenticate`` challenge (default ``"api"``).
@@ -126,7 +128,7 @@ class JWTGuard:
         verifier: TokenVerifier | None = None,
         exclude_paths: Iterable[str] = (),
         exclude_prefixes: Iterable[str] = (),
-        allow_preflight: bool = True,
+        allow_preflight: bool = False,
         optional: bool = False,
         realm: str = "api",
         error_handler: ErrorHandler | None = None,

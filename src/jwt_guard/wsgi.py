@@ -97,7 +97,9 @@ class JWTGuardWSGI:
         exclude_prefixes: path prefixes left open, e.g. ``["/static"]`` opens ``/static`` and
             ``/static/...`` but not ``/staticfiles``.
         allow_preflight: let CORS preflights (``OPTIONS`` with ``Origin`` and
-            ``Access-Control-Request-Method``) through unchecked (default True).
+            ``Access-Control-Request-Method``) through unauthenticated, for a CORS layer *inside*
+            the guard to answer (default False: anyone can forge a preflight, and a view that
+            acts on OPTIONS would run for it; put the CORS middleware outside the guard).
         optional: let requests without any ``Authorization`` header through with claims
             ``None``; a token that is present must still be valid.
         realm: the ``realm`` of the ``WWW-Authenticate`` challenge (default ``"api"``).
@@ -127,7 +129,7 @@ class JWTGuardWSGI:
         verifier: TokenVerifier | None = None,
         exclude_paths: Iterable[str] = (),
         exclude_prefixes: Iterable[str] = (),
-        allow_preflight: bool = True,
+        allow_preflight: bool = False,
         optional: bool = False,
         realm: str = "api",
         error_handler: ErrorHandler | None = None,
