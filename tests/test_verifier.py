@@ -435,6 +435,40 @@ def test_an_async_hook_needs_averify(make_verifier: MakeVerifier, mint: Any, opt
         verifier.verify(mint())
 
 
+class _AsyncCallable:
+    def __init__(self, hook: Callable[[Claims], Any]) -> None:
+        self.hook = hook
+
+    async def __call__(self, claims: Claims) -> bool:
+        return bool(await self.hook(claims))
+
+
+@pytest.mark.parametrize(
+    ("option", "hook"),
+    [
+        pytest.param(
+            "claims_check", _AsyncCallable(_aaccept), id="claims_check-async-callable-object"
+        ),
+        pytest.param("claims_check", lambda c: _aaccept(c), id="claims_check-lambda-coroutine"),
+        pytest.param("is_revoked", _AsyncCallable(_arefuse), id="is_revoked-async-callable-object"),
+        pytest.param("is_revoked", lambda c: _arefuse(c), id="is_revoked-lambda-coroutine"),
+    ],
+)
+async def test_an_awaitable_from_a_sync_looking_hook_never_passes_verify(
+    make_verifier: MakeVerifier, mint: Any, option: str, hook: Any
+) -> None:
+    # iscoroutinefunction() misses these; verify() cannot await them, so it must refuse (an
+    # un-awaited coroutine is not False: a claims_check that refuses everything let all in).
+    verifier = make_verifier(**{option: hook})
+    with pytest.raises(InvalidToken) as excinfo:
+        verifier.verify(mint(tenant="blocked"))
+    assert type(excinfo.value) is InvalidToken
+    assert "averify" in str(excinfo.value.__cause__)
+    assert (await verifier.averify(mint(tenant="ok"))).subject == "user-1"
+    with pytest.raises(InvalidClaim if option == "claims_check" else RevokedToken):
+        await verifier.averify(mint(tenant="blocked"))
+
+
 @pytest.mark.parametrize("cache_size", CACHE)
 def test_hooks_run_again_for_a_cached_token(
     make_verifier: MakeVerifier, mint: Any, cache_size: int

@@ -186,6 +186,20 @@ def fingerprint(token: object) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
 
 
+def _sync_results(results: list[Any]) -> list[Any]:
+    """Hook results for ``verify``, which cannot await: an awaitable (from an async callable
+    object, or a lambda returning a coroutine) refuses the token instead of counting as a result."""
+    for result in results:
+        if inspect.isawaitable(result):
+            for pending in results:
+                if inspect.iscoroutine(pending):
+                    pending.close()
+            raise ConfigurationError(
+                "a claims_check/is_revoked hook returned an awaitable: use averify()"
+            )
+    return results
+
+
 def _float(value: Any, default: float) -> float:
     return float(value) if isinstance(value, (int, float)) else default
 
@@ -396,7 +410,7 @@ class TokenVerifier:
                 prep = self._prepare(token)
                 claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
             if self._has_hooks:
-                self._hooks_result(self._call_hooks(claims))
+                self._hooks_result(_sync_results(self._call_hooks(claims)))
         except JWTGuardError as exc:
             self.rejected(exc, token, client)
             raise
