@@ -123,6 +123,8 @@ def test_the_key_decides_the_algorithm(
         pytest.param({"alg": "none"}, "not supported", id="pinned-none"),
         pytest.param({"alg": "RSA-OAEP"}, "not supported", id="pinned-encryption-alg"),
         pytest.param({"alg": "ES256"}, "no allowed algorithm", id="pinned-other-family"),
+        pytest.param({"alg": ["RS256"]}, "not supported", id="pinned-alg-a-list"),
+        pytest.param({"alg": {"name": "RS256"}}, "not supported", id="pinned-alg-an-object"),
         pytest.param({"kid": 7}, "'kid'", id="kid-not-a-string"),
         pytest.param({"kty": None}, "'kty'", id="kty-missing"),
         pytest.param({"kty": "RSA-PSS"}, "unsupported", id="kty-unknown"),

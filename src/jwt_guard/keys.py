@@ -113,7 +113,7 @@ def _usable_algorithms(
         fitting = [a for a in fitting if len(key) >= _HMAC_MIN[a]]
     pinned = jwk.get("alg")
     if pinned is not None:
-        if pinned not in ALGORITHMS:
+        if not isinstance(pinned, str) or pinned not in ALGORITHMS:
             raise KeyRejected(f"key 'alg' {pinned!r} is not supported")
         fitting = [a for a in fitting if a == pinned]
     if not fitting:
