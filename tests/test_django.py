@@ -158,6 +158,28 @@ def test_error_handler_as_dotted_path(verifier: TokenVerifier) -> None:
     assert (answer.status, answer.body, answer.headers["x-error-code"]) == (401, b"{}", "malformed")
 
 
+def broken(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse:
+    if exc.status == 400:
+        return ErrorResponse(400, [("x-evil", "a\r\nset-cookie: x=1")], b"")
+    raise RuntimeError("handler bug")
+
+
+@pytest.mark.parametrize(
+    ("auth", "status", "error"),
+    [
+        pytest.param(["Basic eA=="], 400, "invalid_request", id="handler-returns-a-split-header"),
+        pytest.param(["Bearer x.y.z"], 401, "invalid_token", id="handler-raises"),
+    ],
+)
+def test_broken_error_handler_falls_back(
+    verifier: TokenVerifier, auth: list[str], status: int, error: str
+) -> None:
+    with guarded(verifier, error_handler=f"{__name__}.broken"):
+        answer = call(Client(), "/me", auth)
+    check_refusal(answer, status, error)
+    assert "x-evil" not in answer.headers
+
+
 def test_keys_unavailable_is_503() -> None:
     with LocalIssuer() as down, verifier_for(down) as verifier, guarded(verifier):
         token = down.mint()

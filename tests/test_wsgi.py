@@ -165,6 +165,31 @@ def test_error_handler_reshapes_and_can_decline(verifier: TokenVerifier) -> None
     ]
 
 
+def broken(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse | None:
+    if exc.status == 400:
+        return ErrorResponse(400, [("x-evil", "a\r\nset-cookie: x=1")], b"")
+    raise RuntimeError("handler bug")
+
+
+@pytest.mark.parametrize(
+    ("auth", "status", "error"),
+    [
+        pytest.param(["Basic eA=="], 400, "invalid_request", id="handler-returns-a-split-header"),
+        pytest.param(["Bearer abc.def.ghi"], 401, "invalid_token", id="handler-raises"),
+        pytest.param([], 401, None, id="handler-raises-no-token"),
+    ],
+)
+def test_broken_error_handler_falls_back(
+    verifier: TokenVerifier, auth: list[str], status: int, error: str | None
+) -> None:
+    app = JWTGuardWSGI(make_app(), verifier=verifier, error_handler=broken)
+    for path in ("/me", "/items"):  # the middleware's refusal, then the decorator's
+        answer = call(app, path, auth)
+        check_refusal(answer, status, error)
+        assert "x-evil" not in answer.headers
+        assert "set-cookie" not in answer.headers
+
+
 def test_keys_unavailable_at_cold_start_is_503() -> None:
     with LocalIssuer() as down, verifier_for(down) as verifier:
         token = down.mint()

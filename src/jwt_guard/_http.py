@@ -164,8 +164,24 @@ class Guard:
             ) from exc
 
     def error_response(self, exc: JWTGuardError) -> ErrorResponse:
-        """The complete answer to a refused request, shaped by ``error_handler`` if given."""
-        return render_error(exc, self.realm, self.error_handler)
+        """The complete answer to a refused request, shaped by ``error_handler`` if given.
+
+        A handler that raises, or returns a header that is not a plain line of text, gets the
+        default answer instead (logged): a refusal never becomes a 500 or a split header.
+        """
+        if self.error_handler is None:
+            return render_error(exc, self.realm)
+        try:
+            response = render_error(exc, self.realm, self.error_handler)
+            for name, value in response.headers:
+                if not (isinstance(name, str) and isinstance(value, str)) or any(
+                    ch in name or ch in value for ch in "\r\n\0"
+                ):
+                    raise ValueError(f"header {name!r} is not a line of text")
+        except Exception as problem:
+            logger.error("error_handler failed: %s", type(problem).__name__, exc_info=problem)
+            return render_error(exc, self.realm)
+        return response
 
 
 def options_from_env(
