@@ -191,6 +191,10 @@ def test_keys_unavailable_is_503() -> None:
     assert answer.json()["error"] == "temporarily_unavailable"
 
 
+async def _async_hook(claims: Any) -> bool:  # verify() cannot await it: every request was a 500
+    return False
+
+
 @pytest.mark.parametrize(
     ("jwt_guard", "message"),
     [
@@ -201,6 +205,11 @@ def test_keys_unavailable_is_503() -> None:
             {"issuer": "https://i.test/", "audience": "x", "exclude_paths": ["h"]},
             "must start with '/'",
             id="relative-path",
+        ),
+        pytest.param(
+            {"issuer": "https://i.test/", "audience": "x", "is_revoked": _async_hook},
+            "ASGI middleware",
+            id="async-hook",
         ),
         pytest.param(
             {

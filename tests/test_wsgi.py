@@ -204,12 +204,18 @@ def test_keys_unavailable_at_cold_start_is_503() -> None:
         down.set_fault(None)
 
 
+async def _async_hook(claims: Any) -> bool:  # verify() cannot await it: every request was a 500
+    return False
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         pytest.param({}, "verifier=", id="nothing"),
         pytest.param({"exclude_paths": ["health"]}, "must start with '/'", id="relative-path"),
         pytest.param({"realm": 'a"\n'}, "realm", id="bad-realm"),
+        pytest.param({"claims_check": _async_hook}, "ASGI", id="async-claims-check"),
+        pytest.param({"is_revoked": _async_hook}, "ASGI", id="async-is-revoked"),
     ],
 )
 def test_configuration_errors(kwargs: dict[str, Any], message: str) -> None:

@@ -154,6 +154,14 @@ class Guard:
             return True
         return any(path == p or path.startswith(p + "/") for p in self.prefixes)
 
+    def require_sync(self) -> None:
+        """For the WSGI adapters: refuse, now, a verifier whose hooks only ``averify`` can run."""
+        if getattr(self.verifier, "_async_hooks", False):
+            raise ConfigurationError(
+                "async claims_check/is_revoked hooks need the ASGI middleware (JWTGuard); "
+                "under WSGI pass plain functions (verify() cannot await, averify() is async)"
+            )
+
     def prefetch(self) -> None:
         """Fetch the key sets now; a failure is a ``ConfigurationError`` that names the cause."""
         try:

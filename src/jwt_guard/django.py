@@ -81,6 +81,7 @@ def guard_from_settings(options: Any = None) -> Guard:
         kwargs["error_handler"] = import_string(handler)
     try:
         guard = Guard(**kwargs)
+        guard.require_sync()
         if prefetch:
             guard.prefetch()
     except (ConfigurationError, TypeError) as exc:

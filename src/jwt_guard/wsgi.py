@@ -148,6 +148,7 @@ class JWTGuardWSGI:
             **verifier_options,
         )
         self.verifier = self.guard.verifier
+        self.guard.require_sync()
         if prefetch:
             self.guard.prefetch()
 
