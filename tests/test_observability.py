@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -264,6 +265,42 @@ def test_environment_configuration_round_trips(jwt_issuer: LocalIssuer) -> None:
     asgi = JWTGuard.from_env(make_app(verifier), environ=environ, realm="env")
     response = TestClient(asgi).get("/me")
     assert response.headers["www-authenticate"] == 'Bearer realm="env"'
+
+
+ISS = "https://idp.example.com/"
+
+
+@pytest.mark.parametrize("middleware", [JWTGuard, JWTGuardWSGI], ids=["asgi", "wsgi"])
+@pytest.mark.parametrize(
+    ("overrides", "check"),
+    [
+        pytest.param(
+            {"audience": "b"},
+            lambda v: v._issuers[ISS].rules.audiences == {"b"},
+            id="verifier-option-wins",
+        ),
+        pytest.param({"leeway": 5}, lambda v: v.leeway == 5, id="verifier-option-not-in-env"),
+        pytest.param(
+            {"jwks_options": {"max_stale": 7}},
+            lambda v: v.key_sources()[ISS].max_stale == 7,
+            id="jwks-options",
+        ),
+    ],
+)
+def test_middleware_from_env_keyword_arguments_win(
+    middleware: Any, overrides: dict[str, Any], check: Callable[[TokenVerifier], bool]
+) -> None:
+    # README: "keyword arguments win over the environment", for the verifier's options too
+    # (they raised "belong to TokenVerifier" when given to JWTGuard/JWTGuardWSGI.from_env).
+    environ = {
+        "JWT_GUARD_ISSUER": ISS,
+        "JWT_GUARD_AUDIENCE": "a",
+        "JWT_GUARD_JWKS_URL": ISS + "jwks.json",
+        "JWT_GUARD_REALM": "env",
+    }
+    guard = middleware.from_env(Starlette(), environ=environ, **overrides)
+    assert check(guard.verifier)
+    assert guard.guard.realm == "env"
 
 
 @pytest.mark.parametrize(

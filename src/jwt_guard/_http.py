@@ -192,13 +192,35 @@ class Guard:
         return response
 
 
+_MIDDLEWARE_OPTIONS = frozenset(
+    {
+        "allow_preflight",
+        "error_handler",
+        "exclude_paths",
+        "exclude_prefixes",
+        "optional",
+        "prefetch",
+        "realm",
+        "verifier",
+    }
+)
+
+
 def options_from_env(
     prefix: str, environ: Mapping[str, str] | None, overrides: dict[str, Any]
 ) -> dict[str, Any]:
-    """Middleware keyword arguments from the environment, ``overrides`` winning."""
-    options = {**middleware_options_from_env(prefix, environ), **overrides}
+    """Middleware keyword arguments from the environment, ``overrides`` winning.
+
+    Overrides that are ``TokenVerifier`` options go to ``TokenVerifier.from_env`` (unless a
+    ready ``verifier`` is given: then ``Guard`` refuses them as usual).
+    """
+    own = {k: v for k, v in overrides.items() if k in _MIDDLEWARE_OPTIONS}
+    for_verifier = {k: v for k, v in overrides.items() if k not in _MIDDLEWARE_OPTIONS}
+    options = {**middleware_options_from_env(prefix, environ), **own}
     if "verifier" not in options:
-        options["verifier"] = TokenVerifier.from_env(prefix, environ=environ)
+        options["verifier"] = TokenVerifier.from_env(prefix, environ=environ, **for_verifier)
+    else:
+        options.update(for_verifier)
     return options
 
 
