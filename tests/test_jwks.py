@@ -333,6 +333,47 @@ def test_cold_start_fault_is_503_then_recovers_after_backoff(
     assert issuer.jwks_requests == attempts + 1
 
 
+class _SlowSession(requests.Session):
+    """A real session whose every request takes ``seconds`` of the verifier's clock."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        self.clock.advance(self.seconds)
+        return super().get(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("fault", "fetch_seconds"),
+    [
+        pytest.param(JWKSFault.ERROR_500, 4.0, id="error-500-after-4s"),
+        pytest.param(JWKSFault.HTML, 1.5, id="html-after-1.5s"),
+    ],
+)
+def test_backoff_counts_from_the_failure_not_from_the_start_of_the_fetch(
+    issuer: LocalIssuer,
+    make_verifier: MakeVerifier,
+    clock: Clock,
+    fault: JWKSFault,
+    fetch_seconds: float,
+) -> None:
+    # A fetch that fails after the timeouts (a hanging provider) must still be followed by the
+    # back-off: requests right after it get a quick 503, not one more wait on the provider.
+    session = _SlowSession(clock, fetch_seconds)
+    verifier = make_verifier(issuer, jwks_options={"session": session, "backoff": (1.0, 60.0)})
+    issuer.set_fault(fault)
+    with pytest.raises(KeysUnavailable):
+        verifier.verify(issuer.mint())
+    attempts = issuer.jwks_requests
+    with pytest.raises(KeysUnavailable) as again:  # inside the back-off: no new attempt
+        verifier.verify(issuer.mint())
+    assert again.value.retry_after == 1
+    assert issuer.jwks_requests == attempts
+    session.close()
+
+
 @pytest.mark.parametrize(("fault", "fault_options"), FAULTS)
 def test_after_warm_up_cached_keys_serve_until_max_stale(
     issuer: LocalIssuer,

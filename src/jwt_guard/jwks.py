@@ -330,6 +330,7 @@ class JWKSClient:
         except Exception as exc:
             self._failures += 1
             base, cap = self.backoff
+            now = self.clock()  # the back-off counts from the failure: a fetch can take seconds
             self._retry_at = now + min(cap, base * 2 ** (self._failures - 1))
             self.last_error = str(exc)
             stale = self._entry is not None and now < self._entry.expires_at + self.max_stale
