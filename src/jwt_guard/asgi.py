@@ -148,6 +148,8 @@ class JWTGuard:
             **verifier_options,
         )
         self.verifier = self.guard.verifier
+        self._cached = self.verifier.cached
+        self._open_paths = bool(self.guard.exact or self.guard.prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _GUARDED:
@@ -157,11 +159,11 @@ class JWTGuard:
             return
         guard = self.guard
         scope[GUARD_KEY] = guard
-        authorization: list[str] = []
+        authorization: list[bytes] = []
         origin = request_method = None
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
-                authorization.append(value.decode("latin-1"))
+                authorization.append(value)
             elif name == b"origin":
                 origin = value
             elif name == b"access-control-request-method":
@@ -172,7 +174,7 @@ class JWTGuard:
         claims: Claims | None
         try:
             # is_open() is False unless this is a preflight or some paths are open.
-            if (method == "OPTIONS" or guard.exact or guard.prefixes) and guard.is_open(
+            if (self._open_paths or method == "OPTIONS") and guard.is_open(
                 method,
                 scope.get("path", ""),
                 {
@@ -183,12 +185,13 @@ class JWTGuard:
                 claims = None
             elif (
                 len(authorization) == 1
-                and authorization[0].startswith("Bearer ")
-                and (claims := guard.verifier.cached(authorization[0][7:], address)) is not None
+                and authorization[0].startswith(b"Bearer ")
+                and (claims := self._cached(authorization[0][7:].decode("latin-1"), address))
+                is not None
             ):
                 pass  # a token verified before: the cache holds only well-formed tokens
             else:
-                claims = await self._verify(authorization, address)
+                claims = await self._verify([v.decode("latin-1") for v in authorization], address)
         except JWTGuardError as exc:
             await self._refuse(scope, receive, send, exc)
             return

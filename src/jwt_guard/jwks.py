@@ -249,13 +249,14 @@ class JWKSClient:
         if self.observer is not None:
             emit(self.observer, "keys_stale", self.name, age)
 
-    def current(self) -> KeySet | None:
+    def current(self, now: float | None = None) -> KeySet | None:
         """The usable key set without waiting on the network (``None`` if there is none).
 
-        Starts a background refresh when the set is due for one.
+        Starts a background refresh when the set is due for one. ``now``: the caller's reading
+        of this client's clock, if it has one.
         """
         entry = self._entry  # fast path (every token-cache hit): a set not yet due for refresh
-        if entry is not None and self.clock() < entry.refresh_at:
+        if entry is not None and (self.clock() if now is None else now) < entry.refresh_at:
             return entry.keyset
         try:
             return self._answer(None)

@@ -88,7 +88,7 @@ class StaticKeys:
         """The fixed key set."""
         return self.keyset
 
-    def current(self) -> KeySet | None:
+    def current(self, now: float | None = None) -> KeySet | None:
         """The fixed key set."""
         return self.keyset
 
@@ -113,6 +113,7 @@ class _IssuerState:
     allowed: frozenset[str]
     source: KeySource
     scope_claims: tuple[str, ...]
+    same_clock: bool = False  # the key source reads the verifier's clock: share one reading
 
 
 class _Prepared:
@@ -349,7 +350,8 @@ class TokenVerifier:
                 **self._jwks_options,
             )
         scopes = tuple(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
-        return _IssuerState(rules, allowed, source, scopes)
+        same_clock = isinstance(source, StaticKeys) or source.clock is self.clock
+        return _IssuerState(rules, allowed, source, scopes, same_clock)
 
     @classmethod
     def from_env(
@@ -575,7 +577,7 @@ class TokenVerifier:
             with self._cache_lock:
                 cache.pop(token, None)
             return None
-        keyset = entry.source.current()
+        keyset = entry.source.current(now if entry.state.same_clock else None)
         if keyset is not entry.keyset:
             if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.verifier):
                 with self._cache_lock:
