@@ -230,14 +230,21 @@ def test_a_document_that_is_not_a_jwk_set_is_a_value_error(document: Any) -> Non
         KeySet.from_jwks(document)
 
 
-def test_still_verifies_tracks_the_selected_key(ec_key: Key, keyset_of: Any) -> None:
+def test_still_verifies_follows_the_key_material_across_refetches(
+    ec_key: Key, keyset_of: Any
+) -> None:
+    from jwt_guard.testing import generate_key
+
     first = keyset_of(ec_key.public_jwk())
-    verifier = first.find(ec_key.kid, "ES256")
-    assert first.still_verifies(ec_key.kid, "ES256", verifier)
-    rebuilt = keyset_of(ec_key.public_jwk())  # a new fetch builds new key objects
-    assert not rebuilt.still_verifies(ec_key.kid, "ES256", verifier)
-    assert not first.still_verifies("gone", "ES256", verifier)
-    assert not first.still_verifies(ec_key.kid, "ES384", verifier)
+    fingerprint = first.fingerprint_for(ec_key.kid, "ES256")
+    assert first.still_verifies(ec_key.kid, "ES256", fingerprint)
+    rebuilt = keyset_of(ec_key.public_jwk())  # a refetch builds new objects for the same key
+    assert rebuilt.still_verifies(ec_key.kid, "ES256", fingerprint)
+    swapped = keyset_of({**generate_key("ES256").public_jwk(), "kid": ec_key.kid})
+    assert not swapped.still_verifies(ec_key.kid, "ES256", fingerprint)
+    assert not first.still_verifies("gone", "ES256", fingerprint)
+    assert not first.still_verifies(ec_key.kid, "ES384", fingerprint)
+    assert not first.still_verifies(ec_key.kid, "ES256", None)
 
 
 def test_thumbprint_covers_the_key_material_only(ec_key: Key) -> None:

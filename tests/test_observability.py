@@ -19,9 +19,11 @@ from werkzeug.test import Client as WerkzeugClient
 from jwt_guard import (
     AlgorithmNotAllowed,
     ConfigurationError,
+    ExpiredToken,
     GuardObserver,
     JWTGuard,
     JWTGuardWSGI,
+    MissingClaim,
     TokenVerifier,
     health_asgi_app,
     health_wsgi_app,
@@ -352,3 +354,43 @@ def test_a_readiness_probe_fetches_the_keys_of_a_pod_that_has_served_nothing(
     assert response.json()["issuers"][jwt_issuer.issuer]["keys"] >= 1
     assert WerkzeugClient(health_wsgi_app(verifier)).get("/").status_code == 200
     assert jwt_issuer.jwks_requests == 1
+
+
+def test_a_refetch_that_keeps_the_key_keeps_the_cached_tokens(jwt_issuer: LocalIssuer) -> None:
+    recorder = Recorder()
+    verifier = TokenVerifier(
+        issuer=jwt_issuer.issuer,
+        audience=jwt_issuer.audience,
+        observer=recorder,
+        jwks_options={"cooldown": 0},
+    )
+    token = jwt_issuer.mint()
+    verifier.verify(token)
+    jwt_issuer.rotate("RS256", keep_old=True)  # a new key is published next to the old one
+    verifier.verify(jwt_issuer.mint())  # its unknown kid makes the verifier refetch
+    assert recorder.events["keys_fetched",] == 2
+    verifier.verify(token)  # the old key is still there: the cache still answers
+    assert recorder.events["verified", True] == 1
+
+
+def test_a_client_address_cannot_forge_log_fields(
+    jwt_issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    verifier = TokenVerifier(issuer=jwt_issuer.issuer, audience=jwt_issuer.audience)
+    with caplog.at_level(logging.INFO, logger="jwt_guard"), pytest.raises(ExpiredToken):
+        verifier.verify(jwt_issuer.mint(expires_in=-600), client="1.2.3.4 code=ok iss=evil")
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected")]
+    assert "client='1.2.3.4 code=ok iss=evil'" in line
+    assert line.count("code=") == 2  # the real field and the quoted one
+
+
+def test_single_claim_names_may_be_given_as_a_string(jwt_issuer: LocalIssuer) -> None:
+    verifier = TokenVerifier(
+        issuer=jwt_issuer.issuer,
+        audience=jwt_issuer.audience,
+        scope_claims="roles",
+        required_claims="roles",
+    )
+    assert verifier.verify(jwt_issuer.mint({"roles": ["admin"]})).scopes == {"admin"}
+    with pytest.raises(MissingClaim):
+        verifier.verify(jwt_issuer.mint({"r": "x"}))

@@ -52,8 +52,14 @@ class JWTUser(BaseUser):
             return JSONResponse({"sub": user.identity, "email": user.claims.get("email")})
     """
 
+    claims: Claims
+
     def __init__(self, claims: Claims) -> None:
-        self.claims = claims
+        object.__setattr__(self, "claims", claims)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # One JWTUser serves every request carrying the same token: it must not carry state.
+        raise AttributeError(f"JWTUser is read-only (cannot set {name!r})")
 
     def __repr__(self) -> str:
         return f"JWTUser({self.identity!r})"

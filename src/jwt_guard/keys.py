@@ -161,7 +161,7 @@ class KeySet:
     verified only when exactly one key in the set fits its algorithm.
     """
 
-    __slots__ = ("_by_kid", "_sole", "keys", "skipped")
+    __slots__ = ("_by_kid", "_sole", "_sole_keys", "keys", "skipped")
 
     def __init__(self, keys: Iterable[VerificationKey], skipped: Iterable[str] = ()) -> None:
         self.keys: tuple[VerificationKey, ...] = tuple(keys)
@@ -174,7 +174,8 @@ class KeySet:
             for alg in k.verifiers:
                 per_alg.setdefault(alg, []).append(k)
         self._by_kid = by_kid
-        self._sole = {alg: ks[0].verifiers[alg] for alg, ks in per_alg.items() if len(ks) == 1}
+        self._sole_keys = {alg: ks[0] for alg, ks in per_alg.items() if len(ks) == 1}
+        self._sole = {alg: k.verifiers[alg] for alg, k in self._sole_keys.items()}
 
     @classmethod
     def from_jwks(
@@ -243,9 +244,15 @@ class KeySet:
             raise AlgorithmNotAllowed(f"algorithm {alg} does not fit key {vk.fingerprint}")
         return verifier
 
-    def still_verifies(self, kid: str | None, alg: str, verifier: Any) -> bool:
-        """Whether ``verifier`` is still the key this set picks for ``kid`` and ``alg``."""
-        try:
-            return self.find(kid, alg) is verifier
-        except (UnknownKey, AlgorithmNotAllowed):
-            return False
+    def fingerprint_for(self, kid: str | None, alg: str) -> str | None:
+        """The RFC 7638 thumbprint of the key this set picks for ``kid`` and ``alg``, if any."""
+        vk = self._sole_keys.get(alg) if kid is None else self._by_kid.get(kid)
+        return vk.fingerprint if vk is not None and alg in vk.verifiers else None
+
+    def still_verifies(self, kid: str | None, alg: str, fingerprint: str | None) -> bool:
+        """Whether this set still picks the key with ``fingerprint`` for ``kid`` and ``alg``.
+
+        True across a refetch that kept the key (new objects, same key material); false once
+        the key left, changed, or no longer admits ``alg``.
+        """
+        return fingerprint is not None and self.fingerprint_for(kid, alg) == fingerprint

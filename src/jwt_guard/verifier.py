@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -137,6 +138,7 @@ class _Cached:
         "alg",
         "claims",
         "exp",
+        "fingerprint",
         "iat",
         "keyset",
         "kid",
@@ -146,7 +148,6 @@ class _Cached:
         "state",
         "until",
         "valid_from",
-        "verifier",
     )
 
     def __init__(
@@ -164,7 +165,7 @@ class _Cached:
         self.kid, self.alg = kid, alg
         # The key set the token was verified with: while the source still serves this very
         # set, the key is known to be in it; after a refetch, still_verifies() decides.
-        self.keyset, self.verifier = keyset, keyset.find(kid, alg)
+        self.keyset, self.fingerprint = keyset, keyset.fingerprint_for(kid, alg)
         self.exp = _float(payload.get("exp"), float("inf"))
         self.nbf = _float(payload.get("nbf"), float("-inf"))
         self.iat = _float(payload.get("iat"), float("nan"))
@@ -174,6 +175,14 @@ class _Cached:
         self.valid_from = self.nbf - leeway
         max_age = state.rules.max_age
         self.max_age = None if max_age is None else max_age + leeway
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9.:_\-\[\]%]{1,64}\Z").match
+
+
+def _log_safe(value: str | None) -> str | None:
+    """An address as it is when it looks like one, else quoted: no log field can be forged."""
+    return value if value is None or _PLAIN(value) else repr(value[:64])
 
 
 def fingerprint(token: object) -> str:
@@ -199,6 +208,11 @@ def _sync_results(results: list[Any]) -> list[Any]:
                 "a claims_check/is_revoked hook returned an awaitable: use averify()"
             )
     return results
+
+
+def _names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Claim names: one string is one name (not a sequence of letters)."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _float(value: Any, default: float) -> float:
@@ -297,7 +311,7 @@ class TokenVerifier:
             if cfg.issuer in self._issuers:
                 raise ConfigurationError(f"issuer {cfg.issuer!r} is configured twice")
             self._issuers[cfg.issuer] = self._build_state(
-                cfg, algorithms, require_exp, max_age, tuple(required_claims), scope_claims
+                cfg, algorithms, require_exp, max_age, _names(required_claims), scope_claims
             )
         self._allowed = frozenset().union(*(s.allowed for s in self._issuers.values()))
         # Bounded, first in first out; each entry carries its own deadline (see _Cached.until),
@@ -349,7 +363,7 @@ class TokenVerifier:
                 allow_oct=cfg.allow_remote_oct,
                 **self._jwks_options,
             )
-        scopes = tuple(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
+        scopes = _names(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
         same_clock = isinstance(source, StaticKeys) or source.clock is self.clock
         return _IssuerState(rules, allowed, source, scopes, same_clock)
 
@@ -471,9 +485,12 @@ class TokenVerifier:
         The log line holds the error code, the issuer and kid the token named, the client
         address and a fingerprint of the token, never the token itself.
         """
-        issuer, kid = self._describe(token)
         level = logging.WARNING if exc.status >= 500 else logging.INFO
-        if logger.isEnabledFor(level):
+        log = logger.isEnabledFor(level)
+        if not log and self.observer is None:
+            return  # junk traffic costs no second parse when nobody listens
+        issuer, kid = self._describe(token)
+        if log:
             logger.log(
                 level,
                 "rejected code=%s status=%d iss=%s kid=%s client=%s token=%s detail=%s",
@@ -481,7 +498,7 @@ class TokenVerifier:
                 exc.status,
                 issuer,
                 kid,
-                client,
+                _log_safe(client),
                 fingerprint(token),
                 exc.detail,
             )
@@ -579,7 +596,7 @@ class TokenVerifier:
             return None
         keyset = entry.source.current(now if entry.state.same_clock else None)
         if keyset is not entry.keyset:
-            if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.verifier):
+            if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.fingerprint):
                 with self._cache_lock:
                     cache.pop(token, None)
                 return None
