@@ -6,26 +6,22 @@ import hashlib
 import inspect
 import logging
 import re
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
-
-from cachetools import FIFOCache
 
 from ._codec import loads_object
 from ._env import verifier_options_from_env
-from .claims import DEFAULT_SCOPE_CLAIMS, ClaimRules, Claims, extract_scopes, validate_claims
+from ._issuers import Issuer, IssuerState, KeySource, StaticKeys, build_state, names
+from ._tokencache import TokenCache
+from .claims import DEFAULT_SCOPE_CLAIMS, Claims, extract_scopes, validate_claims
 from .errors import (
     ConfigurationError,
     InvalidClaim,
     InvalidToken,
     JWTGuardError,
     MalformedToken,
-    NotYetValid,
     RevokedToken,
-    TokenTooOld,
     WrongIssuer,
 )
 from .events import GuardObserver, emit
@@ -33,7 +29,6 @@ from .jwks import JWKSClient
 from .jws import (
     DEFAULT_MAX_TOKEN_SIZE,
     ParsedJWS,
-    allowed_algorithms,
     check_header,
     check_signature,
     normalize_typ,
@@ -48,73 +43,11 @@ logger = logging.getLogger("jwt_guard.verifier")
 Hook = Callable[[Claims], Any | Awaitable[Any]]
 
 
-@dataclass(frozen=True)
-class Issuer:
-    """One trusted issuer: its ``iss`` value, audience(s) and key source.
-
-    Give ``jwks_url`` (remote JWKS), ``jwks`` (a static JWK Set dict), or neither (OpenID
-    discovery from ``issuer``). ``audience=None`` turns the audience check off for this issuer:
-    only do that when the issuer mints tokens for nobody else.
-    """
-
-    issuer: str
-    audience: str | Sequence[str] | None
-    jwks_url: str | None = None
-    jwks: Mapping[str, Any] | None = None
-    algorithms: Sequence[str] | None = None
-    scope_claims: Sequence[str] | None = None
-    allow_remote_oct: bool = False
-
-
 class _Unset:
     """The type of a required option left out."""
 
 
 _UNSET = _Unset()
-
-
-class StaticKeys:
-    """A key source that never changes: a ``KeySet`` built once from a JWK Set given in code."""
-
-    name = "static"
-
-    def __init__(self, keyset: KeySet) -> None:
-        self.keyset = keyset
-
-    def keys_for(self, kid: str | None) -> KeySet:
-        """The fixed key set."""
-        return self.keyset
-
-    async def akeys_for(self, kid: str | None) -> KeySet:
-        """The fixed key set."""
-        return self.keyset
-
-    def current(self, now: float | None = None) -> KeySet | None:
-        """The fixed key set."""
-        return self.keyset
-
-    def status(self) -> dict[str, Any]:
-        """Health snapshot."""
-        return {
-            "source": "static",
-            "keys": len(self.keyset),
-            "kids": sorted(self.keyset.kids),
-            "stale": False,
-            "usable": True,
-            "last_error": None,
-        }
-
-
-KeySource = StaticKeys | JWKSClient
-
-
-@dataclass(frozen=True)
-class _IssuerState:
-    rules: ClaimRules
-    allowed: frozenset[str]
-    source: KeySource
-    scope_claims: tuple[str, ...]
-    same_clock: bool = False  # the key source reads the verifier's clock: share one reading
 
 
 class _Prepared:
@@ -127,54 +60,10 @@ class _Prepared:
         alg: str,
         kid: str | None,
         payload: dict[str, Any],
-        state: _IssuerState,
+        state: IssuerState,
     ) -> None:
         self.token, self.parsed, self.alg, self.kid = token, parsed, alg, kid
         self.payload, self.state = payload, state
-
-
-class _Cached:
-    __slots__ = (
-        "alg",
-        "claims",
-        "exp",
-        "fingerprint",
-        "iat",
-        "keyset",
-        "kid",
-        "max_age",
-        "nbf",
-        "source",
-        "state",
-        "until",
-        "valid_from",
-    )
-
-    def __init__(
-        self,
-        claims: Claims,
-        state: _IssuerState,
-        kid: str | None,
-        alg: str,
-        keyset: KeySet,
-        payload: dict[str, Any],
-        leeway: float,
-        until: float,
-    ) -> None:
-        self.claims, self.state, self.source = claims, state, state.source
-        self.kid, self.alg = kid, alg
-        # The key set the token was verified with: while the source still serves this very
-        # set, the key is known to be in it; after a refetch, still_verifies() decides.
-        self.keyset, self.fingerprint = keyset, keyset.fingerprint_for(kid, alg)
-        self.exp = _float(payload.get("exp"), float("inf"))
-        self.nbf = _float(payload.get("nbf"), float("-inf"))
-        self.iat = _float(payload.get("iat"), float("nan"))
-        # The bounds the time checks compare with, computed once (the same float operations).
-        # Served until `until`, never later: the token's exp (+ leeway) or the cache lifetime.
-        self.until = min(self.exp + leeway, until)
-        self.valid_from = self.nbf - leeway
-        max_age = state.rules.max_age
-        self.max_age = None if max_age is None else max_age + leeway
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9.:_\-\[\]%]{1,64}\Z").match
@@ -208,15 +97,6 @@ def _sync_results(results: list[Any]) -> list[Any]:
                 "a claims_check/is_revoked hook returned an awaitable: use averify()"
             )
     return results
-
-
-def _names(value: str | Sequence[str]) -> tuple[str, ...]:
-    """Claim names: one string is one name (not a sequence of letters)."""
-    return (value,) if isinstance(value, str) else tuple(value)
-
-
-def _float(value: Any, default: float) -> float:
-    return float(value) if isinstance(value, (int, float)) else default
 
 
 class TokenVerifier:
@@ -306,66 +186,29 @@ class TokenVerifier:
         self._jwks_options = dict(jwks_options or {})
         self._jwks_options.setdefault("clock", clock)
         self._jwks_options.setdefault("observer", observer)
-        self._issuers: dict[str, _IssuerState] = {}
+        self._issuers: dict[str, IssuerState] = {}
         for cfg in configs:
             if cfg.issuer in self._issuers:
                 raise ConfigurationError(f"issuer {cfg.issuer!r} is configured twice")
-            self._issuers[cfg.issuer] = self._build_state(
-                cfg, algorithms, require_exp, max_age, _names(required_claims), scope_claims
+            self._issuers[cfg.issuer] = build_state(
+                cfg,
+                algorithms,
+                require_exp,
+                max_age,
+                names(required_claims),
+                scope_claims,
+                leeway=self.leeway,
+                clock=clock,
+                jwks_options=self._jwks_options,
             )
         self._allowed = frozenset().union(*(s.allowed for s in self._issuers.values()))
-        # Bounded, first in first out; each entry carries its own deadline (see _Cached.until),
-        # checked on every read. Reads take no lock (a FIFO read only looks the key up); writes
-        # do. (TLRUCache: 4x the cost per insert, 3x per hit; LRUCache: a reorder per hit.)
-        self._cache: FIFOCache[str, _Cached] | None = None
-        if token_cache_size > 0:
-            self._cache = FIFOCache(maxsize=token_cache_size)
-        self._cache_ttl = token_cache_ttl
-        self._cache_lock = threading.Lock()
-
-    def _build_state(
-        self,
-        cfg: Issuer,
-        algorithms: Sequence[str] | None,
-        require_exp: bool,
-        max_age: float | None,
-        required: tuple[str, ...],
-        scope_claims: Sequence[str],
-    ) -> _IssuerState:
-        allowed = allowed_algorithms(cfg.algorithms if cfg.algorithms is not None else algorithms)
-        if isinstance(cfg.audience, str):
-            audiences: frozenset[str] | None = frozenset([cfg.audience])
-        else:
-            audiences = None if cfg.audience is None else frozenset(cfg.audience)
-            if audiences is not None and not audiences:
-                raise ConfigurationError("audience must name at least one audience (or be None)")
-        rules = ClaimRules(cfg.issuer, audiences, self.leeway, require_exp, max_age, required)
-        source: KeySource
-        if cfg.jwks is not None:
-            if cfg.jwks_url is not None:
-                raise ConfigurationError("give jwks= or jwks_url=, not both")
-            try:
-                keyset = KeySet.from_jwks(cfg.jwks, algorithms=allowed, strict=True)
-            except ValueError as exc:
-                raise ConfigurationError(f"jwks= for {cfg.issuer!r}: {exc}") from exc
-            source = StaticKeys(keyset)
-        elif cfg.jwks_url is not None:
-            source = JWKSClient(
-                cfg.jwks_url,
-                algorithms=allowed,
-                allow_oct=cfg.allow_remote_oct,
-                **self._jwks_options,
-            )
-        else:
-            source = JWKSClient(
-                discovery_issuer=cfg.issuer,
-                algorithms=allowed,
-                allow_oct=cfg.allow_remote_oct,
-                **self._jwks_options,
-            )
-        scopes = _names(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
-        same_clock = isinstance(source, StaticKeys) or source.clock is self.clock
-        return _IssuerState(rules, allowed, source, scopes, same_clock)
+        # First in first out with a deadline per entry: TLRUCache cost 4x per insert and 3x per
+        # hit, LRUCache a reorder per hit.
+        self._cache = (
+            TokenCache(token_cache_size, token_cache_ttl, self.leeway)
+            if token_cache_size > 0
+            else None
+        )
 
     @classmethod
     def from_env(
@@ -566,46 +409,15 @@ class TokenVerifier:
         validate_claims(prep.payload, state.rules, now)
         claims = Claims._adopt(prep.payload, extract_scopes(prep.payload, state.scope_claims))
         if self._cache is not None and isinstance(prep.token, str):
-            entry = _Cached(
-                claims,
-                state,
-                prep.kid,
-                prep.alg,
-                keyset,
-                prep.payload,
-                self.leeway,
-                now + self._cache_ttl,
+            self._cache.put(
+                prep.token, claims, state, prep.kid, prep.alg, keyset, prep.payload, now
             )
-            if now < entry.until:
-                with self._cache_lock:
-                    self._cache[prep.token] = entry
         return claims
 
     def _from_cache(self, token: Any) -> Claims | None:
-        cache = self._cache
-        if cache is None or type(token) is not str:
+        if self._cache is None or type(token) is not str:
             return None
-        try:
-            entry = cache[token]
-        except KeyError:
-            return None
-        now = self.clock()
-        if now >= entry.until:  # past exp (+ leeway) or the cache lifetime: verify afresh
-            with self._cache_lock:
-                cache.pop(token, None)
-            return None
-        keyset = entry.source.current(now if entry.state.same_clock else None)
-        if keyset is not entry.keyset:
-            if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.fingerprint):
-                with self._cache_lock:
-                    cache.pop(token, None)
-                return None
-            entry.keyset = keyset  # a refetch kept the key: no need to look it up again
-        if now < entry.valid_from:
-            raise NotYetValid("token not valid yet (cached)")
-        if entry.max_age is not None and now - entry.iat > entry.max_age:
-            raise TokenTooOld("token too old (cached)")
-        return entry.claims
+        return self._cache.get(token, self.clock())
 
     def _call_hooks(self, claims: Claims) -> list[Any]:
         results: list[Any] = []

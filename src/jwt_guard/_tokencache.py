@@ -1,0 +1,127 @@
+"""The verified-token cache: a repeated token answers without parsing or cryptography.
+
+Bounded (a cachetools ``FIFOCache``), keyed on the exact token. An entry never outlives the token's
+``exp`` (plus leeway) nor the cache lifetime, and answers only while the key source still holds
+the key that verified it (compared by RFC 7638 thumbprint, so a refetch that keeps the key keeps
+the entry); ``nbf`` and the maximum age are re-checked on every use. Reads take no lock (a FIFO
+read only looks the key up); writes do.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from cachetools import FIFOCache
+
+from ._issuers import IssuerState
+from .claims import Claims
+from .errors import NotYetValid, TokenTooOld
+from .keys import KeySet
+
+__all__ = ["TokenCache"]
+
+
+class _Entry:
+    __slots__ = (
+        "alg",
+        "claims",
+        "exp",
+        "fingerprint",
+        "iat",
+        "keyset",
+        "kid",
+        "max_age",
+        "nbf",
+        "source",
+        "state",
+        "until",
+        "valid_from",
+    )
+
+    def __init__(
+        self,
+        claims: Claims,
+        state: IssuerState,
+        kid: str | None,
+        alg: str,
+        keyset: KeySet,
+        payload: dict[str, Any],
+        leeway: float,
+        until: float,
+    ) -> None:
+        self.claims, self.state, self.source = claims, state, state.source
+        self.kid, self.alg = kid, alg
+        # The key set the token was verified with: while the source still serves this very
+        # set, the key is known to be in it; after a refetch, still_verifies() decides.
+        self.keyset, self.fingerprint = keyset, keyset.fingerprint_for(kid, alg)
+        self.exp = _float(payload.get("exp"), float("inf"))
+        self.nbf = _float(payload.get("nbf"), float("-inf"))
+        self.iat = _float(payload.get("iat"), float("nan"))
+        # The bounds the time checks compare with, computed once (the same float operations).
+        # Served until `until`, never later: the token's exp (+ leeway) or the cache lifetime.
+        self.until = min(self.exp + leeway, until)
+        self.valid_from = self.nbf - leeway
+        max_age = state.rules.max_age
+        self.max_age = None if max_age is None else max_age + leeway
+
+
+def _float(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) else default
+
+
+class TokenCache:
+    """Verified tokens, each with the deadline and key it was verified under."""
+
+    def __init__(self, maxsize: int, ttl: float, leeway: float) -> None:
+        self._entries: FIFOCache[str, _Entry] = FIFOCache(maxsize=maxsize)
+        self._lock = threading.Lock()
+        self.ttl, self.leeway = ttl, leeway
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(
+        self,
+        token: str,
+        claims: Claims,
+        state: IssuerState,
+        kid: str | None,
+        alg: str,
+        keyset: KeySet,
+        payload: dict[str, Any],
+        now: float,
+    ) -> None:
+        """Remember a token just verified at ``now``."""
+        entry = _Entry(claims, state, kid, alg, keyset, payload, self.leeway, now + self.ttl)
+        if now < entry.until:
+            with self._lock:
+                self._entries[token] = entry
+
+    def get(self, token: str, now: float) -> Claims | None:
+        """The claims of ``token`` if it may be answered from the cache at ``now``.
+
+        Raises ``NotYetValid`` or ``TokenTooOld`` when a time-based claim refuses it now.
+        """
+        try:
+            entry = self._entries[token]
+        except KeyError:
+            return None
+        if now >= entry.until:  # past exp (+ leeway) or the cache lifetime: verify afresh
+            self._drop(token)
+            return None
+        keyset = entry.source.current(now if entry.state.same_clock else None)
+        if keyset is not entry.keyset:
+            if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.fingerprint):
+                self._drop(token)
+                return None
+            entry.keyset = keyset  # a refetch kept the key: no need to look it up again
+        if now < entry.valid_from:
+            raise NotYetValid("token not valid yet (cached)")
+        if entry.max_age is not None and now - entry.iat > entry.max_age:
+            raise TokenTooOld("token too old (cached)")
+        return entry.claims
+
+    def _drop(self, token: str) -> None:
+        with self._lock:
+            self._entries.pop(token, None)
