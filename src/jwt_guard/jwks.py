@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import requests
-import urllib3
 
-from ._codec import loads_object
+from ._fetch import FetchError, HTTPFetcher, check_url, ttl
 from .errors import ConfigurationError, KeysUnavailable
 from .events import GuardObserver, emit
 from .keys import KeySet
@@ -34,39 +30,6 @@ from .keys import KeySet
 __all__ = ["FetchError", "JWKSClient", "check_url"]
 
 logger = logging.getLogger("jwt_guard.jwks")
-
-_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
-_NO_CACHE = re.compile(r"(?:^|[,\s])(?:no-store|no-cache)\b", re.IGNORECASE)
-_REDIRECTS = (301, 302, 303, 307, 308)
-
-
-class FetchError(Exception):
-    """Raised inside the key source when one fetch fails; never leaves jwt_guard."""
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, *, allow_http: bool) -> str | None:
-    """Return why ``url`` may not be fetched (``None`` when it may): HTTPS, or HTTP on loopback."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "not a URL"
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname and (allow_http or _is_loopback(parts.hostname)):
-        return None
-    return "must be an https:// URL (http:// only on loopback, or with allow_http=True)"
-
 
 _DONE: Future[None] = Future()
 _DONE.set_result(None)
@@ -369,11 +332,14 @@ class JWKSClient:
     # -- HTTP ------------------------------------------------------------------------------
 
     def _fetch(self) -> tuple[KeySet, float]:
+        http = HTTPFetcher(
+            self.session, self.timeout, self.total_timeout, self.max_bytes, self.allow_http
+        )
         deadline = time.monotonic() + self.total_timeout
         if self._jwks_uri is None:
-            self._jwks_uri = self._discover(deadline)
+            self._jwks_uri = http.discover(self.discovery_issuer, deadline)
         try:
-            document, headers = self._get_json(self._jwks_uri, deadline)
+            document, headers = http.get_json(self._jwks_uri, deadline)
             keyset = KeySet.from_jwks(
                 document,
                 algorithms=self.algorithms,
@@ -386,85 +352,11 @@ class JWKSClient:
             raise FetchError(str(exc)) from exc
         if len(keyset) == 0:
             raise FetchError("the JWKS holds no usable key")
-        return keyset, self._ttl(headers.get("Cache-Control"))
-
-    def _discover(self, deadline: float) -> str:
-        url = str(self.discovery_issuer).rstrip("/") + "/.well-known/openid-configuration"
-        document, _ = self._get_json(url, deadline)
-        if document.get("issuer") != self.discovery_issuer:
-            raise FetchError("discovery document 'issuer' differs from the configured issuer")
-        jwks_uri = document.get("jwks_uri")
-        if not isinstance(jwks_uri, str):
-            raise FetchError("discovery document has no 'jwks_uri'")
-        problem = check_url(jwks_uri, allow_http=self.allow_http)
-        if problem:
-            raise FetchError(f"discovered jwks_uri {problem}")
-        return jwks_uri
-
-    def _get_json(self, url: str, deadline: float) -> tuple[dict[str, Any], Any]:
-        for _hop in range(4):
-            try:
-                response = self.session.get(
-                    url,
-                    timeout=self.timeout,
-                    stream=True,
-                    allow_redirects=False,
-                    headers={"Accept": "application/json"},
-                )
-            except requests.RequestException as exc:
-                raise FetchError(f"{type(exc).__name__} fetching {url}") from exc
-            with response:
-                if response.status_code in _REDIRECTS and "Location" in response.headers:
-                    url = urljoin(url, response.headers["Location"])
-                    problem = check_url(url, allow_http=self.allow_http)
-                    if problem:
-                        raise FetchError(f"redirect target {problem}")
-                    continue
-                if response.status_code != 200:
-                    raise FetchError(f"HTTP {response.status_code} from {url}")
-                body = self._read(response, deadline)
-                try:
-                    return loads_object(body), response.headers
-                except ValueError as exc:
-                    raise FetchError(f"response from {url} is not a JSON object: {exc}") from exc
-        raise FetchError(f"too many redirects fetching {url}")
-
-    def _read(self, response: requests.Response, deadline: float) -> bytes:
-        length = response.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.max_bytes:
-            raise FetchError(f"response of {length} bytes exceeds {self.max_bytes}")
-        chunks: list[bytes] = []
-        size = 0
-        raw = response.raw
-        pieces: Iterator[bytes]
-        if hasattr(raw, "read1"):
-            # urllib3 >= 2: at most one socket read per call, so the deadline is checked between
-            # reads. iter_content(n) blocks until n bytes arrive: a server trickling one byte
-            # per read timeout would hold a fetch far past total_timeout.
-            pieces = iter(lambda: raw.read1(65536, decode_content=True) or b"", b"")
-        else:  # pragma: no cover - urllib3 1.x
-            pieces = response.iter_content(65536)
-        try:
-            for chunk in pieces:
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise FetchError(f"response exceeds {self.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise FetchError(f"fetch took longer than {self.total_timeout}s")
-                chunks.append(chunk)
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise FetchError(f"{type(exc).__name__} reading the response") from exc
-        return b"".join(chunks)
-
-    def _ttl(self, cache_control: str | None) -> float:
-        ttl = self.default_ttl
-        if cache_control:
-            match = _MAX_AGE.search(cache_control)
-            if _NO_CACHE.search(cache_control):
-                ttl = self.min_ttl
-            elif match:
-                ttl = float(match.group(1))
-        return min(self.max_ttl, max(self.min_ttl, ttl))
+        cache_control = headers.get("Cache-Control")
+        lifetime = ttl(
+            cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl
+        )
+        return keyset, lifetime
 
     # -- health ----------------------------------------------------------------------------
 
