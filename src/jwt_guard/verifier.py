@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ._codec import loads_object
 from ._env import verifier_options_from_env
@@ -97,6 +97,29 @@ def _sync_results(results: list[Any]) -> list[Any]:
                 "a claims_check/is_revoked hook returned an awaitable: use averify()"
             )
     return results
+
+
+class _Refusals:
+    """Around one verification: log every refusal once; turn any other exception into one."""
+
+    __slots__ = ("client", "token", "verifier")
+
+    def __init__(self, verifier: TokenVerifier, token: object, client: str | None) -> None:
+        self.verifier, self.token, self.client = verifier, token, client
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: object, exc: BaseException | None, traceback: object
+    ) -> Literal[False]:
+        if isinstance(exc, JWTGuardError):
+            self.verifier.rejected(exc, self.token, self.client)
+        elif isinstance(exc, Exception):
+            error = self.verifier._unexpected(exc)
+            self.verifier.rejected(error, self.token, self.client)
+            raise error from exc
+        return False
 
 
 class TokenVerifier:
@@ -262,7 +285,7 @@ class TokenVerifier:
         """
         if self._async_hooks:
             raise ConfigurationError("async claims_check/is_revoked hooks need averify()")
-        try:
+        with _Refusals(self, token, client):
             claims = self._from_cache(token)
             cached = claims is not None
             if claims is None:
@@ -270,20 +293,13 @@ class TokenVerifier:
                 claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
             if self._has_hooks:
                 self._hooks_result(_sync_results(self._call_hooks(claims)))
-        except JWTGuardError as exc:
-            self.rejected(exc, token, client)
-            raise
-        except Exception as exc:
-            error = self._unexpected(exc)
-            self.rejected(error, token, client)
-            raise error from exc
         if self.observer is not None:
             emit(self.observer, "verified", claims.issuer, cached)
         return claims
 
     async def averify(self, token: str | bytes, *, client: str | None = None) -> Claims:
         """Verify ``token`` without blocking the event loop (JWKS fetches run in a thread)."""
-        try:
+        with _Refusals(self, token, client):
             claims = self._from_cache(token)
             cached = claims is not None
             if claims is None:
@@ -292,13 +308,6 @@ class TokenVerifier:
             if self._has_hooks:
                 results = self._call_hooks(claims)
                 self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
-        except JWTGuardError as exc:
-            self.rejected(exc, token, client)
-            raise
-        except Exception as exc:
-            error = self._unexpected(exc)
-            self.rejected(error, token, client)
-            raise error from exc
         if self.observer is not None:
             emit(self.observer, "verified", claims.issuer, cached)
         return claims
