@@ -135,9 +135,26 @@ class Guard:
             if not path.startswith("/"):
                 raise ConfigurationError(f"excluded path {path!r} must start with '/'")
         self.allow_preflight = allow_preflight
+        self._has_open_paths = bool(self.exact or self.prefixes)
         self.optional = optional
         self.realm = realm
         self.error_handler = error_handler
+
+    def may_open(self, method: str) -> bool:
+        """Whether :meth:`is_open` could be true for ``method``: callers skip building its
+        arguments on the hot path otherwise."""
+        return self._has_open_paths or (self.allow_preflight and method == "OPTIONS")
+
+    def bearer(self, authorization: Sequence[str], client: str | None) -> str | None:
+        """The bearer token of a request to check, or ``None`` to pass it unauthenticated
+        (no token, in optional mode). A header refusal is logged once, then raised."""
+        try:
+            return bearer_token(authorization)
+        except JWTGuardError as exc:
+            if self.optional and isinstance(exc, MissingToken):
+                return None
+            self.verifier.rejected(exc, None, client)
+            raise
 
     def is_open(self, method: str, path: str, headers: Callable[[str], str | None]) -> bool:
         """Whether this request passes without any check (open path or CORS preflight)."""
@@ -148,7 +165,7 @@ class Guard:
             and headers("access-control-request-method") is not None
         ):
             return True
-        if not (self.exact or self.prefixes) or "/." in path or "//" in path:
+        if not self._has_open_paths or "/." in path or "//" in path:
             return False
         if path in self.exact:
             return True

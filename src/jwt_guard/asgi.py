@@ -19,12 +19,11 @@ from ._http import (
     ErrorHandler,
     ErrorResponse,
     Guard,
-    bearer_token,
     options_from_env,
 )
 from ._http import render_error as _render_error
 from .claims import Claims
-from .errors import InvalidToken, JWTGuardError, MissingToken
+from .errors import InvalidToken, JWTGuardError
 from .verifier import TokenVerifier
 
 __all__ = ["JWTGuard", "JWTUser"]
@@ -155,7 +154,6 @@ class JWTGuard:
         )
         self.verifier = self.guard.verifier
         self._cached = self.verifier.cached
-        self._open_paths = bool(self.guard.exact or self.guard.prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _GUARDED:
@@ -179,8 +177,7 @@ class JWTGuard:
         address = client[0] if client else None  # a str, per the ASGI spec
         claims: Claims | None
         try:
-            # is_open() is False unless this is a preflight or some paths are open.
-            if (self._open_paths or method == "OPTIONS") and guard.is_open(
+            if guard.may_open(method) and guard.is_open(
                 method,
                 scope.get("path", ""),
                 {
@@ -255,19 +252,11 @@ class JWTGuard:
 
     async def _verify(self, authorization: list[str], address: str | None) -> Claims | None:
         """The verified claims, ``None`` to pass unauthenticated, or a ``JWTGuardError``."""
-        guard = self.guard
+        token = self.guard.bearer(authorization, address)
+        if token is None:
+            return None
         try:
-            token = bearer_token(authorization)
-        except MissingToken as exc:
-            if guard.optional:
-                return None
-            guard.verifier.rejected(exc, None, address)
-            raise
-        except JWTGuardError as exc:
-            guard.verifier.rejected(exc, None, address)
-            raise
-        try:
-            return await guard.verifier.averify(token, client=address)
+            return await self.verifier.averify(token, client=address)
         except JWTGuardError:
             raise
         except Exception as exc:  # a duck-typed verifier; never let it become a 500

@@ -16,10 +16,9 @@ from ._http import (
     ErrorHandler,
     ErrorResponse,
     Guard,
-    bearer_token,
     options_from_env,
 )
-from .errors import JWTGuardError, MissingToken
+from .errors import JWTGuardError
 from .verifier import TokenVerifier
 
 if TYPE_CHECKING:
@@ -54,27 +53,19 @@ def guard_environ(
         value = environ.get("HTTP_" + name.upper().replace("-", "_"))
         return value if isinstance(value, str) else None
 
-    # is_open() is False unless this is a preflight or some paths are open: skip it then.
-    if method == "OPTIONS" or guard.exact or guard.prefixes:
+    if guard.may_open(method):
         if path is None:
             path = str(environ.get("PATH_INFO", "")) or "/"
         if guard.is_open(method, path, header):
             return None
     authorization = environ.get("HTTP_AUTHORIZATION")
-    if not isinstance(authorization, str):
-        authorization = None
     client = environ.get("REMOTE_ADDR")
     address = client if isinstance(client, str) else None
     try:
         # A server joins repeated headers with "," which is not token68: 400 invalid_request.
-        token = bearer_token([] if authorization is None else [authorization])
-    except JWTGuardError as exc:
-        if isinstance(exc, MissingToken) and guard.optional:
-            return None
-        guard.verifier.rejected(exc, None, address)
-        return guard.error_response(exc)
-    try:
-        environ[CLAIMS_KEY] = guard.verifier.verify(token, client=address)
+        token = guard.bearer([authorization] if isinstance(authorization, str) else [], address)
+        if token is not None:
+            environ[CLAIMS_KEY] = guard.verifier.verify(token, client=address)
     except JWTGuardError as exc:
         return guard.error_response(exc)
     return None
