@@ -8,7 +8,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from _servers import free_port
 from jwt_guard import verify_jws
 from jwt_guard._keyfile import KeyFile, private_jwk, signing_key
 from jwt_guard.algorithms import ALGORITHMS
@@ -333,12 +333,6 @@ def test_mint_without_a_key_file_says_the_keys_are_throwaway(
     assert "d" not in document["jwks"]["keys"][0]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def spawn() -> Iterator[Any]:
     """Start ``python -m jwt_guard ...``; read its stdout up to a line; stop it with SIGINT."""
@@ -377,7 +371,7 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
 def test_issuer_serves_a_key_file_that_mint_signs_with(
     capsys: pytest.CaptureFixture[str], spawn: Any, tmp_path: Path
 ) -> None:
-    path, port = tmp_path / "keys.json", _free_port()
+    path, port = tmp_path / "keys.json", free_port()
     proc, lines = spawn("issuer", "--key-file", str(path), "--port", str(port), until="Ctrl-C")
     issuer = f"http://127.0.0.1:{port}"
     assert lines[0] == f"issuer     {issuer}   (created {path})"

@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from _servers import free_port, wait_until_listening
 from jwt_guard.testing import LocalIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP_DEADLINE = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"uvicorn exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)  # poll interval, bounded by the deadline
-    pytest.fail(f"uvicorn did not listen within {STARTUP_DEADLINE}s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +38,7 @@ def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with log.open("wb") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until_listening(port, proc, log)
+        wait_until_listening(port, proc, log, "uvicorn")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -6,13 +6,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from _servers import free_port, wait_until_listening
 from _wsgi_helpers import parse_challenge
 from jwt_guard.testing import LocalIssuer
 
@@ -26,24 +26,6 @@ from flask_app import app
 server = make_server("127.0.0.1", int(sys.argv[1]), app, threaded=True)
 server.serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +54,7 @@ def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Ite
             stderr=subprocess.STDOUT,
         )
     try:
-        try:
-            wait_for_port(port, process, time.monotonic() + 20)
-        except (RuntimeError, TimeoutError):
-            print(log.read_text(errors="replace"))  # shown in the failure report
-            raise
+        wait_until_listening(port, process, log, "the WSGI server")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

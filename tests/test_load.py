@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,6 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,12 +33,12 @@ from werkzeug.serving import make_server
 
 from _core_helpers import settle_jwks_threads
 from _hostile import AsgiDriver, asgi_app, call_wsgi, wsgi_app
+from _servers import free_port, wait_until_listening
 from jwt_guard import JWTGuardError, TokenVerifier
 from jwt_guard.testing import LocalIssuer, generate_key
 from jwt_guard.wsgi import JWTGuardWSGI
 
 IDENTITIES = 40
-STARTUP_DEADLINE = 20.0
 
 APP = """
 import asyncio, os
@@ -69,25 +67,6 @@ verifier = TokenVerifier(
 )
 app = JWTGuard(Starlette(routes=[Route("/me", me)]), verifier=verifier)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"uvicorn exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)  # readiness poll, bounded by the deadline
-    pytest.fail(f"uvicorn did not listen within {STARTUP_DEADLINE}s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +131,7 @@ def uvicorn_url(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -
     with log.open("wb") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until_listening(port, proc, log)
+        wait_until_listening(port, proc, log, "uvicorn")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
