@@ -3,16 +3,10 @@ and a parser for ``WWW-Authenticate`` challenges."""
 
 from __future__ import annotations
 
-import contextlib
-import re
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
-import requests
-
-from jwt_guard import TokenVerifier
-from jwt_guard.testing import LocalIssuer
+from _common import parse_challenge, verifier_for
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers httpx2 for its TestClient and warns (at import) when it falls back
@@ -31,31 +25,8 @@ __all__ = [
 ]
 
 
-@contextlib.contextmanager
-def verifier_for(issuer: LocalIssuer, **options: Any) -> Iterator[TokenVerifier]:
-    """A verifier trusting ``issuer`` whose JWKS session is closed afterwards."""
-    with requests.Session() as session:
-        yield TokenVerifier(
-            issuer=issuer.issuer,
-            audience=issuer.audience,
-            jwks_url=issuer.jwks_url,
-            jwks_options={"session": session},
-            **options,
-        )
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-_PARAM = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_challenge(value: str) -> tuple[str, dict[str, str]]:
-    """``'Bearer realm="api", error="x"'`` -> ``("Bearer", {"realm": "api", "error": "x"})``."""
-    scheme, _, rest = value.partition(" ")
-    params = {k: re.sub(r"\\(.)", r"\1", v) for k, v in _PARAM.findall(rest)}
-    return scheme, params
 
 
 class RawResult:

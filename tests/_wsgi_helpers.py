@@ -3,17 +3,14 @@ request cases every adapter must answer alike, the check of one answer, and Djan
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import requests
 
-from jwt_guard import TokenVerifier
+from _common import parse_challenge
 from jwt_guard.testing import LocalIssuer
 
 OPTIONS: dict[str, Any] = {"exclude_paths": ["/health"], "exclude_prefixes": ["/public"]}
@@ -21,28 +18,6 @@ OPTIONS: dict[str, Any] = {"exclude_paths": ["/health"], "exclude_prefixes": ["/
 
 ATTACK = '"evil<script>\\'
 """Bytes an attacker sends; no answer may carry them."""
-
-
-@contextlib.contextmanager
-def verifier_for(issuer: LocalIssuer, **options: Any) -> Iterator[TokenVerifier]:
-    """A verifier trusting ``issuer`` whose JWKS session is closed afterwards."""
-    with requests.Session() as session:
-        yield TokenVerifier(
-            issuer=issuer.issuer,
-            audience=issuer.audience,
-            jwks_url=issuer.jwks_url,
-            jwks_options={"session": session},
-            **options,
-        )
-
-
-_PARAM = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_challenge(value: str) -> tuple[str, dict[str, str]]:
-    """``'Bearer realm="api", error="x"'`` -> ``("Bearer", {"realm": "api", "error": "x"})``."""
-    scheme, _, rest = value.partition(" ")
-    return scheme, {k: re.sub(r"\\(.)", r"\1", v) for k, v in _PARAM.findall(rest)}
 
 
 @dataclass(frozen=True)

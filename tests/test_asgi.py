@@ -34,18 +34,6 @@ from jwt_guard.errors import JWTGuardError
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as local:
-        yield local
-
-
-@pytest.fixture(scope="module")
-def verifier(issuer: LocalIssuer) -> Iterator[TokenVerifier]:
-    with verifier_for(issuer) as v:
-        yield v
-
-
 async def me(request: Request) -> JSONResponse:
     for _ in range(3):  # interleave concurrent requests
         await asyncio.sleep(0)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from _common import verifier_for
 from _wsgi_helpers import (
     CASES,
     OPTIONS,
@@ -15,7 +16,6 @@ from _wsgi_helpers import (
     check,
     check_refusal,
     ensure_django,
-    verifier_for,
 )
 
 ensure_django()
@@ -69,18 +69,6 @@ MIDDLEWARE = ["jwt_guard.django.JWTGuardMiddleware"]
 
 def shape(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse:
     return ErrorResponse(response.status, [("x-error-code", exc.code)], b"{}")
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def verifier(issuer: LocalIssuer) -> Iterator[TokenVerifier]:
-    with verifier_for(issuer) as built:
-        yield built
 
 
 def guarded(verifier: TokenVerifier, **options: Any) -> override_settings:

@@ -18,12 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as local:
-        yield local
-
-
-@pytest.fixture(scope="module")
 def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("uvicorn") / "uvicorn.log"

@@ -29,12 +29,6 @@ server.serve_forever()
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of the Flask example served by Werkzeug in a subprocess."""
     port = free_port()

@@ -41,12 +41,6 @@ def close_guards(app: Any) -> None:
     assert found == 1
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as local:
-        yield local
-
-
 @pytest.fixture(params=["starlette_app", "fastapi_app"])
 def client(request: pytest.FixtureRequest, issuer: LocalIssuer) -> Iterator[TestClient]:
     module = load(request.param)

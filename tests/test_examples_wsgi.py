@@ -22,12 +22,6 @@ Call = Callable[..., Answer]
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def env(issuer: LocalIssuer) -> Iterator[pytest.MonkeyPatch]:
     """``examples/`` importable and the JWT_GUARD_* variables pointing at ``issuer``."""
     with pytest.MonkeyPatch.context() as patch:

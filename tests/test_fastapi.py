@@ -11,7 +11,7 @@ import pytest
 from fastapi import Depends, FastAPI, Security, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from _asgi_helpers import TestClient, bearer, parse_challenge, verifier_for
+from _asgi_helpers import TestClient, bearer, parse_challenge
 from jwt_guard import Claims, ConfigurationError, JWTGuard, TokenVerifier
 from jwt_guard._http import ErrorResponse
 from jwt_guard.errors import JWTGuardError
@@ -21,18 +21,6 @@ from jwt_guard.testing import LocalIssuer
 OPEN = ["/docs", "/docs/oauth2-redirect", "/openapi.json", "/open"]
 ReadItems = Annotated[Claims, Security(jwt_claims, scopes=["read:items"])]
 PARTNER = JWTBearer(scheme_name="Partner", description="Partner tokens", bearer_format="JWS")
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as local:
-        yield local
-
-
-@pytest.fixture(scope="module")
-def verifier(issuer: LocalIssuer) -> Iterator[TokenVerifier]:
-    with verifier_for(issuer) as v:
-        yield v
 
 
 def build(verifier: TokenVerifier, **options: Any) -> FastAPI:

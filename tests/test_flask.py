@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from _wsgi_helpers import CASES, OPTIONS, Answer, Case, check, check_refusal, verifier_for
+from _wsgi_helpers import CASES, OPTIONS, Answer, Case, check, check_refusal
 from jwt_guard import JWTGuardWSGI, TokenVerifier
 from jwt_guard.decorators import require_scopes
 from jwt_guard.flask import current_claims, require_claims
@@ -42,18 +42,6 @@ def make_app(verifier: TokenVerifier | None, **options: Any) -> Flask:
         return {"sub": claims.subject, "scopes": sorted(claims.scopes)}
 
     return app
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def verifier(issuer: LocalIssuer) -> Iterator[TokenVerifier]:
-    with verifier_for(issuer) as built:
-        yield built
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +17,8 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
 import jwt_guard
-from _wsgi_helpers import CASES, OPTIONS, Answer, Case, check, check_refusal, verifier_for
+from _common import verifier_for
+from _wsgi_helpers import CASES, OPTIONS, Answer, Case, check, check_refusal
 from jwt_guard import ConfigurationError, JWTGuardError, TokenVerifier
 from jwt_guard._http import CLAIMS_KEY, GUARD_KEY, ErrorResponse
 from jwt_guard.decorators import require_scopes
@@ -47,18 +48,6 @@ def make_app() -> Any:
         return routes.get(request.path, _sub)(request)
 
     return app
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def verifier(issuer: LocalIssuer) -> Iterator[TokenVerifier]:
-    with verifier_for(issuer) as built:
-        yield built
 
 
 def call(app: Any, path: str, auth: Sequence[str] = (), **kwargs: Any) -> Answer:

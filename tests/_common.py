@@ -1,0 +1,37 @@
+"""Helpers every adapter test uses: a verifier trusting a local issuer, the challenge parser."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from jwt_guard import TokenVerifier
+from jwt_guard.testing import LocalIssuer
+
+__all__ = ["parse_challenge", "verifier_for"]
+
+
+@contextlib.contextmanager
+def verifier_for(issuer: LocalIssuer, **options: Any) -> Iterator[TokenVerifier]:
+    """A verifier trusting ``issuer`` whose JWKS session is closed afterwards."""
+    with requests.Session() as session:
+        yield TokenVerifier(
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            jwks_url=issuer.jwks_url,
+            jwks_options={"session": session},
+            **options,
+        )
+
+
+_PARAM = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_challenge(value: str) -> tuple[str, dict[str, str]]:
+    """``'Bearer realm="api", error="x"'`` -> ``("Bearer", {"realm": "api", "error": "x"})``."""
+    scheme, _, rest = value.partition(" ")
+    return scheme, {k: re.sub(r"\\(.)", r"\1", v) for k, v in _PARAM.findall(rest)}
