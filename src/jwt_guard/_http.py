@@ -173,7 +173,7 @@ class Guard:
 
     def require_sync(self) -> None:
         """For the WSGI adapters: refuse, now, a verifier whose hooks only ``averify`` can run."""
-        if getattr(self.verifier, "_async_hooks", False):
+        if self.verifier.async_hooks:
             raise ConfigurationError(
                 "async claims_check/is_revoked hooks need the ASGI middleware (JWTGuard); "
                 "under WSGI pass plain functions (verify() cannot await, averify() is async)"
@@ -191,22 +191,30 @@ class Guard:
     def error_response(self, exc: JWTGuardError) -> ErrorResponse:
         """The complete answer to a refused request, shaped by ``error_handler`` if given.
 
-        A handler that raises, or returns a header that is not a plain line of text, gets the
-        default answer instead (logged): a refusal never becomes a 500 or a split header.
+        A handler that raises, or returns something no server could send (a header that is not
+        one line of latin-1 text, a body that is not bytes), gets the default answer instead
+        (logged): a refusal never becomes a 500 or a split header.
         """
         if self.error_handler is None:
             return render_error(exc, self.realm)
         try:
             response = render_error(exc, self.realm, self.error_handler)
-            for name, value in response.headers:
-                if not (isinstance(name, str) and isinstance(value, str)) or any(
-                    ch in name or ch in value for ch in "\r\n\0"
-                ):
-                    raise ValueError(f"header {name!r} is not a line of text")
+            _check_response(response)
         except Exception as problem:
             logger.error("error_handler failed: %s", type(problem).__name__, exc_info=problem)
             return render_error(exc, self.realm)
         return response
+
+
+def _check_response(response: ErrorResponse) -> None:
+    if not isinstance(response.status, int) or not isinstance(response.body, bytes):
+        raise TypeError("status must be an int and body bytes")
+    for name, value in response.headers:
+        if not (isinstance(name, str) and isinstance(value, str)) or any(
+            ch in name or ch in value for ch in "\r\n\0"
+        ):
+            raise ValueError(f"header {name!r} is not a line of text")
+        name.encode("latin-1"), value.encode("latin-1")
 
 
 _MIDDLEWARE_OPTIONS = frozenset(

@@ -21,7 +21,6 @@ from ._http import (
     Guard,
     options_from_env,
 )
-from ._http import render_error as _render_error
 from .claims import Claims
 from .errors import InvalidToken, JWTGuardError
 from .verifier import TokenVerifier
@@ -272,18 +271,9 @@ class JWTGuard:
                 await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": ""})
                 return
             prefix = _WS_DENIAL
-        status, headers, body = self._encode(exc)
+        status, headers, body = _raw(self.guard.error_response(exc))
         await send({"type": prefix + ".start", "status": status, "headers": headers})
         await send({"type": prefix + ".body", "body": body, "more_body": False})
-
-    def _encode(self, exc: JWTGuardError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """The refusal as ASGI values; a broken ``error_handler`` falls back to the default."""
-        try:
-            response = self.guard.error_response(exc)
-            return _raw(response)
-        except Exception as problem:
-            logger.error("error_handler failed: %s", type(problem).__name__, exc_info=problem)
-            return _raw(_render_error(exc, self.guard.realm))
 
 
 def _text(value: bytes | None) -> str | None:
@@ -291,9 +281,7 @@ def _text(value: bytes | None) -> str | None:
 
 
 def _raw(response: ErrorResponse) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    for name, value in response.headers:
-        if any(ch in name or ch in value for ch in "\r\n\0"):
-            raise ValueError(f"header {name!r} holds a control character")
+    """An answer ``Guard.error_response`` has checked, as ASGI values."""
     headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in response.headers

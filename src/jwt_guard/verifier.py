@@ -204,7 +204,8 @@ class TokenVerifier:
         self.typ = normalize_typ(typ)
         self._claims_check = claims_check
         self._is_revoked = is_revoked
-        self._async_hooks = any(inspect.iscoroutinefunction(h) for h in (claims_check, is_revoked))
+        # Hooks declared async need averify(); the WSGI adapters refuse them at construction.
+        self.async_hooks = any(inspect.iscoroutinefunction(h) for h in (claims_check, is_revoked))
         self._has_hooks = claims_check is not None or is_revoked is not None
         self._jwks_options = dict(jwks_options or {})
         self._jwks_options.setdefault("clock", clock)
@@ -283,7 +284,7 @@ class TokenVerifier:
         May block on a JWKS fetch; in async code use :meth:`averify`. ``client`` (an address)
         only goes into the rejection log line.
         """
-        if self._async_hooks:
+        if self.async_hooks:
             raise ConfigurationError("async claims_check/is_revoked hooks need averify()")
         with _Refusals(self, token, client):
             claims = self._from_cache(token)
