@@ -1,7 +1,8 @@
 """The published JWS examples (RFC 7515, 8037, 7520) through ``verify_jws``.
 
-The vectors live outside the repository, in ``shared/conformance`` beside it (CI clones the
-repository next to ``shared/``). A missing file is a failure, not a skip.
+The vectors are public RFC data kept in the repository (``tests/data/rfc_vectors.json``; see its
+``_source_note``): a clone of the repository alone runs them.
+A missing file is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import pytest
 from _core_helpers import b64d
 from jwt_guard import ALGORITHMS, JWTGuardError, verify_jws
 
-VECTORS_PATH = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "rfc_vectors.json"
+VECTORS_PATH = Path(__file__).resolve().parent / "data" / "rfc_vectors.json"
 
 
 def _load() -> list[dict[str, Any]]:
     if not VECTORS_PATH.is_file():
         raise FileNotFoundError(
-            f"RFC conformance vectors not found at {VECTORS_PATH}: the repository must sit next "
-            "to shared/ (shared/conformance/rfc_vectors.json), as in CI"
+            f"RFC conformance vectors not found at {VECTORS_PATH}: they belong to the repository"
         )
     vectors: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text("utf-8"))["vectors"]
     return vectors
