@@ -17,7 +17,7 @@ from ._fixtures import Bench, Mode
 from ._report import Row, render
 
 DEFAULT_JSON = Path(__file__).with_name("results.json")
-SECTIONS = ("verify", "cache", "asgi", "wsgi", "jwks")
+SECTIONS = ("verify", "default", "cache", "asgi", "wsgi", "jwks")
 
 
 def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
@@ -25,6 +25,7 @@ def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
 
     return {
         "verify": verify_bench.run_algorithms,
+        "default": verify_bench.run_default_configuration,
         "cache": verify_bench.run_cache_and_keys,
         "asgi": app_bench.run_asgi,
         "wsgi": app_bench.run_wsgi,

@@ -37,6 +37,8 @@ ROW_KEYS = [
     ),
     *(f"verify.{alg}.pyjwt" for alg in ("RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256")),
     *(f"verify.{alg}.python-jose" for alg in ("RS256", "ES256", "ES384", "HS256")),
+    "default.RS256",
+    "default.HS256",
     "cache.repeat",
     "keys.100_vs_1",
     "asgi.repeat_vs_bare",
@@ -55,6 +57,8 @@ ROW_KEYS = [
 ]
 TARGETED = [
     *(f"verify.{alg}" for alg in ("RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256")),
+    "default.RS256",
+    "default.HS256",
     "cache.repeat",
     "keys.100_vs_1",
     "asgi.repeat_vs_bare",
@@ -69,6 +73,7 @@ TARGETED = [
 ]
 SECTION_KEYS = [
     "algorithms",
+    "default_configuration",
     "token_cache",
     "key_set_size",
     "asgi",
