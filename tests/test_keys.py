@@ -440,7 +440,7 @@ def test_every_small_order_point_is_refused_in_every_encoding(crv: str, keyset_o
 def test_okp_points_must_be_canonical_and_on_the_curve(crv: str, keyset_of: Any) -> None:
     curve = CURVES[crv]
     top = 1 << (8 * curve.size - 1)
-    reasons: dict[str, str] = {}
+    reasons: dict[str, str | None] = {}
     for y in [*range(curve.p, min(top, curve.p + 40)), top - 1]:  # y >= p: not reduced
         for sign in (0, top):
             reasons[f"y={y - curve.p}+p,{sign}"] = _okp_reason(
@@ -449,10 +449,11 @@ def test_okp_points_must_be_canonical_and_on_the_curve(crv: str, keyset_of: Any)
     assert set(reasons.values()) == {"not canonically encoded"}, reasons
     off_curve = [y for y in range(2, 60) if curve.x_for(y) is None]
     on_curve = [y for y in range(2, 60) if curve.x_for(y) is not None]
-    assert off_curve and on_curve
+    assert off_curve
+    assert on_curve
     for y in off_curve:
         assert _okp_reason(crv, y.to_bytes(curve.size, "little")) == "not a point on the curve"
-    for y in on_curve:  # points of large order: fine (their signatures need the private key)
+    for y in on_curve:  # not of small order: fine (a signature needs the private key)
         for sign in (0, top):
             assert _okp_reason(crv, (y | sign).to_bytes(curve.size, "little")) is None
 
