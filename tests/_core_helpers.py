@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-# Every algorithm jwt_guard verifies, as (alg, curve) with the EdDSA curves listed separately.
+# Every algorithm jwt_guard verifies, as (alg, curve) with the EdDSA curves listed separately
+# (and the RFC 9864 fully specified names Ed25519 and Ed448, each with its own curve).
 ALG_CASES: list[tuple[str, str | None]] = [
     ("HS256", None),
     ("HS384", None),
@@ -39,8 +40,11 @@ ALG_CASES: list[tuple[str, str | None]] = [
     ("ES256K", None),
     ("EdDSA", "Ed25519"),
     ("EdDSA", "Ed448"),
+    ("Ed25519", "Ed25519"),
+    ("Ed448", "Ed448"),
 ]
-ALG_IDS = [f"{alg}-{crv}" if crv else alg for alg, crv in ALG_CASES]
+ALG_IDS = [f"{alg}-{crv}" if crv and crv != alg else alg for alg, crv in ALG_CASES]
+EDDSA_NAMES = ("EdDSA", "Ed25519", "Ed448")
 
 _EC = {
     "ES256": ("P-256", ec.SECP256R1, 32),
@@ -129,7 +133,7 @@ def sign(alg: str, private: Any, msg: bytes) -> bytes:
         h = hashes.SHA256() if alg == "ES256K" else _HASH[alg[2:]]()
         r, s = decode_dss_signature(private.sign(msg, ec.ECDSA(h)))
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    if alg == "EdDSA":
+    if alg in EDDSA_NAMES:
         return bytes(private.sign(msg))
     raise ValueError(alg)
 
@@ -143,7 +147,7 @@ def _private(alg: str, crv: str | None, name: str, bits: int) -> Any:
     if alg in _EC:
         curve = crv or _EC[alg][0]
         return ec.generate_private_key(_EC_BY_CRV[curve][0]())
-    if crv == "Ed448":
+    if "Ed448" in (crv, alg):
         return ed448.Ed448PrivateKey.generate()
     return ed25519.Ed25519PrivateKey.generate()
 

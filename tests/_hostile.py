@@ -33,8 +33,9 @@ from typing import Any
 import pytest
 import requests
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding
 from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -191,6 +192,50 @@ def bump_last_char(seg: str) -> str:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     assert len(seg) % 4 in (2, 3), "needs a partial last quantum"
     return seg[:-1] + alphabet[alphabet.index(seg[-1]) + 1]
+
+
+# -- a key source that publishes keys no one should trust -----------------------------------
+
+
+class PlantedKeysIssuer(LocalIssuer):
+    """A real :class:`LocalIssuer` whose JWKS also carries ``planted`` JWKs (a compromised or
+    broken provider, or a proxy in the path): the provider's own keys must keep serving, and no
+    planted key may verify anything."""
+
+    def __init__(self, planted: list[dict[str, Any]], **options: Any) -> None:
+        self.planted = planted
+        super().__init__(**options)
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [*self.planted, *super().jwks()["keys"]]}
+
+
+def small_order_forgery(
+    header: dict[str, Any],
+    claims: Callable[[int], dict[str, Any]],
+    crv: str,
+    raw: bytes,
+    tries: int = 64,
+) -> tuple[str, bool]:
+    """The forgery a small-order EdDSA public key ``raw`` allows: ``R = raw, S = 0``.
+
+    ``S = 0`` verifies when ``R + [k]A`` is the identity, ``k`` a hash of the token: for the
+    identity always, for the other small-order points for about one claim set in eight. Tries
+    ``claims(n)`` for n < ``tries`` and returns the token with whether a raw ``cryptography`` verify
+    (no jwt_guard check in front) accepts it, proving the forgery works where the key is let in.
+    """
+    cls: Any = ed25519.Ed25519PublicKey if crv == "Ed25519" else ed448.Ed448PublicKey
+    sig = raw + bytes(len(raw))
+    forged = ""
+    for n in range(tries):
+        msg = signing_input(header, claims(n))
+        forged = f"{msg.decode()}.{b64(sig)}"
+        try:
+            cls.from_public_bytes(raw).verify(sig, msg)
+        except (InvalidSignature, ValueError):
+            continue
+        return forged, True
+    return forged, False
 
 
 # -- key material an attacker has -------------------------------------------------------------

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from _core_helpers import ALG_CASES, ALG_IDS, make_key, sign
+from _core_helpers import ALG_CASES, ALG_IDS, EDDSA_NAMES, make_key, sign
 from jwt_guard.algorithms import ALGORITHMS
 from jwt_guard.algorithms import make_key as make_verifier
 
@@ -28,6 +32,8 @@ def test_the_table_lists_every_supported_algorithm() -> None:
         "ES512",
         "ES256K",
         "EdDSA",
+        "Ed25519",  # RFC 9864 fully specified names
+        "Ed448",
     }
     assert "none" not in {a.lower() for a in ALGORITHMS}
 
@@ -43,6 +49,8 @@ def test_the_table_lists_every_supported_algorithm() -> None:
         pytest.param("ES512", "EC", {"P-521"}, id="ES512"),
         pytest.param("ES256K", "EC", {"secp256k1"}, id="ES256K"),
         pytest.param("EdDSA", "OKP", {"Ed25519", "Ed448"}, id="EdDSA"),
+        pytest.param("Ed25519", "OKP", {"Ed25519"}, id="Ed25519"),
+        pytest.param("Ed448", "OKP", {"Ed448"}, id="Ed448"),
     ],
 )
 def test_each_algorithm_is_bound_to_its_key_family(alg: str, kty: str, curves: set[str]) -> None:
@@ -67,7 +75,7 @@ def test_verifies_an_independent_signature_and_refuses_a_flipped_bit(
 def test_signs_what_an_independent_verifier_accepts(alg: str, crv: str | None) -> None:
     key = make_key(alg, crv=crv)
     signature = make_verifier(alg, key.private).sign(MSG)
-    if alg.startswith("HS") or alg == "EdDSA":  # deterministic: the exact bytes must match
+    if alg.startswith("HS") or alg in EDDSA_NAMES:  # deterministic: the exact bytes must match
         assert signature == sign(alg, key.private, MSG)
     else:
         assert make_verifier(alg, key.private.public_key()).verify(MSG, signature)
@@ -131,9 +139,90 @@ def test_pss_uses_a_salt_as_long_as_the_hash() -> None:
 
 
 def test_python_jose_cryptography_backend_is_the_one_in_use() -> None:
-    from jose import jwk
-    from jose.backends.cryptography_backend import CryptographyRSAKey
+    from jose.backends import ECKey, HMACKey, RSAKey
+    from jose.backends.base import Key as JoseKey
+    from jose.backends.cryptography_backend import (
+        CryptographyECKey,
+        CryptographyHMACKey,
+        CryptographyRSAKey,
+    )
 
-    for alg in ("PS256", "ES256K", "EdDSA"):
-        assert jwk.get_key(alg) is ALGORITHMS[alg].key_class
-    assert issubclass(ALGORITHMS["RS256"].key_class, CryptographyRSAKey)
+    # python-jose picked its cryptography backend, not the pure-Python fallbacks...
+    assert (RSAKey, ECKey, HMACKey) == (CryptographyRSAKey, CryptographyECKey, CryptographyHMACKey)
+    # ...and every jwt_guard key class is a python-jose Key (HS/RS/PS/ES on that backend).
+    for name, spec in ALGORITHMS.items():
+        assert issubclass(spec.key_class, JoseKey), name
+        if spec.kty in ("oct", "RSA", "EC"):
+            assert issubclass(
+                spec.key_class, (CryptographyHMACKey, CryptographyRSAKey, CryptographyECKey)
+            ), name
+
+
+# A fresh interpreter: snapshot python-jose's registry, import jwt_guard, verify a token of every
+# algorithm (static keys, TokenVerifier, verify_jws, the local issuer), then report what changed.
+_ISOLATED = r"""
+import json, sys, time
+from jose import jwk
+from jose.constants import ALGORITHMS as JOSE
+before = (dict(JOSE.KEYS), set(JOSE.SUPPORTED), {a: jwk.get_key(a) for a in ("PS256", "EdDSA")})
+
+import jwt_guard
+from jwt_guard import ALGORITHMS, TokenVerifier, verify_jws
+from jwt_guard.testing import LocalIssuer, generate_key
+from jwt_guard.testing._keys import compact_jws
+
+verified = []
+for alg, spec in ALGORITHMS.items():
+    curves = sorted(spec.curves) or [None]
+    for crv in curves:
+        key = generate_key(alg, "k-" + alg, curve=crv)
+        now = int(time.time())
+        claims = {"iss": "https://i.test", "aud": "a", "iat": now, "exp": now + 60}
+        tok = compact_jws({"alg": alg, "kid": key.kid}, json.dumps(claims), key)
+        jwks = {"keys": [key.public_jwk()]}
+        verify_jws(tok, jwks, algorithms=[alg])
+        TokenVerifier(issuer="https://i.test", audience="a", jwks=jwks).verify(tok)
+        verified.append(f"{alg}/{crv}")
+with LocalIssuer(algorithms=("RS256", "ES256", "EdDSA")) as issuer:
+    remote = TokenVerifier(issuer=issuer.issuer, audience=issuer.audience, jwks_url=issuer.jwks_url)
+    for alg in ("RS256", "ES256", "EdDSA"):
+        remote.verify(issuer.mint(alg=alg))
+
+after = (dict(JOSE.KEYS), set(JOSE.SUPPORTED), {a: jwk.get_key(a) for a in ("PS256", "EdDSA")})
+print(json.dumps({
+    "verified": verified,
+    "registry_unchanged": before == after,
+    "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("ecdsa", "rsa", "pyasn1")
+                      or m in ("jose.backends.rsa_backend", "jose.backends.ecdsa_backend")),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def isolated() -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _ISOLATED], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return report
+
+
+def test_a_fresh_process_verifies_every_algorithm(isolated: dict[str, Any]) -> None:
+    expected = [
+        f"{alg}/{crv}" for alg, s in ALGORITHMS.items() for crv in sorted(s.curves) or [None]
+    ]
+    assert isolated["verified"] == expected
+
+
+def test_python_jose_pure_python_backends_are_never_imported(isolated: dict[str, Any]) -> None:
+    # python-jose depends on ecdsa (CVE-2024-23342, unfixed), rsa and pyasn1; jwt_guard uses its
+    # cryptography backend only, so none of them is ever loaded.
+    assert isolated["modules"] == []
+
+
+def test_python_jose_registry_is_left_as_it_ships(isolated: dict[str, Any]) -> None:
+    # Other code in the process using python-jose sees python-jose as it ships: jwt_guard's
+    # PS*/ES256K/EdDSA key classes are not registered into jose.jwk.
+    assert isolated["registry_unchanged"] is True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from _asgi_helpers import TestClient
 from _core_helpers import Clock, settle_jwks_threads
+from _edwards import CURVES, small_order_encodings
 from _hostile import (
     CORPUS,
     P256_ORDER,
@@ -35,6 +37,7 @@ from _hostile import (
     AsgiDriver,
     Hostile,
     Kit,
+    PlantedKeysIssuer,
     acore_outcome,
     asgi_app,
     assert_no_echo,
@@ -49,6 +52,7 @@ from _hostile import (
     pss_signature,
     rsa_pem,
     signing_input,
+    small_order_forgery,
     wsgi_app,
 )
 from _wsgi_helpers import ensure_django
@@ -226,6 +230,126 @@ def test_alg_swaps_on_an_unpinned_static_key(kit: Kit) -> None:
         msg = signing_input(rs_header, kit.claims())
         with pytest.raises(BadSignature):
             verifier.verify(f"{msg.decode()}.{b64(pss_signature(kit.key('RS256'), msg))}")
+
+
+# -- keys a key source should never have published ----------------------------------------------
+
+
+def _small_order_jwks() -> list[dict[str, Any]]:
+    return [
+        {"kty": "OKP", "crv": crv, "kid": f"small-{crv}-{i}", "x": b64(raw), "use": "sig"}
+        for crv, curve in CURVES.items()
+        for i, raw in enumerate(small_order_encodings(curve))
+    ]
+
+
+def test_small_order_eddsa_keys_cannot_mint_tokens(caplog: pytest.LogCaptureFixture) -> None:
+    """Every small-order Ed25519/Ed448 point, in every encoding, published with a kid: the
+    forgery ``R = x, S = 0`` that such a key accepts is refused as an unknown key (the keys are
+    skipped when the set is built), the provider's real keys keep serving, and one log line
+    per fetch says so."""
+    caplog.set_level(logging.INFO, logger="jwt_guard")
+    planted = _small_order_jwks()
+    assert len(planted) == 14 + len(small_order_encodings(CURVES["Ed448"]))
+    raw_accepted: list[tuple[str, str]] = []
+    with (
+        PlantedKeysIssuer(planted, algorithms=("EdDSA", "Ed448")) as issuer,
+        requests.Session() as session,
+    ):
+        verifier = TokenVerifier(
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            jwks_url=issuer.jwks_url,
+            jwks_options={"session": session},
+        )
+        assert verifier.verify(issuer.mint(alg="EdDSA")).subject
+        assert verifier.verify(issuer.mint(alg="Ed448")).subject
+        now = int(time.time())
+
+        def claims(n: int) -> dict[str, Any]:
+            return {
+                "iss": issuer.issuer,
+                "aud": issuer.audience,
+                "sub": "admin",
+                "iat": now,
+                "exp": now + 300,
+                "jti": f"forged-{n}",
+            }
+
+        canonical = {
+            b64(curve.canonical(pt)) for curve in CURVES.values() for pt in curve.torsion_points()
+        }
+        for jwk in planted:
+            raw = base64.urlsafe_b64decode(jwk["x"] + "==")
+            tries = 64 if jwk["x"] in canonical else 1
+            for alg in ("EdDSA", jwk["crv"]):
+                header = {"alg": alg, "kid": jwk["kid"]}
+                forged, accepted = small_order_forgery(header, claims, jwk["crv"], raw, tries)
+                if accepted:
+                    raw_accepted.append((jwk["x"], alg))
+                with pytest.raises(UnknownKey):
+                    verifier.verify(forged)
+        settle_jwks_threads()
+        fetches = issuer.jwks_requests
+    # The attack is real where nothing checks the key: OpenSSL accepts R = S = 0 and the
+    # identity as the public key (Ed25519), so the refusals above are jwt_guard's doing.
+    assert (b64(b"\x01" + bytes(31)), "EdDSA") in raw_accepted
+    summaries = [r for r in caplog.records if r.name == "jwt_guard.keys"]
+    assert len(summaries) == fetches
+    assert all(f"skipped {len(planted)} malformed or weak" in r.getMessage() for r in summaries)
+
+
+def test_a_static_set_with_a_small_order_key_fails_at_construction() -> None:
+    identity = {"kty": "OKP", "crv": "Ed25519", "kid": "id", "x": b64(b"\x01" + bytes(31))}
+    with pytest.raises(ConfigurationError, match="small order"):
+        TokenVerifier(issuer="https://idp.example", audience="api", jwks={"keys": [identity]})
+
+
+def test_implausible_rsa_keys_from_a_key_source_are_skipped(
+    kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even modulus, even or oversized exponent, oversized modulus: each costs verify time or
+    cannot be an RSA key. Skipped at the build; tokens naming them are unknown-key refusals."""
+    caplog.set_level(logging.INFO, logger="jwt_guard")
+    good = kit.key("RS256").public_jwk()
+    n = int.from_bytes(base64.urlsafe_b64decode(good["n"] + "=="), "big")
+
+    def rsa(kid: str, n: int, e: int) -> dict[str, Any]:
+        size = (n.bit_length() + 7) // 8
+        return {
+            "kty": "RSA",
+            "kid": kid,
+            "n": b64(n.to_bytes(size, "big")),
+            "e": b64(e.to_bytes((e.bit_length() + 7) // 8, "big")),
+        }
+
+    planted = [
+        rsa("even-modulus", n + 1, 65537),
+        rsa("even-exponent", n, 65538),
+        rsa("exponent-near-modulus", n, n - 2),
+        rsa("exponent-65-bits", n, 2**64 + 1),
+        rsa("modulus-16384-bits", (n << (16384 - n.bit_length())) | 1, 65537),
+    ]
+    with (
+        PlantedKeysIssuer(planted, algorithms=("RS256",)) as issuer,
+        requests.Session() as session,
+    ):
+        verifier = TokenVerifier(
+            issuer=issuer.issuer,
+            audience=issuer.audience,
+            jwks_url=issuer.jwks_url,
+            jwks_options={"session": session},
+        )
+        assert verifier.verify(issuer.mint()).subject
+        for jwk in planted:
+            header = {"alg": "RS256", "kid": jwk["kid"]}
+            forged = issuer.sign_raw(header, {"iss": issuer.issuer, "aud": issuer.audience})
+            with pytest.raises(UnknownKey, match="RSA"):
+                verifier.verify(forged)
+        settle_jwks_threads()
+    [summary, *_] = [r for r in caplog.records if r.name == "jwt_guard.keys"]
+    assert summary.levelno == logging.WARNING
+    assert "skipped 5 malformed or weak" in summary.getMessage()
 
 
 def test_a_trusted_issuer_cannot_mint_for_another(kit: Kit) -> None:

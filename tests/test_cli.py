@@ -90,6 +90,14 @@ def test_inspect_warns_about_what_a_verifier_refuses(
     assert any(warning in w for w in document["warnings"]), document["warnings"]
 
 
+def test_inspect_does_not_warn_about_crit_b64_true(capsys: pytest.CaptureFixture[str]) -> None:
+    # RFC 7797's no-op, which a verifier accepts.
+    header = {"alg": "RS256", "kid": "k", "crit": ["b64"], "b64": True}
+    code, out, _ = run(capsys, "inspect", "--json", unsigned(header, {"exp": 4e9}))
+    assert code == 0
+    assert not any("crit" in w for w in json.loads(out)["warnings"])
+
+
 def test_inspect_oddities_jwe_oversize_stdin_and_garbage(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -320,6 +328,27 @@ def test_mint_creates_a_private_key_file_and_reuses_it(
     code, _, err = run(capsys, "mint", "--key-file", str(path))
     assert code == 2
     assert "not a jwt-guard key file" in err
+
+
+def test_verify_with_a_key_file_and_a_narrower_allowlist(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The default key file holds RS256, ES256 and EdDSA keys; an allowlist of one skips the
+    # others instead of failing to build the key set.
+    path = tmp_path / "keys.json"
+    code, token, _ = run(capsys, "mint", "--key-file", str(path), "--port", "18998")
+    assert code == 0
+    code, out, err = run(
+        capsys, "verify", token.strip(), "--key-file", str(path), "--algorithms", "RS256"
+    )
+    assert (code, err) == (0, "")
+    assert out.startswith("valid")
+    code, es256, _ = run(capsys, "mint", "--key-file", str(path), "--alg", "ES256")
+    code, _, err = run(
+        capsys, "verify", es256.strip(), "--key-file", str(path), "--algorithms", "RS256"
+    )
+    assert code == 1
+    assert err.startswith("invalid: alg_not_allowed (AlgorithmNotAllowed)")
 
 
 def test_mint_without_a_key_file_says_the_keys_are_throwaway(

@@ -22,7 +22,7 @@ OWN_NAMESPACE = {"cli", "django", "fastapi", "flask", "testing"}
 # Names defined in the framework-free modules that are deliberately not re-exported: building
 # blocks of the verification core, reachable through their module for advanced use and tests.
 NOT_REEXPORTED: dict[str, set[str]] = {
-    "algorithms": {"AlgorithmSpec", "EdDSAKey", "PSSKey", "SECP256K1Key", "make_key"},
+    "algorithms": {"AlgorithmSpec", "ECCurve", "EdDSAKey", "PSSKey", "SECP256K1Key", "make_key"},
     "claims": {"ClaimRules", "extract_scopes", "validate_claims"},
     "decorators": {"record_refusal"},
     "events": {"emit"},
@@ -35,7 +35,7 @@ NOT_REEXPORTED: dict[str, set[str]] = {
         "normalize_typ",
         "parse",
     },
-    "keys": {"KeyRejected", "VerificationKey", "build_key", "thumbprint"},
+    "keys": {"KeyNotUsed", "KeyRejected", "VerificationKey", "build_key", "thumbprint"},
     "verifier": {"StaticKeys", "fingerprint"},
     "wsgi": {"guard_environ", "status_line"},
 }

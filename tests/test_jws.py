@@ -31,6 +31,7 @@ from jwt_guard import (
     UnsupportedHeader,
     verify_jws,
 )
+from jwt_guard.jws import check_header, normalize_typ
 
 CLAIMS = {"iss": "https://idp.example.test/", "sub": "user-1", "exp": 1}  # exp long past
 
@@ -297,6 +298,86 @@ def test_b64_true_is_the_default_and_accepted(es_key: Key) -> None:
     _verify(token(es_key, CLAIMS, header={"b64": True}), es_key)
 
 
+def test_crit_b64_with_b64_true_is_the_no_op_rfc_7797_allows(es_key: Key) -> None:
+    header, _ = _verify(token(es_key, CLAIMS, header={"b64": True, "crit": ["b64"]}), es_key)
+    assert header["crit"] == ["b64"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param({"crit": ["b64"]}, id="crit-b64-without-b64"),
+        pytest.param({"crit": ["b64", "b64"], "b64": True}, id="crit-b64-twice"),
+        pytest.param({"crit": ["b64", "exp"], "b64": True, "exp": 1}, id="crit-b64-and-unknown"),
+        pytest.param({"crit": "b64", "b64": True}, id="crit-a-string"),
+    ],
+)
+def test_crit_naming_b64_is_accepted_only_in_its_exact_form(
+    es_key: Key, header: dict[str, Any]
+) -> None:
+    with pytest.raises(UnsupportedHeader):
+        _verify(token(es_key, CLAIMS, header=header), es_key)
+
+
+# -- typ (RFC 7515 4.1.9): "application/" is implied only when the value has no "/" ------------
+
+
+@pytest.mark.parametrize(
+    ("configured", "got", "ok"),
+    [
+        pytest.param("at+jwt", "at+jwt", True, id="short-short"),
+        pytest.param("at+jwt", "application/at+jwt", True, id="short-long"),
+        pytest.param("application/at+jwt", "at+jwt", True, id="long-short"),
+        pytest.param("AT+JWT", "Application/At+Jwt", True, id="case-insensitive"),
+        pytest.param("application/text/plain", "text/plain", False, id="prefix-not-implied"),
+        pytest.param("text/plain", "application/text/plain", False, id="prefix-not-dropped"),
+        pytest.param("text/plain", "text/plain", True, id="other-top-level-type"),
+        pytest.param("text/plain", "plain", False, id="plain-is-application-plain"),
+        pytest.param("jwt", "application/jwt", True, id="jwt"),
+        pytest.param("at+jwt", "jwt", False, id="other-type"),
+    ],
+)
+def test_typ_media_types_compare_as_rfc_7515_reads_them(
+    configured: str, got: str, ok: bool
+) -> None:
+    header = {"alg": "ES256", "typ": got}
+    required = normalize_typ(configured)
+    if ok:
+        assert check_header(header, {"ES256"}, required) == ("ES256", None)
+    else:
+        with pytest.raises(UnsupportedHeader):
+            check_header(header, {"ES256"}, required)
+
+
+@pytest.mark.parametrize(
+    ("got", "shown"),
+    [
+        pytest.param("text/plain", "header 'typ' is 'text/plain'", id="other"),
+        pytest.param(None, "header 'typ' is missing", id="missing"),
+        pytest.param(["at+jwt"], "header 'typ' is not a string (list)", id="list"),
+        pytest.param(r"JWT\r\n", r"header 'typ' is 'JWT\\r\\n'", id="literal-backslashes"),
+        pytest.param(
+            "JWT\r\nforged\x1b[2J", r"header 'typ' is 'JWT\x0d\x0aforged\x1b[2J'", id="controls"
+        ),
+    ],
+)
+def test_a_typ_mismatch_detail_shows_both_values_escaped(got: Any, shown: str) -> None:
+    header = {"alg": "ES256"} if got is None else {"alg": "ES256", "typ": got}
+    with pytest.raises(UnsupportedHeader) as excinfo:
+        check_header(header, {"ES256"}, normalize_typ("application/text/plain"))
+    detail = str(excinfo.value)
+    assert detail.startswith(shown)
+    assert detail.endswith(", expected 'application/text/plain'")
+    assert not any(ch in detail for ch in "\r\n\x1b")
+    assert excinfo.value.description == UnsupportedHeader.description  # the client sees no value
+
+
+@pytest.mark.parametrize("typ", ["", " at+jwt", "at+jwt\n", 7, ["at+jwt"]])
+def test_a_required_typ_must_be_a_media_type(typ: Any) -> None:
+    with pytest.raises(ConfigurationError, match="typ must be a media type"):
+        normalize_typ(typ)
+
+
 @pytest.mark.parametrize(
     "kid",
     [
@@ -412,6 +493,47 @@ def test_a_duplicate_kid_is_refused(es_key: Key, good: str) -> None:
     twin = make_key("ES256", "es-1", name="twin")
     with pytest.raises(UnknownKey):
         verify_jws(good, {"keys": [es_key.public_jwk(), twin.public_jwk()]})
+
+
+@pytest.mark.parametrize(
+    ("size", "alg"), [pytest.param(16, "HS256", id="hs256"), pytest.param(32, "HS512", id="hs512")]
+)
+def test_a_short_hmac_secret_is_refused_saying_why(size: int, alg: str) -> None:
+    short = Key(alg, None, b"\x07" * size)
+    with pytest.raises(
+        UnknownKey, match=f"HMAC key of {size} bytes is shorter than the hash of {alg}"
+    ):
+        verify_jws(token(short, CLAIMS), short.jwks(), algorithms=[alg])
+
+
+# -- RFC 9864: the fully specified EdDSA names ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alg", "crv", "other_crv"),
+    [
+        pytest.param("Ed25519", "Ed25519", "Ed448", id="Ed25519"),
+        pytest.param("Ed448", "Ed448", "Ed25519", id="Ed448"),
+    ],
+)
+def test_ed25519_and_ed448_verify_on_their_own_curve_only(
+    alg: str, crv: str, other_crv: str
+) -> None:
+    key = make_key("EdDSA", "k", crv=crv).with_kid("k")
+    tok = token(Key(alg, "k", key.private), CLAIMS)
+    assert verify_jws(tok, key.jwks(), algorithms=[alg])[0]["alg"] == alg
+    assert verify_jws(tok, key.jwks())[0]["alg"] == alg  # allowed by default
+    assert verify_jws(tok, key.jwks(alg=alg), algorithms=[alg, "EdDSA"])[0]["alg"] == alg
+    with pytest.raises(AlgorithmNotAllowed):
+        verify_jws(tok, key.jwks(), algorithms=["EdDSA"])
+    with pytest.raises(AlgorithmNotAllowed):  # a key pinned to EdDSA verifies EdDSA only
+        verify_jws(tok, key.jwks(alg="EdDSA"))
+    other = make_key("EdDSA", "k", crv=other_crv)
+    forged = token(Key(alg, "k", other.private), CLAIMS)
+    with pytest.raises((AlgorithmNotAllowed, UnknownKey)):
+        verify_jws(forged, other.jwks())
+    with pytest.raises((AlgorithmNotAllowed, BadSignature)):
+        verify_jws(forged, key.jwks())
 
 
 def test_rsa_1024_is_refused() -> None:

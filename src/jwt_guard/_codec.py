@@ -52,6 +52,13 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def b64url_uint(value: int, size: int | None = None) -> str:
+    """RFC 7518 Base64urlUInt: big-endian in ``size`` bytes, or the fewest bytes (at least 1)."""
+    if size is None:
+        size = max(1, (value.bit_length() + 7) // 8)
+    return b64url_encode(value.to_bytes(size, "big"))
+
+
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 

@@ -125,7 +125,7 @@ def _header_warnings(header: dict[str, Any], warnings: list[str]) -> None:
             f"alg {alg} is symmetric: accepted only with a shared secret given as jwks= "
             "(a remote JWKS never supplies one unless allow_remote_oct)"
         )
-    if "crit" in header:
+    if "crit" in header and not (header["crit"] == ["b64"] and header.get("b64") is True):
         warnings.append("header has 'crit': a verifier refuses extensions it does not understand")
     if "b64" in header and header["b64"] is not True:
         warnings.append("header has 'b64: false' (unencoded payload): a verifier refuses it")

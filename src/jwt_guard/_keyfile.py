@@ -23,24 +23,12 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from ._codec import b64url_decode, b64url_encode
+from ._codec import b64url_decode, b64url_encode, b64url_uint
+from .algorithms import EC_CURVES
 from .errors import ConfigurationError
 from .testing import SigningKey, generate_key
 
 __all__ = ["KeyFile", "private_jwk", "signing_key"]
-
-_CURVES: dict[str, type[ec.EllipticCurve]] = {
-    "P-256": ec.SECP256R1,
-    "P-384": ec.SECP384R1,
-    "P-521": ec.SECP521R1,
-    "secp256k1": ec.SECP256K1,
-}
-_CURVE_NAMES = {cls().name: name for name, cls in _CURVES.items()}
-
-
-def _uint(value: int, size: int | None = None) -> str:
-    size = size if size is not None else max(1, (value.bit_length() + 7) // 8)
-    return b64url_encode(value.to_bytes(size, "big"))
 
 
 def _int(jwk: Mapping[str, Any], name: str) -> int:
@@ -61,16 +49,16 @@ def private_jwk(key: SigningKey) -> dict[str, Any]:
     if isinstance(private, rsa.RSAPrivateKey):
         nums = private.private_numbers()
         jwk.update(
-            d=_uint(nums.d),
-            p=_uint(nums.p),
-            q=_uint(nums.q),
-            dp=_uint(nums.dmp1),
-            dq=_uint(nums.dmq1),
-            qi=_uint(nums.iqmp),
+            d=b64url_uint(nums.d),
+            p=b64url_uint(nums.p),
+            q=b64url_uint(nums.q),
+            dp=b64url_uint(nums.dmp1),
+            dq=b64url_uint(nums.dmq1),
+            qi=b64url_uint(nums.iqmp),
         )
     elif isinstance(private, ec.EllipticCurvePrivateKey):
         size = (private.curve.key_size + 7) // 8
-        jwk["d"] = _uint(private.private_numbers().private_value, size)
+        jwk["d"] = b64url_uint(private.private_numbers().private_value, size)
     elif isinstance(private, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
         raw = private.private_bytes(
             serialization.Encoding.Raw,
@@ -96,8 +84,8 @@ def signing_key(jwk: Mapping[str, Any]) -> SigningKey:
             p, q, d, _int(jwk, "dp"), _int(jwk, "dq"), _int(jwk, "qi"), public
         )
         private = numbers.private_key()
-    elif kty == "EC" and jwk.get("crv") in _CURVES:
-        private = ec.derive_private_key(_int(jwk, "d"), _CURVES[jwk["crv"]]())
+    elif kty == "EC" and jwk.get("crv") in EC_CURVES:
+        private = ec.derive_private_key(_int(jwk, "d"), EC_CURVES[jwk["crv"]].curve())
     elif kty == "OKP" and jwk.get("crv") in ("Ed25519", "Ed448"):
         okp = ed25519.Ed25519PrivateKey if jwk["crv"] == "Ed25519" else ed448.Ed448PrivateKey
         private = okp.from_private_bytes(_bytes(jwk, "d"))

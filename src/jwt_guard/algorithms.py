@@ -3,9 +3,14 @@
 This is the only module that imports python-jose. Every algorithm goes through the python-jose
 ``Key`` interface (``verify(msg, sig) -> bool``, ``sign(msg) -> bytes``): the ones python-jose
 ships (HS*, RS*, ES256/384/512) through thin subclasses of its ``cryptography`` backend classes that
-keep the per-call work minimal, and the ones it lacks (PS*, ES256K, EdDSA) through new subclasses
-registered with ``jose.jwk.register_key``. Keys are built once from ``cryptography`` key objects
-(see :mod:`jwt_guard.keys`), never from raw JWK dicts per call.
+keep the per-call work minimal, and the ones it lacks (PS*, ES256K, EdDSA and the RFC 9864 names
+Ed25519 and Ed448) through new subclasses of its ``Key``. Keys are built once from ``cryptography``
+key objects (see :mod:`jwt_guard.keys`), never from raw JWK dicts per call.
+
+Nothing is registered in python-jose's process-wide algorithm registry (``jose.jwk.register_key``):
+other code in the same process keeps python-jose exactly as it ships. Only python-jose's
+``cryptography`` backend is imported, never its pure-Python fallbacks (``ecdsa``, ``rsa``,
+``pyasn1``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 try:
-    from jose import jwk as _jose_jwk
     from jose.backends.base import Key as JoseKey
     from jose.backends.cryptography_backend import (
         CryptographyECKey,
@@ -38,7 +42,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 __all__ = [
     "ALGORITHMS",
+    "EC_CURVES",
     "AlgorithmSpec",
+    "ECCurve",
     "EdDSAKey",
     "PSSKey",
     "SECP256K1Key",
@@ -50,6 +56,28 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "384": hashes.SHA384,
     "512": hashes.SHA512,
 }
+
+
+@dataclass(frozen=True)
+class ECCurve:
+    """One elliptic curve of JWK ``kty: EC``: its JWK ``crv`` name, ``cryptography`` class and
+    coordinate size in bytes."""
+
+    name: str
+    curve: type[ec.EllipticCurve]
+    size: int
+
+
+EC_CURVES: dict[str, ECCurve] = {
+    c.name: c
+    for c in (
+        ECCurve("P-256", ec.SECP256R1, 32),
+        ECCurve("P-384", ec.SECP384R1, 48),
+        ECCurve("P-521", ec.SECP521R1, 66),
+        ECCurve("secp256k1", ec.SECP256K1, 32),
+    )
+}
+"""The EC curves jwt_guard knows, by JWK ``crv`` name (RFC 7518 6.2.1.1, RFC 8812)."""
 
 
 class _HMACKey(CryptographyHMACKey):  # type: ignore[misc]
@@ -148,7 +176,7 @@ class SECP256K1Key(_ECKey):
 
 
 class EdDSAKey(JoseKey):  # type: ignore[misc]
-    """EdDSA over Ed25519 or Ed448 (RFC 8037)."""
+    """EdDSA over Ed25519 or Ed448 (RFC 8037; also under the RFC 9864 names Ed25519, Ed448)."""
 
     def __init__(self, key: Any, algorithm: str) -> None:
         self._algorithm = algorithm
@@ -197,12 +225,11 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         _spec("ES512", "EC", _ECKey, "P-521"),
         _spec("ES256K", "EC", SECP256K1Key, "secp256k1"),
         _spec("EdDSA", "OKP", EdDSAKey, "Ed25519", "Ed448"),
+        _spec("Ed25519", "OKP", EdDSAKey, "Ed25519"),  # RFC 9864 fully specified names
+        _spec("Ed448", "OKP", EdDSAKey, "Ed448"),
     )
 }
 """Every algorithm jwt_guard verifies, by JWS ``alg`` name."""
-
-for _name in ("PS256", "PS384", "PS512", "ES256K", "EdDSA"):
-    _jose_jwk.register_key(_name, ALGORITHMS[_name].key_class)
 
 
 def make_key(algorithm: str, key: Any) -> Any:

@@ -10,6 +10,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from ._codec import b64url_decode, loads_object
+from ._logsafe import safe
 from .algorithms import ALGORITHMS
 from .errors import (
     AlgorithmNotAllowed,
@@ -84,37 +85,59 @@ def check_header(
 ) -> tuple[str, str | None]:
     """Apply the header rules; return ``(alg, kid)``.
 
-    ``alg`` must be allowlisted (``none`` never is); ``crit`` is refused (no extension is
-    understood); ``b64: false`` is refused; ``kid`` must be a short string; ``typ`` must match
-    when required. ``jku``, ``x5u``, ``jwk`` and ``x5c`` are ignored: keys never come from a token.
+    ``alg`` must be allowlisted (``none`` never is); ``crit`` is refused unless it lists only
+    ``b64`` with ``b64: true`` (RFC 7797's no-op); ``b64: false`` is refused; ``kid`` must be a
+    short string; ``typ`` must match when required (``typ`` as :func:`normalize_typ` returns it).
+    ``jku``, ``x5u``, ``jwk`` and ``x5c`` are ignored: keys never come from a token.
     """
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise AlgorithmNotAllowed("header has no string 'alg'")
     if alg not in allowed:
         raise AlgorithmNotAllowed(f"algorithm {alg[:20]!r} is not allowed")
-    if "crit" in header:
-        raise UnsupportedHeader("header lists 'crit' extensions that are not understood")
     if "b64" in header and header["b64"] is not True:
         raise UnsupportedHeader("unencoded payloads (b64: false) are not accepted")
+    if "crit" in header and header["crit"] != ["b64"]:
+        raise UnsupportedHeader("header lists 'crit' extensions that are not understood")
+    if "crit" in header and "b64" not in header:
+        raise UnsupportedHeader("header 'crit' names 'b64', which the header lacks")
     kid = header.get("kid")
     if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_LENGTH):
         raise MalformedToken("header 'kid' is not a string of reasonable length")
     if typ is not None:
         got = header.get("typ")
         if not isinstance(got, str) or _media_type(got) != typ:
-            raise UnsupportedHeader("header 'typ' is not the required type")
+            raise UnsupportedHeader(f"header 'typ' is {_shown(got)}, expected '{safe(typ, 60)}'")
     return alg, kid
 
 
+def _shown(value: Any) -> str:
+    """A header value for an error detail (logs and the CLI only, never the HTTP body)."""
+    if value is None:
+        return "missing"
+    if isinstance(value, str):
+        return f"'{safe(value, 60)}'"
+    return f"not a string ({type(value).__name__})"
+
+
 def _media_type(value: str) -> str:
+    # RFC 7515 4.1.9: "application/" may be left out only when no other "/" appears, so a
+    # value without "/" means "application/<value>"; compared case-insensitively (RFC 2045).
     value = value.lower()
-    return value[12:] if value.startswith("application/") else value
+    return value if "/" in value else "application/" + value
 
 
 def normalize_typ(typ: str | None) -> str | None:
-    """Lower-case a required ``typ`` and drop an ``application/`` prefix (RFC 7515 4.1.9)."""
-    return None if typ is None else _media_type(typ)
+    """A required ``typ`` as a full lower-case media type (``at+jwt`` -> ``application/at+jwt``).
+
+    RFC 7515 4.1.9: ``application/`` is implied only when the value holds no ``/``; the token's
+    ``typ`` is read the same way, so ``text/plain`` never matches ``application/text/plain``.
+    """
+    if typ is None:
+        return None
+    if not isinstance(typ, str) or not typ.strip() or typ != typ.strip():
+        raise ConfigurationError(f"typ must be a media type such as 'at+jwt', not {typ!r}")
+    return _media_type(typ)
 
 
 def check_signature(parsed: ParsedJWS, keys: KeySet, alg: str, kid: str | None) -> None:

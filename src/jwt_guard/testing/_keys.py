@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 from collections.abc import Mapping
@@ -11,29 +10,14 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from jwt_guard.algorithms import ALGORITHMS, make_key
+from jwt_guard._codec import b64url_encode as b64url
+from jwt_guard._codec import b64url_uint
+from jwt_guard.algorithms import ALGORITHMS, EC_CURVES, make_key
 from jwt_guard.errors import ConfigurationError
 
 __all__ = ["SigningKey", "b64url", "compact_jws", "generate_key"]
 
-_EC_CURVES: dict[str, type[ec.EllipticCurve]] = {
-    "P-256": ec.SECP256R1,
-    "P-384": ec.SECP384R1,
-    "P-521": ec.SECP521R1,
-    "secp256k1": ec.SECP256K1,
-}
-_EC_CURVE_NAMES = {cls().name: jwk_name for jwk_name, cls in _EC_CURVES.items()}
-_DEFAULT_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521", "ES256K": "secp256k1"}
-
-
-def b64url(data: bytes) -> str:
-    """Base64url without padding (RFC 7515 section 2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _uint(value: int, length: int | None = None) -> str:
-    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
-    return b64url(value.to_bytes(size, "big"))
+_EC_CURVE_NAMES = {c.curve().name: name for name, c in EC_CURVES.items()}
 
 
 class SigningKey:
@@ -89,15 +73,15 @@ class SigningKey:
             return {"kty": "oct", "k": b64url(key)}
         if isinstance(key, rsa.RSAPrivateKey):
             numbers = key.public_key().public_numbers()
-            return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
+            return {"kty": "RSA", "n": b64url_uint(numbers.n), "e": b64url_uint(numbers.e)}
         if isinstance(key, ec.EllipticCurvePrivateKey):
             point = key.public_key().public_numbers()
-            size = (key.curve.key_size + 7) // 8
+            curve = EC_CURVES[_EC_CURVE_NAMES[key.curve.name]]
             return {
                 "kty": "EC",
-                "crv": _EC_CURVE_NAMES[key.curve.name],
-                "x": _uint(point.x, size),
-                "y": _uint(point.y, size),
+                "crv": curve.name,
+                "x": b64url_uint(point.x, curve.size),
+                "y": b64url_uint(point.y, curve.size),
             }
         if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
             crv = "Ed25519" if isinstance(key, ed25519.Ed25519PrivateKey) else "Ed448"
@@ -118,8 +102,8 @@ def generate_key(
     """Generate a fresh :class:`SigningKey` for ``alg``, any name in ``ALGORITHMS``.
 
     HS* get a random secret as long as the hash; RS*/PS* an RSA key of ``rsa_bits``;
-    ES* their RFC 7518 curve; EdDSA Ed25519, or Ed448 with ``curve="Ed448"``. ``kid``
-    defaults to ``"<alg>-<random hex>"``.
+    ES* their RFC 7518 curve; EdDSA Ed25519, or Ed448 with ``curve="Ed448"``; the RFC 9864
+    names Ed25519 and Ed448 their own curve. ``kid`` defaults to ``"<alg>-<random hex>"``.
     """
     spec = ALGORITHMS.get(alg)
     if spec is None:
@@ -128,13 +112,15 @@ def generate_key(
         raise ConfigurationError(
             f"curve {curve!r} does not fit {alg}; use one of {sorted(spec.curves) or 'none'}"
         )
+    if curve is None:  # the algorithm's own curve; EdDSA's first is Ed25519
+        curve = "Ed25519" if alg == "EdDSA" else next(iter(spec.curves), None)
     private_key: Any
     if spec.kty == "oct":
         private_key = secrets.token_bytes(int(alg[2:]) // 8)
     elif spec.kty == "RSA":
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
     elif spec.kty == "EC":
-        private_key = ec.generate_private_key(_EC_CURVES[curve or _DEFAULT_CURVE[alg]]())
+        private_key = ec.generate_private_key(EC_CURVES[str(curve)].curve())
     elif curve == "Ed448":
         private_key = ed448.Ed448PrivateKey.generate()
     else:
