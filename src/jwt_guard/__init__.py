@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .algorithms import ALGORITHMS
 from .asgi import JWTGuard, JWTUser
 from .claims import Claims
@@ -39,8 +40,6 @@ from .jws import verify_jws
 from .keys import KeySet
 from .verifier import Issuer, TokenVerifier
 from .wsgi import JWTGuardWSGI
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ALGORITHMS",
