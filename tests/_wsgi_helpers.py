@@ -74,7 +74,11 @@ CASES = [
     ),
     pytest.param(Case("/me", status=401), id="no-token"),
     pytest.param(Case("/me", lambda i: ["Bearer t\u00f6ken"], 400, "invalid_request"), id="latin1"),
-    pytest.param(Case("/me", lambda i: ["Basic dXNlcjpwYXNz"], 400, "invalid_request"), id="basic"),
+    pytest.param(Case("/me", lambda i: ["Basic dXNlcjpwYXNz"], 401), id="basic"),
+    pytest.param(
+        Case("/me", lambda i: [f"Basic x, Bearer {i.mint()}"], 400, "invalid_request"),
+        id="basic-and-bearer-joined",
+    ),
     pytest.param(Case("/me", lambda i: ["Bearer"], 400, "invalid_request"), id="bearer-empty"),
     pytest.param(Case("/me", lambda i: ["Bearer a.b.c d.e.f"], 400, "invalid_request"), id="two"),
     pytest.param(Case("/me", lambda i: [f"Bearer {ATTACK}"], 400, "invalid_request"), id="non68"),

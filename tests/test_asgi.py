@@ -105,7 +105,10 @@ def auth(make: Callable[[LocalIssuer], str]) -> Headers:
 
 REFUSALS = [
     pytest.param(lambda i: [], 401, None, id="no-token"),
-    pytest.param(auth(lambda i: "Basic dXNlcjpwYXNz"), 400, "invalid_request", id="basic"),
+    # another scheme holds no bearer credentials: 401 with the bare challenge (RFC 6750 3.1)
+    pytest.param(auth(lambda i: "Basic dXNlcjpwYXNz"), 401, None, id="basic"),
+    pytest.param(auth(lambda i: "Digest username=x"), 401, None, id="digest"),
+    pytest.param(auth(lambda i: "Bearer=abc"), 400, "invalid_request", id="not-a-scheme"),
     pytest.param(auth(lambda i: "Bearer a.b.c d.e.f"), 400, "invalid_request", id="two-tokens"),
     pytest.param(auth(lambda i: "Bearer abc$def"), 400, "invalid_request", id="not-token68"),
     pytest.param(auth(lambda i: "Bearer"), 400, "invalid_request", id="empty-bearer"),
@@ -269,7 +272,10 @@ def test_optional_mode(verifier: TokenVerifier, issuer: LocalIssuer) -> None:
         assert anonymous.json()["user"] == "UnauthenticatedUser"
         assert anonymous.json()["auth_scopes"] == []
         assert client.get("/me", headers=bearer("abc.def.ghi")).status_code == 401
-        assert client.get("/me", headers={"Authorization": "Basic eA=="}).status_code == 400
+        # optional mode passes only requests without the header: another scheme is refused
+        basic = client.get("/me", headers={"Authorization": "Basic eA=="})
+        assert (basic.status_code, basic.headers["www-authenticate"]) == (401, 'Bearer realm="api"')
+        assert client.get("/me", headers={"Authorization": "Bearer a b"}).status_code == 400
         assert client.get("/me", headers=bearer(issuer.mint())).json()["user"] == "JWTUser"
         # decorated routes reached without claims answer 401, never 500
         decorated = client.get("/items")
@@ -307,7 +313,7 @@ def broken(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse | None:
 def test_error_handler_reshapes(verifier: TokenVerifier, issuer: LocalIssuer) -> None:
     with TestClient(build(verifier, error_handler=reshape)) as client:
         shaped = client.get("/me", headers=bearer(issuer.mint(expires_in=-3600)))
-        kept = client.get("/me", headers={"Authorization": "Basic eA=="})
+        kept = client.get("/me", headers={"Authorization": "Bearer a b"})
     assert (shaped.status_code, shaped.text, shaped.headers["x-error-code"]) == (
         401,
         "nope",
@@ -318,7 +324,7 @@ def test_error_handler_reshapes(verifier: TokenVerifier, issuer: LocalIssuer) ->
     assert kept.json()["error"] == "invalid_request"
 
 
-@pytest.mark.parametrize("auth_value", ["Basic eA==", "Bearer abc.def.ghi"])
+@pytest.mark.parametrize("auth_value", ["Bearer a b", "Bearer abc.def.ghi"])
 def test_broken_error_handler_falls_back(verifier: TokenVerifier, auth_value: str) -> None:
     with TestClient(build(verifier, error_handler=broken)) as client:
         response = client.get("/me", headers={"Authorization": auth_value})

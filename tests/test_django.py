@@ -155,7 +155,7 @@ def broken(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse:
 @pytest.mark.parametrize(
     ("auth", "status", "error"),
     [
-        pytest.param(["Basic eA=="], 400, "invalid_request", id="handler-returns-a-split-header"),
+        pytest.param(["Bearer a b"], 400, "invalid_request", id="handler-returns-a-split-header"),
         pytest.param(["Bearer x.y.z"], 401, "invalid_token", id="handler-raises"),
     ],
 )

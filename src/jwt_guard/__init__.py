@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._http import ErrorResponse
 from .algorithms import ALGORITHMS
 from .asgi import JWTGuard, JWTUser
 from .claims import Claims
@@ -50,6 +51,7 @@ __all__ = [
     "Claims",
     "ConfigurationError",
     "EncryptedToken",
+    "ErrorResponse",
     "ExpiredToken",
     "GuardObserver",
     "InsufficientScope",
