@@ -126,7 +126,7 @@ class _DjangoRoutes:
         return RouteRequest(
             store=meta,
             method=request.method or "GET",
-            path=request.path_info,
+            path=request.path,
             client=_text(meta.get("REMOTE_ADDR")),
             header=request.headers.get,
         )

@@ -74,7 +74,7 @@ class _FlaskRoutes:
         return RouteRequest(
             store=environ,
             method=request.method,
-            path=str(environ.get("PATH_INFO", "")),
+            path=f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}",
             client=request.remote_addr,
             header=request.headers.get,
         )

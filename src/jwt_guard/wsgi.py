@@ -200,7 +200,7 @@ class _WerkzeugRoutes:
         return RouteRequest(
             store=environ,
             method=request.method,
-            path=str(environ.get("PATH_INFO", "")),
+            path=f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}",
             client=request.remote_addr,
             header=request.headers.get,
         )
