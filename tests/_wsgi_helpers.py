@@ -177,3 +177,25 @@ def ensure_django() -> None:
             ROOT_URLCONF=None,
         )
         django.setup()
+
+
+def tamper(claims: Any) -> list[str]:
+    """What a careless view might try on the claims shared by every request with the same
+    token: the exception type of each attempt, or "changed" when one succeeds."""
+    attempts = [
+        lambda: claims.__setitem__("scope", "admin"),
+        lambda: claims.__delitem__("sub"),
+        lambda: setattr(claims, "scopes", frozenset({"admin"})),
+        lambda: setattr(claims, "granted", True),
+        lambda: claims["realm_access"].__setitem__("roles", ["admin"]),
+        lambda: claims["realm_access"]["roles"].append("admin"),
+    ]
+    outcomes = []
+    for attempt in attempts:
+        try:
+            attempt()
+        except (AttributeError, TypeError) as exc:
+            outcomes.append(type(exc).__name__)
+        else:
+            outcomes.append("changed")
+    return outcomes

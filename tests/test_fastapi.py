@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI, Security, WebSocket
+from fastapi import Depends, FastAPI, Request, Security, WebSocket
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient as FastAPIClient
 from starlette.websockets import WebSocketDisconnect
 
+import jwt_guard
 from _asgi_helpers import TestClient, bearer, parse_challenge
-from jwt_guard import Claims, ConfigurationError, JWTGuard, TokenVerifier
-from jwt_guard._http import ErrorResponse
+from jwt_guard import Claims, ConfigurationError, ErrorResponse, JWTGuard, TokenVerifier
 from jwt_guard.errors import JWTGuardError
 from jwt_guard.fastapi import JWTBearer, jwt_claims, require_scopes
 from jwt_guard.testing import LocalIssuer
@@ -154,6 +156,42 @@ def test_error_handler_shapes_dependency_errors(
     assert response.json() == {"code": "insufficient_scope"}  # the handler's body, as it is
 
 
+def _answer(response: Any) -> tuple[int, set[str], Any]:
+    headers = {k for k in response.headers if k not in ("content-length", "date")}
+    return response.status_code, headers, response.json()
+
+
+@pytest.mark.parametrize("handler", [None, "custom"])
+def test_the_dependency_answers_exactly_like_the_middleware(
+    verifier: TokenVerifier, issuer: LocalIssuer, handler: str | None
+) -> None:
+    """The dependency's 403 had another shape (``{"detail": {...}}``) than the middleware's 401,
+    and a custom error_handler's body ended up inside ``detail``. One shape everywhere, seen
+    through FastAPI's own test client."""
+
+    def shape(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse:
+        body = b'{"problem": "%s", "status": %d}' % (exc.code.encode(), exc.status)
+        return ErrorResponse(exc.status, [*response.headers, ("x-problem", exc.code)], body)
+
+    options = {} if handler is None else {"error_handler": shape}
+    with FastAPIClient(build(verifier, **options)) as client:
+        by_middleware = client.get("/items")  # no token: the middleware refuses
+        by_dependency_401 = client.get("/open")  # open path, no claims: the dependency
+        by_dependency_403 = client.get("/items", headers=bearer(issuer.mint()))
+        by_require_scopes = client.delete("/items/1", headers=bearer(issuer.mint()))
+    status, headers, body = _answer(by_middleware)
+    assert _answer(by_dependency_401) == (status, headers, body)
+    for refused in (by_dependency_403, by_require_scopes):
+        assert _answer(refused)[:2] == (403, headers)
+    if handler is None:
+        assert set(body) == {"error", "error_description"}
+        assert set(_answer(by_dependency_403)[2]) == {"error", "error_description"}
+    else:
+        assert body == {"problem": "missing_token", "status": 401}
+        assert _answer(by_dependency_403)[2] == {"problem": "insufficient_scope", "status": 403}
+        assert by_dependency_403.headers["x-problem"] == "insufficient_scope"
+
+
 def test_without_middleware_fails_closed() -> None:
     app = FastAPI()
 
@@ -215,10 +253,68 @@ def test_custom_scheme() -> None:
     }
 
 
-@pytest.mark.parametrize("bad", ["", "two words", 3])
-def test_require_scopes_validates(bad: Any) -> None:
-    with pytest.raises(ConfigurationError):
-        require_scopes(bad)
+@pytest.mark.parametrize("bad", ["", "two words", "tab\there", "esc\x1b", "nbsp\u00a0", 3, None])
+@pytest.mark.parametrize(
+    ("entry", "name"),
+    [
+        pytest.param(require_scopes, "jwt_guard.fastapi.require_scopes", id="fastapi"),
+        pytest.param(jwt_guard.require_scopes, "require_scopes", id="decorator"),
+    ],
+)
+def test_scope_names_are_checked_once_for_every_entry_point(
+    entry: Any, name: str, bad: Any
+) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{name}: scope"):
+        entry("ok", bad)
+
+
+def test_the_generic_decorator_on_a_fastapi_route_fails_when_the_route_is_defined() -> None:
+    """``jwt_guard.require_scopes`` on a FastAPI route answered 500 at every request (FastAPI
+    passes no request to it). Now defining the route raises, pointing at the dependency."""
+    app = FastAPI()
+    message = r"cannot guard a FastAPI route.*jwt_guard\.fastapi\.require_scopes"
+    with pytest.raises(ConfigurationError, match=message):
+
+        @app.get("/items")
+        @jwt_guard.require_scopes("read:items")
+        async def items(request: Request) -> Any:
+            return {}
+
+    with pytest.raises(ConfigurationError, match=message):
+
+        @app.get("/sync", response_model=None)
+        @jwt_guard.require_scopes("read:items")
+        def sync_items(item: int, **extra: Any) -> Any:
+            return {}
+
+    with pytest.raises(ConfigurationError, match=message):
+
+        @app.websocket("/ws")
+        @jwt_guard.require_scopes("chat")
+        async def ws(websocket: WebSocket) -> None:
+            await websocket.close()
+
+    assert not [r for r in app.router.routes if getattr(r, "path", "") in ("/items", "/ws")]
+
+
+def test_the_generic_decorator_still_serves_starlette_routes_in_a_fastapi_app(
+    verifier: TokenVerifier, issuer: LocalIssuer
+) -> None:
+    """A plain Starlette route (``add_route``) is not a FastAPI operation: the decorator works
+    there, as on any Starlette endpoint."""
+    app = FastAPI()
+
+    @jwt_guard.require_scopes("read:items")
+    async def items(request: Request) -> JSONResponse:
+        return JSONResponse({"sub": request.user.identity})
+
+    app.add_route("/items", items)
+    app.add_middleware(JWTGuard, verifier=verifier)
+    with FastAPIClient(app) as client:
+        ok = client.get("/items", headers=bearer(issuer.mint(scopes=["read:items"])))
+        refused = client.get("/items", headers=bearer(issuer.mint()))
+    assert ok.json() == {"sub": "user-1"}
+    assert refused.status_code == 403
 
 
 def test_importing_jwt_guard_does_not_import_fastapi() -> None:

@@ -348,6 +348,11 @@ def _build_verifier(owner: str, options: dict[str, Any]) -> TokenVerifier:
         return TokenVerifier(**options)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{owner}: {exc}") from exc
+    except (TypeError, ValueError) as exc:  # a value TokenVerifier did not check itself
+        raise ConfigurationError(
+            f"{owner}: an option for TokenVerifier has a bad value "
+            f"({type(exc).__name__}: {exc}); see the TokenVerifier options in the README"
+        ) from exc
 
 
 def _is_preflight(method: str, headers: Callable[[str], str | None]) -> bool:
