@@ -17,7 +17,13 @@ import jwt_guard
 from _asgi_helpers import TestClient, bearer, parse_challenge
 from jwt_guard import Claims, ConfigurationError, ErrorResponse, JWTGuard, TokenVerifier
 from jwt_guard.errors import JWTGuardError
-from jwt_guard.fastapi import JWTBearer, jwt_claims, require_scopes
+from jwt_guard.fastapi import (
+    JWTBearer,
+    docs_paths,
+    document_refusals,
+    jwt_claims,
+    require_scopes,
+)
 from jwt_guard.testing import LocalIssuer
 
 OPEN = ["/docs", "/docs/oauth2-redirect", "/openapi.json", "/open"]
@@ -320,3 +326,72 @@ def test_the_generic_decorator_still_serves_starlette_routes_in_a_fastapi_app(
 def test_importing_jwt_guard_does_not_import_fastapi() -> None:
     code = "import sys, jwt_guard, jwt_guard.asgi; assert 'fastapi' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("options", "paths"),
+    [
+        pytest.param(
+            {}, ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"], id="defaults"
+        ),
+        pytest.param(
+            {"docs_url": "/api/docs", "redoc_url": None, "openapi_url": "/api/openapi.json"},
+            ["/api/openapi.json", "/api/docs", "/docs/oauth2-redirect"],
+            id="moved-no-redoc",
+        ),
+        pytest.param({"openapi_url": None}, [], id="no-description"),
+    ],
+)
+def test_docs_paths_are_the_apps_own(options: dict[str, Any], paths: list[str]) -> None:
+    assert docs_paths(FastAPI(**options)) == paths
+
+
+def test_the_docs_are_guarded_unless_opened(verifier: TokenVerifier) -> None:
+    """The quick start opened /docs and /openapi.json but not /redoc; now the docs are one
+    decision: all guarded, or all opened with docs_paths(app)."""
+    guarded = FastAPI()
+    guarded.add_middleware(JWTGuard, verifier=verifier)
+    opened = FastAPI()
+    opened.add_middleware(JWTGuard, verifier=verifier, exclude_paths=docs_paths(opened))
+    docs = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+    with FastAPIClient(guarded) as closed_client, FastAPIClient(opened) as open_client:
+        for path in docs:
+            assert closed_client.get(path).status_code == 401, path
+            assert open_client.get(path).status_code == 200, path
+        assert open_client.get("/redoc/x").status_code == 401
+
+
+def test_document_refusals_lists_401_and_403_on_secured_operations(
+    verifier: TokenVerifier,
+) -> None:
+    app = build(verifier)
+
+    @app.get("/partner")
+    async def partner(claims: Annotated[Claims, Security(PARTNER, scopes=["p"])]) -> Any:
+        return {}
+
+    @app.get("/documented", responses={403: {"description": "Ours"}})
+    async def documented(claims: ReadItems) -> Any:
+        return {}
+
+    document_refusals(app)
+    first = app.openapi()
+    schema = app.openapi()  # cached: documented once, not twice
+    assert schema is first
+    paths = schema["paths"]
+
+    def answers(path: str, method: str = "get") -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    assert {"200", "401", "403"} <= answers("/items")
+    assert {"401", "403"} <= answers("/items/{item_id}", "delete")
+    assert {"401", "403"} <= answers("/partner")
+    assert "401" in answers("/me")
+    assert "403" not in answers("/me")  # no scopes required: no 403 to document
+    assert "401" not in answers("/health")
+    assert "403" not in answers("/health")
+    assert paths["/documented"]["get"]["responses"]["403"]["description"] == "Ours"
+    unauthorized = paths["/items"]["get"]["responses"]["401"]
+    assert "WWW-Authenticate" in unauthorized["headers"]
+    body = unauthorized["content"]["application/json"]["schema"]
+    assert body["required"] == ["error", "error_description"]
