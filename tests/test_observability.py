@@ -36,6 +36,7 @@ from jwt_guard import (
     health_wsgi_app,
     require_scopes,
 )
+from jwt_guard.events import emit
 from jwt_guard.testing import JWKSFault, LocalIssuer
 from jwt_guard.verifier import fingerprint
 
@@ -679,3 +680,15 @@ async def test_no_control_character_reaches_the_asgi_only_log_sites(
     for c in CONTROLS:
         assert f"<{c}>" not in failed["message"]
     assert _assert_no_raw_control(caplog, CONTROLS) >= 2
+
+
+def test_emit_calls_the_bound_method_and_refuses_the_old_string_form() -> None:
+    """``emit(observer, "verified", ...)`` dispatched on a method-name string mypy could not
+    check (a misspelt event was a silent no-op, logged as a broken observer). It now takes the
+    bound method; the old form fails loudly instead of losing every event."""
+    recorder = Recorder()
+    emit(recorder.rejected, "expired", None)
+    emit(recorder.verified, "https://idp.example.com/", cached=True)
+    assert recorder.events == Counter({("rejected", "expired"): 1, ("verified", True): 1})
+    with pytest.raises(TypeError, match="bound observer method"):
+        emit(recorder, "rejected", "expired", None)  # type: ignore[arg-type]
