@@ -3,8 +3,8 @@
 Translation only: the checks and the answers live in :class:`~jwt_guard._http.Guard`.
 :func:`guard_environ` is the whole per-request step, shared with the Django middleware. This
 module is also the Werkzeug side of ``require_scopes`` (:data:`ROUTE_ADAPTER`);
-:func:`_to_response` is the one place it turns an ``ErrorResponse`` into a response. Werkzeug is
-imported on the first refusal, not with the module.
+:func:`_wsgi_answer` is the one place it turns an ``ErrorResponse`` into a response. Werkzeug
+is imported only when a Werkzeug view refuses, not with the module.
 """
 
 from __future__ import annotations
@@ -170,25 +170,21 @@ class JWTGuardWSGI:
         refusal = guard_environ(self.guard, environ)
         if refusal is None:
             return self.app(environ, start_response)
-        return _to_response(refusal)(environ, start_response)
+        status, headers, body = _wsgi_answer(refusal)
+        start_response(status, headers)
+        return [body]
 
 
-def _to_response(answer: ErrorResponse) -> WerkzeugResponse:
-    """``answer`` as a Werkzeug ``Response`` (itself a WSGI app): the one place this adapter
-    converts a refusal, for the middleware and for ``require_scopes`` views.
+def _wsgi_answer(answer: ErrorResponse) -> tuple[str, list[tuple[str, str]], bytes]:
+    """``answer`` as WSGI values: the one place this adapter converts a refusal, for the
+    middleware (sent as is) and for ``require_scopes`` views (wrapped in a Werkzeug response).
 
-    The headers are exactly the answer's (no default content type is added), the status line
-    carries its reason phrase (``401 Unauthorized``) and Content-Length is set.
+    The status line carries its reason phrase (``401 Unauthorized``); the headers are the
+    answer's, with a correct Content-Length.
     """
-    from werkzeug.datastructures import Headers
-    from werkzeug.wrappers import Response
-
-    response = Response(answer.body, status_line(answer.status))
-    response.headers = Headers(
-        [(name, value) for name, value in answer.headers if name.lower() != "content-length"]
-    )
-    response.headers["Content-Length"] = str(len(answer.body))
-    return response
+    headers = [(name, value) for name, value in answer.headers if name.lower() != "content-length"]
+    headers.append(("content-length", str(len(answer.body))))
+    return status_line(answer.status), headers, answer.body
 
 
 class _WerkzeugRoutes:
@@ -206,7 +202,10 @@ class _WerkzeugRoutes:
         )
 
     def respond(self, request: WerkzeugRequest, answer: ErrorResponse) -> WerkzeugResponse:
-        return _to_response(answer)
+        from werkzeug.wrappers import Response
+
+        status, headers, body = _wsgi_answer(answer)
+        return Response(body, status, headers)
 
 
 ROUTE_ADAPTER = _WerkzeugRoutes()
