@@ -25,6 +25,7 @@ from ._http import (
     Guard,
     RouteRefusal,
     RouteRequest,
+    check_option_names,
     flag_option,
     options_from_env,
 )
@@ -170,6 +171,7 @@ class JWTGuard:
         **verifier_options: Any,
     ) -> None:
         self.app = app
+        check_option_names("JWTGuard", verifier_options)  # before Guard(owner=...) sees them
         self.guard = Guard(
             owner="JWTGuard",
             verifier=verifier,

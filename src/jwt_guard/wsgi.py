@@ -20,6 +20,7 @@ from ._http import (
     ErrorResponse,
     Guard,
     RouteRequest,
+    check_option_names,
     flag_option,
     options_from_env,
 )
@@ -135,6 +136,7 @@ class JWTGuardWSGI:
         **verifier_options: Any,
     ) -> None:
         self.app = app
+        check_option_names("JWTGuardWSGI", verifier_options)  # before Guard(owner=...) sees them
         self.guard = Guard(
             owner="JWTGuardWSGI",
             verifier=verifier,
