@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Security
 
 from jwt_guard import Claims, JWTGuard
-from jwt_guard.fastapi import jwt_claims
+from jwt_guard.fastapi import docs_paths, document_refusals, jwt_claims
 
 CurrentClaims = Annotated[Claims, Security(jwt_claims)]
 ReadItems = Annotated[Claims, Security(jwt_claims, scopes=["read:items"])]
@@ -35,8 +35,10 @@ def create_app(*, issuer: str, audience: str, jwks_url: str) -> FastAPI:
         issuer=issuer,
         audience=audience,
         jwks_url=jwks_url,
-        exclude_paths=["/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"],
+        # /openapi.json, /docs, /docs/oauth2-redirect and /redoc: open because listed here
+        exclude_paths=["/health", *docs_paths(app)],
     )
+    document_refusals(app)  # each secured operation lists its 401/403 answers
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -60,6 +60,7 @@ from jwt_guard.errors import (
     JWTGuardError,
     MalformedToken,
     MissingClaim,
+    MissingToken,
     NotYetValid,
     TokenTooLarge,
     UnknownKey,
@@ -363,11 +364,26 @@ def token_case(
 
 # The Authorization header itself ----------------------------------------------------------
 
+# Another auth-scheme (RFC 7235 syntax): the request holds no bearer credentials, so the answer
+# is 401 with the bare challenge (RFC 6750 3.1), never 400 and never a hint of what was sent.
 for _id, _lines in {
     "scheme-basic": raw(b"Basic dXNlcjpwYXNzd29yZA=="),
+    "scheme-basic-alone": raw(b"Basic"),
     "scheme-digest": raw(b'Digest username="CANARY-7f3a", realm="api", nonce="abc"'),
+    "scheme-negotiate": raw(b"Negotiate YIIFCANARY7f3aYIIF"),
     "scheme-token": raw(lambda k: b"Token " + _valid(k)),
     "scheme-jwt": raw(lambda k: b"JWT " + _valid(k)),
+    "scheme-dpop": raw(lambda k: b"DPoP " + _valid(k)),
+    "scheme-basic-with-controls": raw(b"Basic \x1b[31mCANARY-7f3a\x00"),
+    "scheme-bearerx": raw(lambda k: b"Bearerx " + _valid(k)),
+    "token-without-scheme": raw(_valid),
+}.items():
+    case(_id, _lines, MissingToken)
+
+for _id, _lines in {
+    "scheme-basic-then-bearer-joined": raw(
+        lambda k: b"Basic dXNlcjpwYXNzd29yZA==, Bearer " + _valid(k)
+    ),
     "scheme-bearer-equals": raw(lambda k: b"Bearer=" + _valid(k)),
     "scheme-bearer-colon": raw(lambda k: b"Bearer:" + _valid(k)),
     "scheme-only": raw(b"Bearer"),
@@ -375,7 +391,6 @@ for _id, _lines in {
     "scheme-tab-separator": raw(lambda k: b"Bearer\t" + _valid(k)),
     "empty-header": raw(b""),
     "blank-header": raw(b"   "),
-    "token-without-scheme": raw(_valid),
     "space-inside-token": raw(lambda k: b"Bearer " + _valid(k).replace(b".", b" .", 1)),
     "two-tokens-space": raw(lambda k: b"Bearer " + _valid(k) + b" " + _valid(k)),
     "two-tokens-comma": raw(lambda k: b"Bearer " + _valid(k) + b", Bearer " + _valid(k)),

@@ -74,7 +74,11 @@ CASES = [
     ),
     pytest.param(Case("/me", status=401), id="no-token"),
     pytest.param(Case("/me", lambda i: ["Bearer t\u00f6ken"], 400, "invalid_request"), id="latin1"),
-    pytest.param(Case("/me", lambda i: ["Basic dXNlcjpwYXNz"], 400, "invalid_request"), id="basic"),
+    pytest.param(Case("/me", lambda i: ["Basic dXNlcjpwYXNz"], 401), id="basic"),
+    pytest.param(
+        Case("/me", lambda i: [f"Basic x, Bearer {i.mint()}"], 400, "invalid_request"),
+        id="basic-and-bearer-joined",
+    ),
     pytest.param(Case("/me", lambda i: ["Bearer"], 400, "invalid_request"), id="bearer-empty"),
     pytest.param(Case("/me", lambda i: ["Bearer a.b.c d.e.f"], 400, "invalid_request"), id="two"),
     pytest.param(Case("/me", lambda i: [f"Bearer {ATTACK}"], 400, "invalid_request"), id="non68"),
@@ -173,3 +177,25 @@ def ensure_django() -> None:
             ROOT_URLCONF=None,
         )
         django.setup()
+
+
+def tamper(claims: Any) -> list[str]:
+    """What a careless view might try on the claims shared by every request with the same
+    token: the exception type of each attempt, or "changed" when one succeeds."""
+    attempts = [
+        lambda: claims.__setitem__("scope", "admin"),
+        lambda: claims.__delitem__("sub"),
+        lambda: setattr(claims, "scopes", frozenset({"admin"})),
+        lambda: setattr(claims, "granted", True),
+        lambda: claims["realm_access"].__setitem__("roles", ["admin"]),
+        lambda: claims["realm_access"]["roles"].append("admin"),
+    ]
+    outcomes = []
+    for attempt in attempts:
+        try:
+            attempt()
+        except (AttributeError, TypeError) as exc:
+            outcomes.append(type(exc).__name__)
+        else:
+            outcomes.append("changed")
+    return outcomes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -27,7 +28,7 @@ from _asgi_helpers import (
     parse_challenge,
     verifier_for,
 )
-from jwt_guard import ConfigurationError, JWTGuard, JWTUser, TokenVerifier
+from jwt_guard import ConfigurationError, JWTGuard, JWTGuardWSGI, JWTUser, TokenVerifier
 from jwt_guard._http import CLAIMS_KEY, ErrorResponse
 from jwt_guard.decorators import require_scopes
 from jwt_guard.errors import JWTGuardError
@@ -105,7 +106,10 @@ def auth(make: Callable[[LocalIssuer], str]) -> Headers:
 
 REFUSALS = [
     pytest.param(lambda i: [], 401, None, id="no-token"),
-    pytest.param(auth(lambda i: "Basic dXNlcjpwYXNz"), 400, "invalid_request", id="basic"),
+    # another scheme holds no bearer credentials: 401 with the bare challenge (RFC 6750 3.1)
+    pytest.param(auth(lambda i: "Basic dXNlcjpwYXNz"), 401, None, id="basic"),
+    pytest.param(auth(lambda i: "Digest username=x"), 401, None, id="digest"),
+    pytest.param(auth(lambda i: "Bearer=abc"), 400, "invalid_request", id="not-a-scheme"),
     pytest.param(auth(lambda i: "Bearer a.b.c d.e.f"), 400, "invalid_request", id="two-tokens"),
     pytest.param(auth(lambda i: "Bearer abc$def"), 400, "invalid_request", id="not-token68"),
     pytest.param(auth(lambda i: "Bearer"), 400, "invalid_request", id="empty-bearer"),
@@ -269,7 +273,10 @@ def test_optional_mode(verifier: TokenVerifier, issuer: LocalIssuer) -> None:
         assert anonymous.json()["user"] == "UnauthenticatedUser"
         assert anonymous.json()["auth_scopes"] == []
         assert client.get("/me", headers=bearer("abc.def.ghi")).status_code == 401
-        assert client.get("/me", headers={"Authorization": "Basic eA=="}).status_code == 400
+        # optional mode passes only requests without the header: another scheme is refused
+        basic = client.get("/me", headers={"Authorization": "Basic eA=="})
+        assert (basic.status_code, basic.headers["www-authenticate"]) == (401, 'Bearer realm="api"')
+        assert client.get("/me", headers={"Authorization": "Bearer a b"}).status_code == 400
         assert client.get("/me", headers=bearer(issuer.mint())).json()["user"] == "JWTUser"
         # decorated routes reached without claims answer 401, never 500
         decorated = client.get("/items")
@@ -307,7 +314,7 @@ def broken(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse | None:
 def test_error_handler_reshapes(verifier: TokenVerifier, issuer: LocalIssuer) -> None:
     with TestClient(build(verifier, error_handler=reshape)) as client:
         shaped = client.get("/me", headers=bearer(issuer.mint(expires_in=-3600)))
-        kept = client.get("/me", headers={"Authorization": "Basic eA=="})
+        kept = client.get("/me", headers={"Authorization": "Bearer a b"})
     assert (shaped.status_code, shaped.text, shaped.headers["x-error-code"]) == (
         401,
         "nope",
@@ -318,7 +325,7 @@ def test_error_handler_reshapes(verifier: TokenVerifier, issuer: LocalIssuer) ->
     assert kept.json()["error"] == "invalid_request"
 
 
-@pytest.mark.parametrize("auth_value", ["Basic eA==", "Bearer abc.def.ghi"])
+@pytest.mark.parametrize("auth_value", ["Bearer a b", "Bearer abc.def.ghi"])
 def test_broken_error_handler_falls_back(verifier: TokenVerifier, auth_value: str) -> None:
     with TestClient(build(verifier, error_handler=broken)) as client:
         response = client.get("/me", headers={"Authorization": auth_value})
@@ -468,3 +475,147 @@ def test_jwt_user() -> None:
     assert (user.is_authenticated, user.display_name, user.identity) == (True, "bob", "bob")
     assert repr(user) == "JWTUser('bob')"
     assert JWTUser(Claims({})).identity == ""
+
+
+def _tamper(request: Request) -> list[str]:
+    """What a careless (or hostile) view might try on the shared per-token objects; the
+    exception type of each attempt, or "changed" when one succeeds."""
+    attempts = {
+        "auth.scopes": lambda: setattr(request.auth, "scopes", (*request.auth.scopes, "admin")),
+        "auth.extra": lambda: setattr(request.auth, "granted", True),
+        "del auth.scopes": lambda: delattr(request.auth, "scopes"),
+        "auth.scopes.append": lambda: request.auth.scopes.append("admin"),
+        "user.claims": lambda: setattr(request.user, "claims", {"scope": "admin"}),
+        "del user.claims": lambda: delattr(request.user, "claims"),
+        "claims[scope]": lambda: request.user.claims.__setitem__("scope", "admin"),
+        "claims.scopes": lambda: setattr(request.user.claims, "scopes", frozenset({"admin"})),
+    }
+    outcomes = []
+    for attempt in attempts.values():
+        try:
+            attempt()
+        except (AttributeError, TypeError) as exc:
+            outcomes.append(type(exc).__name__)
+        else:
+            outcomes.append("changed")
+    return outcomes
+
+
+def test_shared_per_token_objects_are_read_only(
+    verifier: TokenVerifier, issuer: LocalIssuer
+) -> None:
+    """A view that set ``request.auth.scopes = (..., "admin")`` granted "admin" to every later
+    request carrying the same token (403 on a ``requires("admin")`` route before, 200 after)."""
+    outcomes: list[list[str]] = []
+
+    async def tamper(request: Request) -> PlainTextResponse:
+        outcomes.append(_tamper(request))
+        return PlainTextResponse("tried")
+
+    @requires("admin")
+    async def admin(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("admin")
+
+    @require_scopes("admin")
+    async def admin_too(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("admin")
+
+    routes = [Route("/me", me), Route("/tamper", tamper), Route("/admin", admin)]
+    app = Starlette(
+        routes=[*routes, Route("/admin-too", admin_too)],
+        middleware=[Middleware(JWTGuard, verifier=verifier)],
+    )
+    token = bearer(issuer.mint(scopes=["read"]))
+    with TestClient(app) as client:
+        assert client.get("/admin", headers=token).status_code == 403
+        assert client.get("/tamper", headers=token).text == "tried"
+        assert client.get("/tamper", headers=token).text == "tried"  # the cached objects too
+        assert client.get("/admin", headers=token).status_code == 403
+        assert client.get("/admin-too", headers=token).status_code == 403
+        seen_by_me = client.get("/me", headers=token).json()
+    assert seen_by_me["auth_scopes"] == ["read"]
+    for seen in outcomes:
+        assert "changed" not in seen, seen
+
+
+def _wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+    return []
+
+
+ISSUER = {"issuer": "https://idp.example.test/", "audience": "api"}
+
+
+@pytest.mark.parametrize("middleware", [JWTGuard, JWTGuardWSGI], ids=["asgi", "wsgi"])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(
+            {**ISSUER, "exclude_path": ["/health"]},
+            r"\(exclude_path=\.\.\.\): no such option; did you mean 'exclude_paths'\?",
+            id="typo-middleware-option",
+        ),
+        pytest.param(
+            {**ISSUER, "audiense": "api"},
+            r"\(audiense=\.\.\.\): no such option; did you mean 'audience'\?",
+            id="typo-verifier-option",
+        ),
+        pytest.param(
+            {**ISSUER, "exclude_paths": "/health"},
+            r"\(exclude_paths=\.\.\.\): give a list of paths, e\.g\. \['/health'\], not a single",
+            id="paths-as-a-string",
+        ),
+        pytest.param(
+            {**ISSUER, "exclude_prefixes": "/docs"},
+            r"\(exclude_prefixes=\.\.\.\): give a list of paths",
+            id="prefixes-as-a-string",
+        ),
+        pytest.param(
+            {**ISSUER, "exclude_paths": ["health"]},
+            r"\(exclude_paths=\.\.\.\): path 'health' must start with '/'",
+            id="relative-path",
+        ),
+        pytest.param(
+            {"issuer": "", "audience": "api"},
+            r"\(issuer=\.\.\.\): must be the exact 'iss'",
+            id="empty-issuer",
+        ),
+        pytest.param(
+            {**ISSUER, "optional": "false"},
+            r"\(optional=\.\.\.\): must be True or False",
+            id="optional-as-a-string",
+        ),
+        pytest.param(
+            {**ISSUER, "allow_preflight": 1},
+            r"\(allow_preflight=\.\.\.\): must be True or False",
+            id="preflight-as-an-int",
+        ),
+        pytest.param(
+            {**ISSUER, "prefetch": "yes"},
+            r"\(prefetch=\.\.\.\): must be True or False",
+            id="prefetch-as-a-string",
+        ),
+        pytest.param({**ISSUER, "realm": 3}, r"\(realm=\.\.\.\): must be printable", id="realm"),
+        pytest.param(
+            {**ISSUER, "error_handler": "mymodule.handler"},
+            r"\(error_handler=\.\.\.\): must be a function",
+            id="handler-not-callable",
+        ),
+        pytest.param({**ISSUER, "leeway": "soon"}, r": an option for TokenVerifier", id="leeway"),
+    ],
+)
+def test_a_bad_option_names_the_middleware_and_the_option(
+    middleware: Any, options: dict[str, Any], message: str
+) -> None:
+    """``exclude_path=`` named TokenVerifier (a TypeError), ``exclude_paths="/health"`` said
+    "excluded path 'l' must start with '/'" and ``issuer=""`` talked about JWKS."""
+    with pytest.raises(ConfigurationError, match=f"^{middleware.__name__}(: |{message})") as info:
+        middleware(_wsgi_app, **options)
+    assert re.search(message, str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize("middleware", [JWTGuard, JWTGuardWSGI], ids=["asgi", "wsgi"])
+def test_from_env_keyword_typos_are_caught_too(middleware: Any) -> None:
+    environ = {"JWT_GUARD_ISSUER": "https://idp.example.test/", "JWT_GUARD_AUDIENCE": "api"}
+    expected = f"{middleware.__name__}.from_env(exclude_path=...): no such option; did you mean"
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
+        middleware.from_env(_wsgi_app, environ=environ, exclude_path=["/health"])

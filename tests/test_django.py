@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from _wsgi_helpers import (
     check,
     check_refusal,
     ensure_django,
+    tamper,
 )
 
 ensure_django()
@@ -155,7 +157,7 @@ def broken(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse:
 @pytest.mark.parametrize(
     ("auth", "status", "error"),
     [
-        pytest.param(["Basic eA=="], 400, "invalid_request", id="handler-returns-a-split-header"),
+        pytest.param(["Bearer a b"], 400, "invalid_request", id="handler-returns-a-split-header"),
         pytest.param(["Bearer x.y.z"], 401, "invalid_token", id="handler-raises"),
     ],
 )
@@ -188,7 +190,41 @@ async def _async_hook(claims: Any) -> bool:  # verify() cannot await it: every r
     [
         pytest.param(None, "needs settings.JWT_GUARD", id="missing"),
         pytest.param({}, "pass verifier=", id="empty"),
-        pytest.param({"issuer": "https://i.test/", "audiense": "x"}, "audiense", id="typo"),
+        pytest.param(
+            {"issuer": "https://i.test/", "audiense": "x"},
+            r"settings\.JWT_GUARD\['audiense'\]: no such option; did you mean 'audience'\?",
+            id="typo",
+        ),
+        pytest.param(
+            {"issuer": "https://i.test/", "audience": "x", "exclude_path": ["/h"]},
+            r"settings\.JWT_GUARD\['exclude_path'\]: no such option; did you mean 'exclude_paths'",
+            id="typo-middleware-option",
+        ),
+        pytest.param(
+            {"issuer": "https://i.test/", "audience": "x", "exclude_paths": "/health"},
+            r"settings\.JWT_GUARD\['exclude_paths'\]: give a list of paths",
+            id="paths-as-a-string",
+        ),
+        pytest.param(
+            {"issuer": "", "audience": "x"},
+            r"settings\.JWT_GUARD\['issuer'\]: must be the exact 'iss'",
+            id="empty-issuer",
+        ),
+        pytest.param(
+            {"issuer": "https://i.test/", "audience": "x", "optional": "false"},
+            r"settings\.JWT_GUARD\['optional'\]: must be True or False",
+            id="optional-as-a-string",
+        ),
+        pytest.param(
+            {"issuer": "https://i.test/", "audience": "x", "prefetch": "yes"},
+            r"settings\.JWT_GUARD\['prefetch'\]: must be True or False",
+            id="prefetch-as-a-string",
+        ),
+        pytest.param(
+            {"issuer": "https://i.test/", "audience": "x", "error_handler": "no.such.handler"},
+            r"settings\.JWT_GUARD\['error_handler'\]: cannot import 'no\.such\.handler'",
+            id="handler-not-importable",
+        ),
         pytest.param(
             {"issuer": "https://i.test/", "audience": "x", "exclude_paths": ["h"]},
             "must start with '/'",
@@ -216,3 +252,52 @@ def test_bad_settings_raise_improperly_configured(
 ) -> None:
     with override_settings(JWT_GUARD=jwt_guard), pytest.raises(ImproperlyConfigured, match=message):
         JWTGuardMiddleware(sub)
+
+
+TAMPERED: list[list[str]] = []
+
+
+def tamper_view(request: HttpRequest) -> JsonResponse:
+    TAMPERED.append(tamper(get_claims(request)))
+    request.META[CLAIMS_KEY] = None  # this request's own META: nothing shared
+    return JsonResponse({"tried": True})
+
+
+def test_the_shared_claims_are_read_only(issuer: LocalIssuer, verifier: TokenVerifier) -> None:
+    """The claims in ``request.META`` are shared by every request with the same token: a view
+    that alters them must fail, and a later request must see the token as it is."""
+    TAMPERED.clear()
+    urls = type(
+        "urls",
+        (),
+        {"urlpatterns": [path("tamper", tamper_view), path("items", require_scopes("admin")(sub))]},
+    )
+    token = [f"Bearer {issuer.mint(scopes=['read'], claims={'realm_access': {'roles': []}})}"]
+    with guarded(verifier), override_settings(ROOT_URLCONF=urls):
+        client = Client()
+        for _ in range(2):  # verified, then answered from the cache
+            assert call(client, "/tamper", token).json() == {"tried": True}
+        check_refusal(call(client, "/items", token), 403, "insufficient_scope", "admin")
+    assert len(TAMPERED) == 2
+    assert all("changed" not in seen for seen in TAMPERED), TAMPERED
+
+
+def test_a_refusal_is_not_logged_again_by_django(
+    issuer: LocalIssuer, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Django logs every 4xx as ``WARNING django.request``; a refusal jwt_guard already logged
+    (once, at INFO) is marked as logged so Django does not repeat it. Django's own 4xx stay."""
+    with caplog.at_level(logging.INFO):
+        assert call(client, "/me").status == 401
+        assert call(client, "/items", [f"Bearer {issuer.mint()}"]).status == 403
+        assert call(client, "/cbv").status == 401
+    assert [r.name for r in caplog.records if r.getMessage().startswith("rejected ")] == [
+        "jwt_guard.verifier"
+    ] * 3
+    assert not [r for r in caplog.records if r.name == "django.request"]
+    with (
+        override_settings(ROOT_URLCONF=type("urls", (), {"urlpatterns": []})),
+        caplog.at_level(logging.INFO),
+    ):
+        assert call(client, "/nowhere", [f"Bearer {issuer.mint()}"]).status == 404
+    assert [r.levelname for r in caplog.records if r.name == "django.request"] == ["WARNING"]

@@ -97,7 +97,13 @@ def test_fastapi_example_docs_are_open(issuer: LocalIssuer) -> None:
         issuer=issuer.issuer, audience=issuer.audience, jwks_url=issuer.jwks_url
     )
     with TestClient(app) as client:
-        assert client.get("/docs").status_code == 200
+        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+            assert client.get(path).status_code == 200, path
         schema = client.get("/openapi.json").json()
-    assert schema["paths"]["/items"]["get"]["security"] == [{"JWTBearer": ["read:items"]}]
+        assert client.get("/docsx").status_code == 401  # the docs paths, nothing more
+    items = schema["paths"]["/items"]["get"]
+    assert items["security"] == [{"JWTBearer": ["read:items"]}]
+    assert {"401", "403"} <= set(items["responses"])
+    assert set(schema["paths"]["/me"]["get"]["responses"]) == {"200", "401"}
+    assert set(schema["paths"]["/health"]["get"]["responses"]) == {"200"}
     close_guards(app)

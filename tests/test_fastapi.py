@@ -8,14 +8,22 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI, Security, WebSocket
+from fastapi import Depends, FastAPI, Request, Security, WebSocket
+from fastapi.responses import JSONResponse
+from fastapi.testclient import TestClient as FastAPIClient
 from starlette.websockets import WebSocketDisconnect
 
+import jwt_guard
 from _asgi_helpers import TestClient, bearer, parse_challenge
-from jwt_guard import Claims, ConfigurationError, JWTGuard, TokenVerifier
-from jwt_guard._http import ErrorResponse
+from jwt_guard import Claims, ConfigurationError, ErrorResponse, JWTGuard, TokenVerifier
 from jwt_guard.errors import JWTGuardError
-from jwt_guard.fastapi import JWTBearer, jwt_claims, require_scopes
+from jwt_guard.fastapi import (
+    JWTBearer,
+    docs_paths,
+    document_refusals,
+    jwt_claims,
+    require_scopes,
+)
 from jwt_guard.testing import LocalIssuer
 
 OPEN = ["/docs", "/docs/oauth2-redirect", "/openapi.json", "/open"]
@@ -101,7 +109,8 @@ def test_scopes(
     assert params["error"] == error
     assert params["realm"] == "api"
     assert response.headers["cache-control"] == "no-store"
-    assert response.json()["detail"] == {
+    # the middleware's own shape, not FastAPI's {"detail": ...}
+    assert response.json() == {
         "error": error,
         "error_description": "The access token lacks a required scope",
     }
@@ -132,7 +141,10 @@ def test_route_without_claims_is_401_not_500(verifier: TokenVerifier, optional: 
         response = client.get("/open" if not optional else "/items")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="shop"'
-    assert response.json()["detail"]["error_description"] == "Authentication required"
+    assert response.json() == {
+        "error": "unauthorized",
+        "error_description": "Authentication required",
+    }
 
 
 def test_error_handler_shapes_dependency_errors(
@@ -147,7 +159,43 @@ def test_error_handler_shapes_dependency_errors(
         response = client.get("/items", headers=bearer(issuer.mint()))
     assert response.status_code == 403
     assert response.headers["x-code"] == "insufficient_scope"
-    assert response.json() == {"detail": {"code": "insufficient_scope"}}
+    assert response.json() == {"code": "insufficient_scope"}  # the handler's body, as it is
+
+
+def _answer(response: Any) -> tuple[int, set[str], Any]:
+    headers = {k for k in response.headers if k not in ("content-length", "date")}
+    return response.status_code, headers, response.json()
+
+
+@pytest.mark.parametrize("handler", [None, "custom"])
+def test_the_dependency_answers_exactly_like_the_middleware(
+    verifier: TokenVerifier, issuer: LocalIssuer, handler: str | None
+) -> None:
+    """The dependency's 403 had another shape (``{"detail": {...}}``) than the middleware's 401,
+    and a custom error_handler's body ended up inside ``detail``. One shape everywhere, seen
+    through FastAPI's own test client."""
+
+    def shape(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse:
+        body = b'{"problem": "%s", "status": %d}' % (exc.code.encode(), exc.status)
+        return ErrorResponse(exc.status, [*response.headers, ("x-problem", exc.code)], body)
+
+    options = {} if handler is None else {"error_handler": shape}
+    with FastAPIClient(build(verifier, **options)) as client:
+        by_middleware = client.get("/items")  # no token: the middleware refuses
+        by_dependency_401 = client.get("/open")  # open path, no claims: the dependency
+        by_dependency_403 = client.get("/items", headers=bearer(issuer.mint()))
+        by_require_scopes = client.delete("/items/1", headers=bearer(issuer.mint()))
+    status, headers, body = _answer(by_middleware)
+    assert _answer(by_dependency_401) == (status, headers, body)
+    for refused in (by_dependency_403, by_require_scopes):
+        assert _answer(refused)[:2] == (403, headers)
+    if handler is None:
+        assert set(body) == {"error", "error_description"}
+        assert set(_answer(by_dependency_403)[2]) == {"error", "error_description"}
+    else:
+        assert body == {"problem": "missing_token", "status": 401}
+        assert _answer(by_dependency_403)[2] == {"problem": "insufficient_scope", "status": 403}
+        assert by_dependency_403.headers["x-problem"] == "insufficient_scope"
 
 
 def test_without_middleware_fails_closed() -> None:
@@ -211,12 +259,139 @@ def test_custom_scheme() -> None:
     }
 
 
-@pytest.mark.parametrize("bad", ["", "two words", 3])
-def test_require_scopes_validates(bad: Any) -> None:
-    with pytest.raises(ConfigurationError):
-        require_scopes(bad)
+@pytest.mark.parametrize("bad", ["", "two words", "tab\there", "esc\x1b", "nbsp\u00a0", 3, None])
+@pytest.mark.parametrize(
+    ("entry", "name"),
+    [
+        pytest.param(require_scopes, "jwt_guard.fastapi.require_scopes", id="fastapi"),
+        pytest.param(jwt_guard.require_scopes, "require_scopes", id="decorator"),
+    ],
+)
+def test_scope_names_are_checked_once_for_every_entry_point(
+    entry: Any, name: str, bad: Any
+) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{name}: scope"):
+        entry("ok", bad)
+
+
+def test_the_generic_decorator_on_a_fastapi_route_fails_when_the_route_is_defined() -> None:
+    """``jwt_guard.require_scopes`` on a FastAPI route answered 500 at every request (FastAPI
+    passes no request to it). Now defining the route raises, pointing at the dependency."""
+    app = FastAPI()
+    message = r"cannot guard a FastAPI route.*jwt_guard\.fastapi\.require_scopes"
+    with pytest.raises(ConfigurationError, match=message):
+
+        @app.get("/items")
+        @jwt_guard.require_scopes("read:items")
+        async def items(request: Request) -> Any:
+            return {}
+
+    with pytest.raises(ConfigurationError, match=message):
+
+        @app.get("/sync", response_model=None)
+        @jwt_guard.require_scopes("read:items")
+        def sync_items(item: int, **extra: Any) -> Any:
+            return {}
+
+    with pytest.raises(ConfigurationError, match=message):
+
+        @app.websocket("/ws")
+        @jwt_guard.require_scopes("chat")
+        async def ws(websocket: WebSocket) -> None:
+            await websocket.close()
+
+    assert not [r for r in app.router.routes if getattr(r, "path", "") in ("/items", "/ws")]
+
+
+def test_the_generic_decorator_still_serves_starlette_routes_in_a_fastapi_app(
+    verifier: TokenVerifier, issuer: LocalIssuer
+) -> None:
+    """A plain Starlette route (``add_route``) is not a FastAPI operation: the decorator works
+    there, as on any Starlette endpoint."""
+    app = FastAPI()
+
+    @jwt_guard.require_scopes("read:items")
+    async def items(request: Request) -> JSONResponse:
+        return JSONResponse({"sub": request.user.identity})
+
+    app.add_route("/items", items)
+    app.add_middleware(JWTGuard, verifier=verifier)
+    with FastAPIClient(app) as client:
+        ok = client.get("/items", headers=bearer(issuer.mint(scopes=["read:items"])))
+        refused = client.get("/items", headers=bearer(issuer.mint()))
+    assert ok.json() == {"sub": "user-1"}
+    assert refused.status_code == 403
 
 
 def test_importing_jwt_guard_does_not_import_fastapi() -> None:
     code = "import sys, jwt_guard, jwt_guard.asgi; assert 'fastapi' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("options", "paths"),
+    [
+        pytest.param(
+            {}, ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"], id="defaults"
+        ),
+        pytest.param(
+            {"docs_url": "/api/docs", "redoc_url": None, "openapi_url": "/api/openapi.json"},
+            ["/api/openapi.json", "/api/docs", "/docs/oauth2-redirect"],
+            id="moved-no-redoc",
+        ),
+        pytest.param({"openapi_url": None}, [], id="no-description"),
+    ],
+)
+def test_docs_paths_are_the_apps_own(options: dict[str, Any], paths: list[str]) -> None:
+    assert docs_paths(FastAPI(**options)) == paths
+
+
+def test_the_docs_are_guarded_unless_opened(verifier: TokenVerifier) -> None:
+    """The quick start opened /docs and /openapi.json but not /redoc; now the docs are one
+    decision: all guarded, or all opened with docs_paths(app)."""
+    guarded = FastAPI()
+    guarded.add_middleware(JWTGuard, verifier=verifier)
+    opened = FastAPI()
+    opened.add_middleware(JWTGuard, verifier=verifier, exclude_paths=docs_paths(opened))
+    docs = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+    with FastAPIClient(guarded) as closed_client, FastAPIClient(opened) as open_client:
+        for path in docs:
+            assert closed_client.get(path).status_code == 401, path
+            assert open_client.get(path).status_code == 200, path
+        assert open_client.get("/redoc/x").status_code == 401
+
+
+def test_document_refusals_lists_401_and_403_on_secured_operations(
+    verifier: TokenVerifier,
+) -> None:
+    app = build(verifier)
+
+    @app.get("/partner")
+    async def partner(claims: Annotated[Claims, Security(PARTNER, scopes=["p"])]) -> Any:
+        return {}
+
+    @app.get("/documented", responses={403: {"description": "Ours"}})
+    async def documented(claims: ReadItems) -> Any:
+        return {}
+
+    document_refusals(app)
+    first = app.openapi()
+    schema = app.openapi()  # cached: documented once, not twice
+    assert schema is first
+    paths = schema["paths"]
+
+    def answers(path: str, method: str = "get") -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    assert {"200", "401", "403"} <= answers("/items")
+    assert {"401", "403"} <= answers("/items/{item_id}", "delete")
+    assert {"401", "403"} <= answers("/partner")
+    assert "401" in answers("/me")
+    assert "403" not in answers("/me")  # no scopes required: no 403 to document
+    assert "401" not in answers("/health")
+    assert "403" not in answers("/health")
+    assert paths["/documented"]["get"]["responses"]["403"]["description"] == "Ours"
+    unauthorized = paths["/items"]["get"]["responses"]["401"]
+    assert "WWW-Authenticate" in unauthorized["headers"]
+    body = unauthorized["content"]["application/json"]["schema"]
+    assert body["required"] == ["error", "error_description"]

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from _wsgi_helpers import CASES, OPTIONS, Answer, Case, check, check_refusal
+from _wsgi_helpers import CASES, OPTIONS, Answer, Case, check, check_refusal, tamper
 from jwt_guard import JWTGuardWSGI, TokenVerifier
 from jwt_guard.decorators import require_scopes
 from jwt_guard.flask import current_claims, require_claims
@@ -101,3 +101,29 @@ def test_optional_mode_still_refuses_a_bad_token(
     check_refusal(call(client, "/me", ["Bearer x.y.z"]), 401, "invalid_token")
     answer = call(client, "/me", [f"Bearer {issuer.mint(subject='fay')}"])
     assert answer.json() == {"sub": "fay"}
+
+
+def test_the_shared_claims_are_read_only(issuer: LocalIssuer, verifier: TokenVerifier) -> None:
+    """The claims of a token are shared by every request carrying it (the verified-token
+    cache): a view that alters them must fail, and a later request must see the token as is."""
+    app = make_app(verifier, **OPTIONS)
+    outcomes: list[list[str]] = []
+
+    @app.get("/tamper")
+    def tamper_view() -> dict[str, Any]:
+        outcomes.append(tamper(require_claims()))
+        return {"tried": True}
+
+    @app.get("/admin")
+    @require_scopes("admin")
+    def admin() -> dict[str, Any]:
+        return {"admin": True}
+
+    client = app.test_client()
+    token = [f"Bearer {issuer.mint(scopes=['read'], claims={'realm_access': {'roles': []}})}"]
+    for _ in range(2):  # the first request verifies, the second is answered from the cache
+        assert call(client, "/tamper", token).json() == {"tried": True}
+    check_refusal(call(client, "/admin", token), 403, "insufficient_scope", "admin")
+    assert call(client, "/strict", token).json()["scopes"] == ["read"]
+    assert outcomes
+    assert all("changed" not in seen for seen in outcomes), outcomes

@@ -202,6 +202,31 @@ def _run_health(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: A
         assert client.get("/elsewhere").status_code == 401
 
 
+def _run_errors(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    """The error_handler of the README shapes every adapter's refusals, layer by layer."""
+    from _adapter_apps import FRAMEWORKS, driver
+
+    handler = _run(block, issuer)["problem_json"]
+    verifier = TokenVerifier(issuer=issuer.issuer, audience=issuer.audience)
+    for framework in FRAMEWORKS:
+        app = driver(framework, verifier, error_handler=handler)
+        for path, token, status, code in (
+            ("/me", None, 401, "missing_token"),
+            ("/me", mint_token(expires_in=-3600), 401, "expired"),
+            ("/admin", mint_token(), 403, "insufficient_scope"),
+            ("/open/admin", None, 401, "missing_token"),
+        ):
+            reply = app.get(path, None if token is None else f"Bearer {token}")
+            assert reply.status == status, (framework, path)
+            content_type = {k.lower(): v for k, v in reply.headers.items()}["content-type"]
+            assert content_type == "application/problem+json", (framework, path)
+            assert reply.json() == {
+                "title": reply.json()["title"],
+                "status": status,
+                "code": code,
+            }, (framework, path)
+
+
 def _run_env(
     block: Block, issuer: LocalIssuer, mint_token: MintToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -327,6 +352,7 @@ KINDS: dict[str, Callable[..., None]] = {
     "django": _run_django,
     "verifier": _run_verifier,
     "env": _run_env,
+    "errors": _run_errors,
     "health": _run_health,
     "metrics": _run_metrics,
     "pytest": _run_pytest,

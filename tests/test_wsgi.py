@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -109,7 +110,8 @@ def test_refusal_status_line_and_length(verifier: TokenVerifier) -> None:
     [
         pytest.param("/me", [], 200, None, id="no-token-passes"),
         pytest.param("/me", ["Bearer junk.junk.junk"], 401, None, id="bad-token-refused"),
-        pytest.param("/me", ["Basic abc"], 400, None, id="malformed-refused"),
+        pytest.param("/me", ["Bearer a b"], 400, None, id="malformed-refused"),
+        pytest.param("/me", ["Basic abc"], 401, None, id="other-scheme-refused"),
         pytest.param("/items", [], 401, None, id="decorated-route-401"),
         pytest.param("/me", "valid", 200, "dave", id="valid-token"),
     ],
@@ -143,7 +145,7 @@ def test_error_handler_reshapes_and_can_decline(verifier: TokenVerifier) -> None
     assert (shaped.status, shaped.body) == (401, b'{"message": "nope"}')
     assert shaped.headers["x-error-code"] == "malformed"
     assert 'realm="my api"' in shaped.headers["www-authenticate"]
-    default = call(app, "/me", ["Basic x"])
+    default = call(app, "/me", ["Bearer a b"])
     check_refusal(default, 400, "invalid_request", realm="my api")
     # the decorator's refusals go through the same hook
     assert call(app, "/items", ["Bearer a.b.c"]).headers["x-error-code"] == "malformed"
@@ -163,7 +165,7 @@ def broken(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse | None:
 @pytest.mark.parametrize(
     ("auth", "status", "error"),
     [
-        pytest.param(["Basic eA=="], 400, "invalid_request", id="handler-returns-a-split-header"),
+        pytest.param(["Bearer a b"], 400, "invalid_request", id="handler-returns-a-split-header"),
         pytest.param(["Bearer abc.def.ghi"], 401, "invalid_token", id="handler-raises"),
         pytest.param([], 401, None, id="handler-raises-no-token"),
     ],
@@ -256,3 +258,16 @@ def test_concurrent_requests_see_only_their_own_claims(
     assert len(results) == 200
     for sub, status, body in results:
         assert (status, body) == (200, {"sub": sub})
+
+
+def test_require_scopes_dispatches_on_request_classes_not_attribute_names() -> None:
+    """``require_scopes`` guessed the framework by duck typing (``hasattr(arg, "META")``): any
+    object with ``META`` and ``method`` passed for a Django request. Now only the request
+    classes of the table count, and a view it cannot place is a ConfigurationError (not a
+    TypeError) that names what to do."""
+    lookalike = SimpleNamespace(META={CLAIMS_KEY: "forged"}, method="GET", headers={})
+    view = require_scopes("read:items")(lambda request: "ran")
+    with pytest.raises(ConfigurationError, match=r"found no request.*fastapi\.require_scopes"):
+        view(lookalike)
+    with pytest.raises(ConfigurationError, match="found no request"):
+        view()

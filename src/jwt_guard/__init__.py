@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._http import ErrorResponse
 from ._version import __version__ as __version__
 from .algorithms import ALGORITHMS
 from .asgi import JWTGuard, JWTUser
@@ -49,6 +50,7 @@ __all__ = [
     "Claims",
     "ConfigurationError",
     "EncryptedToken",
+    "ErrorResponse",
     "ExpiredToken",
     "GuardObserver",
     "InsufficientScope",

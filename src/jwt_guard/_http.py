@@ -1,18 +1,25 @@
-"""What both middlewares share: options, bearer extraction, open paths, RFC 6750 error responses.
+"""The framework-free guard: options, bearer extraction, open paths, per-route checks, answers.
 
-Framework-free: the ASGI and WSGI adapters translate to and from these plain values.
+Every adapter (ASGI/Starlette, WSGI/Werkzeug, Flask, Django, FastAPI) translates to and from the
+plain values here: a request becomes a :class:`RouteRequest`, a refusal an :class:`ErrorResponse`
+that the adapter converts to its framework's response in one place.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._env import middleware_options_from_env
+from ._logsafe import exc_info, safe
+from .claims import Claims
 from .errors import (
     ConfigurationError,
     InsufficientScope,
@@ -26,12 +33,22 @@ from .verifier import TokenVerifier
 __all__ = [
     "CLAIMS_KEY",
     "GUARD_KEY",
+    "PREFLIGHT_OK",
     "ErrorResponse",
     "Guard",
+    "RouteAdapter",
+    "RouteRefusal",
+    "RouteRequest",
     "bearer_token",
     "challenge",
+    "check_option_names",
+    "check_route",
+    "check_scopes",
+    "flag_option",
     "options_from_env",
+    "refuse",
     "render_error",
+    "scope_names",
 ]
 
 logger = logging.getLogger("jwt_guard.http")
@@ -41,6 +58,9 @@ CLAIMS_KEY = "jwt_guard.claims"
 GUARD_KEY = "jwt_guard.guard"
 
 _TOKEN68_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+_AUTH_SCHEME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match  # RFC 9110 token
+# A bearer credential after another scheme: two headers a WSGI server joined with ", ".
+_LATER_BEARER = re.compile(r"(?:\A|[\s,])bearer(?:\s|\Z)", re.IGNORECASE).search
 _QUOTABLE = re.compile(r"[\x20-\x7e]*\Z").match
 
 
@@ -67,8 +87,10 @@ def _is_token68(token: str) -> bool:
 def bearer_token(values: Sequence[str]) -> str:
     """The bearer token from the ``Authorization`` header values of one request.
 
-    Raises ``MissingToken`` when there is no header and ``InvalidRequest`` when the header is
-    not exactly one ``Bearer <token68>`` (the scheme is case-insensitive, RFC 7235).
+    Raises ``MissingToken`` when there is no header, or one of another scheme (``Basic ...``:
+    RFC 6750 3.1, the request holds no bearer credentials, so the answer is the bare challenge),
+    and ``InvalidRequest`` when the header is not exactly one well-formed ``Bearer <token68>``
+    (the scheme is case-insensitive, RFC 7235).
     """
     if not values:
         raise MissingToken("no Authorization header")
@@ -77,7 +99,9 @@ def bearer_token(values: Sequence[str]) -> str:
     value = values[0].strip(" \t")
     scheme, _, rest = value.partition(" ")
     if scheme.lower() != "bearer":
-        raise InvalidRequest("Authorization scheme is not Bearer")
+        if _AUTH_SCHEME(scheme) and not _LATER_BEARER(rest):
+            raise MissingToken("Authorization scheme is not Bearer")
+        raise InvalidRequest("Authorization header does not start with an auth-scheme")
     token = rest.lstrip(" ")
     if not token or not _is_token68(token):
         raise InvalidRequest("Authorization header does not hold exactly one token68 credential")
@@ -86,7 +110,21 @@ def bearer_token(values: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class ErrorResponse:
-    """An error answer in plain values: status, header pairs, body bytes."""
+    """A refusal in plain values, before any framework sees it: what ``error_handler`` receives
+    and returns.
+
+    ``status`` is the HTTP status, ``headers`` the header pairs (``WWW-Authenticate``,
+    ``Cache-Control: no-store``, ``Content-Type``, ``Retry-After`` for a 503) and ``body`` the
+    bytes of the body. Every adapter sends exactly these, whatever the framework.
+
+    Example::
+
+        def problem_json(exc: JWTGuardError, response: ErrorResponse) -> ErrorResponse:
+            body = json.dumps({"title": exc.description, "status": exc.status}).encode()
+            headers = [(k, v) for k, v in response.headers if k.lower() != "content-type"]
+            headers.append(("content-type", "application/problem+json"))
+            return ErrorResponse(exc.status, headers, body)
+    """
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -95,127 +133,13 @@ class ErrorResponse:
 
 ErrorHandler = Callable[[JWTGuardError, ErrorResponse], "ErrorResponse | None"]
 
-
-class Guard:
-    """The framework-free part of a middleware: which requests to check and how to answer.
-
-    Built by ``JWTGuard`` and ``JWTGuardWSGI`` from the same keyword arguments; see their
-    docstrings for each option.
-    """
-
-    def __init__(
-        self,
-        *,
-        verifier: TokenVerifier | None = None,
-        exclude_paths: Iterable[str] = (),
-        exclude_prefixes: Iterable[str] = (),
-        allow_preflight: bool = False,
-        optional: bool = False,
-        realm: str = "api",
-        error_handler: ErrorHandler | None = None,
-        **verifier_options: Any,
-    ) -> None:
-        if verifier is None:
-            if not verifier_options:
-                raise ConfigurationError(
-                    "pass verifier=TokenVerifier(...) or issuer=..., audience=... options"
-                )
-            verifier = TokenVerifier(**verifier_options)
-        elif verifier_options:
-            raise ConfigurationError(
-                f"options {sorted(verifier_options)} belong to TokenVerifier; "
-                "pass them there when giving verifier="
-            )
-        if not _QUOTABLE(realm):
-            raise ConfigurationError("realm must be printable ASCII")
-        self.verifier = verifier
-        self.exact = frozenset(exclude_paths)
-        self.prefixes = tuple(p.rstrip("/") for p in exclude_prefixes)
-        for path in (*self.exact, *self.prefixes):
-            if not path.startswith("/"):
-                raise ConfigurationError(f"excluded path {path!r} must start with '/'")
-        self.allow_preflight = allow_preflight
-        self._has_open_paths = bool(self.exact or self.prefixes)
-        self.optional = optional
-        self.realm = realm
-        self.error_handler = error_handler
-
-    def may_open(self, method: str) -> bool:
-        """Whether :meth:`is_open` could be true for ``method``: callers skip building its
-        arguments on the hot path otherwise."""
-        return self._has_open_paths or (self.allow_preflight and method == "OPTIONS")
-
-    def bearer(self, authorization: Sequence[str], client: str | None) -> str | None:
-        """The bearer token of a request to check, or ``None`` to pass it unauthenticated
-        (no token, in optional mode). A header refusal is logged once, then raised."""
-        try:
-            return bearer_token(authorization)
-        except JWTGuardError as exc:
-            if self.optional and isinstance(exc, MissingToken):
-                return None
-            self.verifier.rejected(exc, None, client)
-            raise
-
-    def is_open(self, method: str, path: str, headers: Callable[[str], str | None]) -> bool:
-        """Whether this request passes without any check (open path or CORS preflight)."""
-        if (
-            self.allow_preflight
-            and method == "OPTIONS"
-            and headers("origin") is not None
-            and headers("access-control-request-method") is not None
-        ):
-            return True
-        if not self._has_open_paths or "/." in path or "//" in path:
-            return False
-        if path in self.exact:
-            return True
-        return any(path == p or path.startswith(p + "/") for p in self.prefixes)
-
-    def require_sync(self) -> None:
-        """For the WSGI adapters: refuse, now, a verifier whose hooks only ``averify`` can run."""
-        if self.verifier.async_hooks:
-            raise ConfigurationError(
-                "async claims_check/is_revoked hooks need the ASGI middleware (JWTGuard); "
-                "under WSGI pass plain functions (verify() cannot await, averify() is async)"
-            )
-
-    def prefetch(self) -> None:
-        """Fetch the key sets now; a failure is a ``ConfigurationError`` that names the cause."""
-        try:
-            self.verifier.prefetch()
-        except KeysUnavailable as exc:
-            raise ConfigurationError(
-                f"jwt_guard could not fetch signing keys: {exc.detail}"
-            ) from exc
-
-    def error_response(self, exc: JWTGuardError) -> ErrorResponse:
-        """The complete answer to a refused request, shaped by ``error_handler`` if given.
-
-        A handler that raises, or returns something no server could send (a header that is not
-        one line of latin-1 text, a body that is not bytes), gets the default answer instead
-        (logged): a refusal never becomes a 500 or a split header.
-        """
-        if self.error_handler is None:
-            return render_error(exc, self.realm)
-        try:
-            response = render_error(exc, self.realm, self.error_handler)
-            _check_response(response)
-        except Exception as problem:
-            logger.error("error_handler failed: %s", type(problem).__name__, exc_info=problem)
-            return render_error(exc, self.realm)
-        return response
+PREFLIGHT_OK = ErrorResponse(204)
+"""The answer to a CORS preflight that reaches a ``require_scopes`` view: empty, for the CORS
+layer (django-cors-headers, flask-cors...) to add its headers to. The view itself never runs:
+anyone can send ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``, no token."""
 
 
-def _check_response(response: ErrorResponse) -> None:
-    if not isinstance(response.status, int) or not isinstance(response.body, bytes):
-        raise TypeError("status must be an int and body bytes")
-    for name, value in response.headers:
-        if not (isinstance(name, str) and isinstance(value, str)) or any(
-            ch in name or ch in value for ch in "\r\n\0"
-        ):
-            raise ValueError(f"header {name!r} is not a line of text")
-        name.encode("latin-1"), value.encode("latin-1")
-
+# -- options ------------------------------------------------------------------------------------
 
 _MIDDLEWARE_OPTIONS = frozenset(
     {
@@ -231,14 +155,234 @@ _MIDDLEWARE_OPTIONS = frozenset(
 )
 
 
+@functools.cache
+def _verifier_options() -> frozenset[str]:
+    parameters = inspect.signature(TokenVerifier.__init__).parameters
+    return frozenset(name for name in parameters if name != "self")
+
+
+def _where(owner: str, option: str) -> str:
+    """How the message names an option: ``JWTGuard(realm=...)``, ``settings.JWT_GUARD['realm']``."""
+    return f"{owner}[{option!r}]" if owner.startswith("settings.") else f"{owner}({option}=...)"
+
+
+def check_option_names(owner: str, names: Iterable[str]) -> None:
+    """Refuse a misspelt middleware or verifier option, suggesting the closest known name."""
+    known = _MIDDLEWARE_OPTIONS | _verifier_options()
+    for name in sorted(set(names) - known):
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigurationError(
+            f"{_where(owner, name)}: no such option{hint} (the middleware's options and "
+            "TokenVerifier's are accepted)"
+        )
+
+
+def flag_option(owner: str, name: str, value: object) -> bool:
+    """A True/False option: anything else (``"false"``, ``0``) is a ``ConfigurationError``."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            f"{_where(owner, name)}: must be True or False, not {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _paths(owner: str, name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)):
+        raise ConfigurationError(
+            f"{_where(owner, name)}: give a list of paths, e.g. [{value!r}], not a single string"
+        )
+    if not isinstance(value, Iterable):
+        raise ConfigurationError(
+            f"{_where(owner, name)}: give a list of paths, not {type(value).__name__}"
+        )
+    paths = tuple(value)
+    for path in paths:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError(f"{_where(owner, name)}: path {path!r} must start with '/'")
+    return paths
+
+
+def scope_names(owner: str, scopes: Iterable[object]) -> tuple[str, ...]:
+    """The scopes a route requires, checked once for every adapter: non-empty strings without
+    whitespace or control characters (RFC 6749 3.3 scope tokens)."""
+    names = tuple(scopes)
+    for scope in names:
+        if not isinstance(scope, str) or not scope or not scope.isprintable() or " " in scope:
+            raise ConfigurationError(
+                f"{owner}: scope {scope!r} must be a non-empty string without spaces"
+            )
+    return names  # type: ignore[return-value]  # every item was checked to be a str
+
+
+# -- the guard ----------------------------------------------------------------------------------
+
+
+class Guard:
+    """The framework-free part of a middleware: which requests to check and how to answer.
+
+    Built by ``JWTGuard``, ``JWTGuardWSGI`` and Django's ``JWTGuardMiddleware`` from the same
+    keyword arguments (see their docstrings); ``owner`` names the one that is configured, so a
+    bad option is reported where it was written.
+    """
+
+    def __init__(
+        self,
+        *,
+        owner: str = "JWTGuard",
+        verifier: TokenVerifier | None = None,
+        exclude_paths: Iterable[str] = (),
+        exclude_prefixes: Iterable[str] = (),
+        allow_preflight: bool = False,
+        optional: bool = False,
+        realm: str = "api",
+        error_handler: ErrorHandler | None = None,
+        **verifier_options: Any,
+    ) -> None:
+        check_option_names(owner, verifier_options)
+        if verifier is None:
+            verifier = _build_verifier(owner, verifier_options)
+        elif verifier_options:
+            raise ConfigurationError(
+                f"{owner}: options {sorted(verifier_options)} belong to TokenVerifier; "
+                "pass them there when giving verifier="
+            )
+        if not isinstance(realm, str) or not _QUOTABLE(realm):
+            raise ConfigurationError(f"{_where(owner, 'realm')}: must be printable ASCII text")
+        if error_handler is not None and not callable(error_handler):
+            raise ConfigurationError(
+                f"{_where(owner, 'error_handler')}: must be a function "
+                "f(exc, response) -> ErrorResponse | None"
+            )
+        self.owner = owner
+        self.verifier = verifier
+        self.exact = frozenset(_paths(owner, "exclude_paths", exclude_paths))
+        self.prefixes = tuple(
+            p.rstrip("/") for p in _paths(owner, "exclude_prefixes", exclude_prefixes)
+        )
+        self.allow_preflight = flag_option(owner, "allow_preflight", allow_preflight)
+        self._has_open_paths = bool(self.exact or self.prefixes)
+        self.optional = flag_option(owner, "optional", optional)
+        self.realm = realm
+        self.error_handler = error_handler
+
+    def may_open(self, method: str) -> bool:
+        """Whether :meth:`is_open` could be true for ``method``: callers skip building its
+        arguments on the hot path otherwise."""
+        return self._has_open_paths or (self.allow_preflight and method == "OPTIONS")
+
+    def bearer(self, authorization: Sequence[str], client: str | None) -> str | None:
+        """The bearer token of a request to check, or ``None`` to pass it unauthenticated
+        (no ``Authorization`` header at all, in optional mode). A refusal is logged once, then
+        raised."""
+        if self.optional and not authorization:
+            return None
+        try:
+            return bearer_token(authorization)
+        except JWTGuardError as exc:
+            self.verifier.rejected(exc, None, client)
+            raise
+
+    def is_open(self, method: str, path: str, headers: Callable[[str], str | None]) -> bool:
+        """Whether this request passes without any check (open path or CORS preflight)."""
+        if self.allow_preflight and _is_preflight(method, headers):
+            return True
+        if not self._has_open_paths or "/." in path or "//" in path:
+            return False
+        if path in self.exact:
+            return True
+        return any(path == p or path.startswith(p + "/") for p in self.prefixes)
+
+    def require_sync(self) -> None:
+        """For the WSGI adapters: refuse, now, a verifier whose hooks only ``averify`` can run."""
+        if self.verifier.async_hooks:
+            raise ConfigurationError(
+                f"{self.owner}: async claims_check/is_revoked hooks need the ASGI middleware "
+                "(JWTGuard); under WSGI pass plain functions (verify() cannot await)"
+            )
+
+    def prefetch(self) -> None:
+        """Fetch the key sets now; a failure is a ``ConfigurationError`` that names the cause."""
+        try:
+            self.verifier.prefetch()
+        except KeysUnavailable as exc:
+            raise ConfigurationError(
+                f"{self.owner}: jwt_guard could not fetch signing keys: {safe(exc.detail)}"
+            ) from exc
+
+    def error_response(self, exc: JWTGuardError) -> ErrorResponse:
+        """The complete answer to a refused request, shaped by ``error_handler`` if given.
+
+        A handler that raises, or returns something no server could send (a header that is not
+        one line of latin-1 text, a body that is not bytes), gets the default answer instead
+        (logged): a refusal never becomes a 500 or a split header.
+        """
+        if self.error_handler is None:
+            return render_error(exc, self.realm)
+        try:
+            response = render_error(exc, self.realm, self.error_handler)
+            _check_response(response)
+        except Exception as problem:
+            logger.error(
+                "error_handler failed: %s: %s",
+                type(problem).__name__,
+                safe(problem),
+                exc_info=exc_info(problem),
+            )
+            return render_error(exc, self.realm)
+        return response
+
+
+def _build_verifier(owner: str, options: dict[str, Any]) -> TokenVerifier:
+    if not options:
+        raise ConfigurationError(
+            f"{owner}: pass verifier=TokenVerifier(...) or issuer=..., audience=... options"
+        )
+    issuer = options.get("issuer")
+    if "issuer" in options and not (isinstance(issuer, str) and issuer.strip()):
+        raise ConfigurationError(
+            f"{_where(owner, 'issuer')}: must be the exact 'iss' your provider puts in its "
+            f"tokens, e.g. 'https://idp.example.com/', not {issuer!r}"
+        )
+    try:
+        return TokenVerifier(**options)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{owner}: {exc}") from exc
+    except (TypeError, ValueError) as exc:  # a value TokenVerifier did not check itself
+        raise ConfigurationError(
+            f"{owner}: an option for TokenVerifier has a bad value "
+            f"({type(exc).__name__}: {exc}); see the TokenVerifier options in the README"
+        ) from exc
+
+
+def _is_preflight(method: str, headers: Callable[[str], str | None]) -> bool:
+    return (
+        method == "OPTIONS"
+        and headers("origin") is not None
+        and headers("access-control-request-method") is not None
+    )
+
+
+def _check_response(response: ErrorResponse) -> None:
+    if not isinstance(response.status, int) or not isinstance(response.body, bytes):
+        raise TypeError("status must be an int and body bytes")
+    for name, value in response.headers:
+        if not (isinstance(name, str) and isinstance(value, str)) or any(
+            ch in name or ch in value for ch in "\r\n\0"
+        ):
+            raise ValueError(f"header {name!r} is not a line of text")
+        name.encode("latin-1"), value.encode("latin-1")
+
+
 def options_from_env(
-    prefix: str, environ: Mapping[str, str] | None, overrides: dict[str, Any]
+    owner: str, prefix: str, environ: Mapping[str, str] | None, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     """Middleware keyword arguments from the environment, ``overrides`` winning.
 
     Overrides that are ``TokenVerifier`` options go to ``TokenVerifier.from_env`` (unless a
     ready ``verifier`` is given: then ``Guard`` refuses them as usual).
     """
+    check_option_names(owner, overrides)
     own = {k: v for k, v in overrides.items() if k in _MIDDLEWARE_OPTIONS}
     for_verifier = {k: v for k, v in overrides.items() if k not in _MIDDLEWARE_OPTIONS}
     options = {**middleware_options_from_env(prefix, environ), **own}
@@ -247,6 +391,139 @@ def options_from_env(
     else:
         options.update(for_verifier)
     return options
+
+
+# -- per-route checks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """What a per-route check needs of one request, whatever the framework.
+
+    ``store`` is where the middleware left the guard and the claims (the ASGI scope, the WSGI
+    environ, Django's ``request.META``); ``header`` reads one header by its lower-case name.
+    """
+
+    store: Mapping[str, Any]
+    method: str
+    path: str
+    client: str | None
+    header: Callable[[str], str | None]
+    websocket: bool = False
+
+
+class RouteAdapter(Protocol):
+    """One framework's side of ``require_scopes``: its request in, its response out.
+
+    Each adapter module (``asgi``, ``wsgi``, ``flask``, ``django``) has one; ``respond`` is the
+    one place where that adapter turns an :class:`ErrorResponse` into its framework's response.
+    """
+
+    def route_request(self, request: Any) -> RouteRequest:
+        """The framework-free view of ``request``."""
+        ...
+
+    def respond(self, request: Any, answer: ErrorResponse) -> Any:
+        """``answer`` as the framework's response to ``request``."""
+        ...
+
+
+class RouteRefusal(Exception):
+    """Carries a per-route refusal (already logged) out of a FastAPI dependency to ``JWTGuard``,
+    which sends ``response`` exactly as the middleware sends its own refusals."""
+
+    def __init__(self, response: ErrorResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def check_scopes(claims: Claims | None, scopes: Iterable[str], *, any_of: bool = False) -> Claims:
+    """Return ``claims`` if they grant ``scopes`` (all of them, or one with ``any_of``).
+
+    Raises ``MissingToken`` when there are no verified claims (an open path, optional mode)
+    and ``InsufficientScope`` when a scope is missing; its detail (for the log, never the
+    response) names the missing scopes and the token's subject.
+    """
+    wanted = tuple(scopes)
+    if claims is None:
+        raise MissingToken("this route needs a verified token")
+    granted = claims.scopes
+    ok = (not granted.isdisjoint(wanted)) if any_of else granted.issuperset(wanted)
+    if not ok and wanted:
+        missing = wanted if any_of else tuple(s for s in wanted if s not in granted)
+        raise InsufficientScope(
+            f"missing scopes: {safe(' '.join(missing))} (route needs "
+            f"{'one' if any_of else 'all'} of: {safe(' '.join(wanted))}) "
+            f"sub={_quoted(claims.subject)}",
+            scopes=wanted,
+        )
+    return claims
+
+
+_PLAIN = re.compile(r"[\w.:@+\-/]{1,128}\Z", re.ASCII).match
+
+
+def _quoted(value: str | None) -> str:
+    """A log field from outside: as it is when plain, else escaped and quoted."""
+    if value is None:
+        return "-"
+    if _PLAIN(value):
+        return value
+    return '"' + safe(value).replace('"', '\\"') + '"'
+
+
+def check_route(
+    request: RouteRequest, scopes: tuple[str, ...], any_of: bool
+) -> ErrorResponse | None:
+    """The per-route scope check of every adapter: ``None`` to run the view, else the answer.
+
+    A CORS preflight the guard let through gets :data:`PREFLIGHT_OK` (the view never runs);
+    a refusal is logged once (see :func:`refuse`).
+    """
+    store = request.store
+    guard = store.get(GUARD_KEY)
+    if (
+        isinstance(guard, Guard)
+        and guard.allow_preflight
+        and _is_preflight(request.method, request.header)
+    ):
+        return PREFLIGHT_OK
+    try:
+        check_scopes(store.get(CLAIMS_KEY), scopes, any_of=any_of)
+    except JWTGuardError as exc:
+        return refuse(request, exc)
+    return None
+
+
+def refuse(request: RouteRequest, exc: JWTGuardError) -> ErrorResponse:
+    """Log a per-route refusal exactly once, tell the observer, and return the answer.
+
+    The log line is the verifier's ``rejected ...`` line, with the client, the fingerprint of
+    the request's token and the detail of ``exc``. Without a guard in front there is no verifier
+    to tell: the misconfiguration is logged (WARNING) and the plain RFC 6750 answer returned.
+    """
+    guard = request.store.get(GUARD_KEY)
+    if not isinstance(guard, Guard):
+        logger.warning(
+            "no JWTGuard in front of %s %s: add the middleware (refused: %s)",
+            safe(request.method),
+            safe(request.path),
+            exc.code,
+        )
+        return render_error(exc)
+    guard.verifier.rejected(exc, _token(request), request.client)
+    return guard.error_response(exc)
+
+
+def _token(request: RouteRequest) -> str | None:
+    """The request's bearer token, for the log's fingerprint (never logged itself)."""
+    value = request.header("authorization")
+    if value is None:
+        return None
+    try:
+        return bearer_token([value])
+    except JWTGuardError:
+        return None
 
 
 def challenge(exc: JWTGuardError, realm: str = "api") -> str:

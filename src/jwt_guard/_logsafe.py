@@ -10,8 +10,9 @@ can forge a line, colour a terminal or hide what follows it. Long values are cut
 from __future__ import annotations
 
 import re
+from types import TracebackType
 
-__all__ = ["safe"]
+__all__ = ["exc_info", "safe"]
 
 _LIMIT = 200
 # C0 controls, DEL, C1 controls, the Unicode line/paragraph separators, bidi overrides and
@@ -41,3 +42,44 @@ def safe(value: object, limit: int = _LIMIT) -> str:
     if len(text) > limit:
         text = text[:limit] + "..."
     return _UNSAFE.sub(_escape, text)
+
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+_STAND_INS: dict[type[BaseException], type[Exception]] = {}
+
+
+def _stand_in(kind: type[BaseException]) -> type[Exception]:
+    """An exception class printed like ``kind`` (same name and module) in a traceback."""
+    found = _STAND_INS.get(kind)
+    if found is None:
+        found = type(kind.__name__, (Exception,), {"__module__": kind.__module__})
+        if len(_STAND_INS) < 256:  # a few kinds ever reach a log; never grow without bound
+            _STAND_INS[kind] = found
+    return found
+
+
+def exc_info(exc: BaseException) -> ExcInfo:
+    """``exc`` for ``logger.error(..., exc_info=exc_info(exc))``: its frames, its text escaped.
+
+    A logged traceback ends with the exception's text, which can hold outside bytes (a user's
+    ``error_handler`` or observer raising with a request's value in its message). The frames stay
+    as they are; the text of the exception and of its causes goes through :func:`safe`.
+    """
+    top = below = _escaped(exc)
+    current = _cause(exc)
+    for _ in range(8):  # a cause chain is short; a cycle or a long one is cut
+        if current is None:
+            break
+        below.__cause__ = _escaped(current)
+        below, current = below.__cause__, _cause(current)
+    return type(top), top, top.__traceback__
+
+
+def _escaped(exc: BaseException) -> BaseException:
+    return _stand_in(type(exc))(safe(exc, 1000)).with_traceback(exc.__traceback__)
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    return exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)

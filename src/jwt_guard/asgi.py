@@ -2,7 +2,9 @@
 
 It translates only: the bearer token out of the scope's headers, the verdict of
 :class:`~jwt_guard.verifier.TokenVerifier` back into the scope or into an RFC 6750 answer.
-Everything else lives in :mod:`jwt_guard._http`, shared with the WSGI middleware.
+Everything else lives in :mod:`jwt_guard._http`, shared with the WSGI middleware. This module is
+also the Starlette side of ``require_scopes`` (:data:`ROUTE_ADAPTER`); :func:`_to_response` is
+the one place an ``ErrorResponse`` becomes an ASGI answer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
 
 from ._http import (
     CLAIMS_KEY,
@@ -19,8 +23,13 @@ from ._http import (
     ErrorHandler,
     ErrorResponse,
     Guard,
+    RouteRefusal,
+    RouteRequest,
+    check_option_names,
+    flag_option,
     options_from_env,
 )
+from ._logsafe import exc_info, safe
 from .claims import Claims
 from .errors import InvalidToken, JWTGuardError
 from .verifier import TokenVerifier
@@ -59,6 +68,9 @@ class JWTUser(BaseUser):
         # One JWTUser serves every request carrying the same token: it must not carry state.
         raise AttributeError(f"JWTUser is read-only (cannot set {name!r})")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"JWTUser is read-only (cannot delete {name!r})")
+
     def __repr__(self) -> str:
         return f"JWTUser({self.identity!r})"
 
@@ -76,10 +88,29 @@ class JWTUser(BaseUser):
 
 
 class _Credentials(AuthCredentials):
-    """``request.auth`` for a verified token: the scopes as an immutable, sorted tuple."""
+    """``request.auth`` for a verified token: the scopes as an immutable, sorted tuple.
+
+    Shared by every request carrying the same token, so it is read-only: a view that assigns
+    ``request.auth.scopes`` gets an ``AttributeError`` instead of granting later requests more.
+    """
 
     def __init__(self, scopes: frozenset[str]) -> None:
-        self.scopes = tuple(sorted(scopes))  # type: ignore[assignment]
+        object.__setattr__(self, "scopes", tuple(sorted(scopes)))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"request.auth is read-only (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"request.auth is read-only (cannot delete {name!r})")
+
+
+def _starlette_auth(claims: Claims) -> tuple[JWTUser, _Credentials]:
+    """``request.user`` and ``request.auth`` for verified claims: built once per token (kept in
+    the claims' per-token memo, the only use of it here), immutable, shared."""
+    memo = claims._memo
+    if memo is None:
+        memo = claims._memo = (JWTUser(claims), _Credentials(claims.scopes))
+    return memo  # type: ignore[no-any-return]
 
 
 class JWTGuard:
@@ -140,8 +171,9 @@ class JWTGuard:
         **verifier_options: Any,
     ) -> None:
         self.app = app
-        self.prefetch = prefetch
+        check_option_names("JWTGuard", verifier_options)  # before Guard(owner=...) sees them
         self.guard = Guard(
+            owner="JWTGuard",
             verifier=verifier,
             exclude_paths=exclude_paths,
             exclude_prefixes=exclude_prefixes,
@@ -151,6 +183,7 @@ class JWTGuard:
             error_handler=error_handler,
             **verifier_options,
         )
+        self.prefetch = flag_option("JWTGuard", "prefetch", prefetch)
         self.verifier = self.guard.verifier
         self._cached = self.verifier.cached
 
@@ -203,11 +236,11 @@ class JWTGuard:
             scope["auth"] = AuthCredentials()
         else:
             scope[CLAIMS_KEY] = claims
-            memo = claims._memo  # derived once per verified token, immutable, shared
-            if memo is None:
-                memo = claims._memo = (JWTUser(claims), _Credentials(claims.scopes))
-            scope["user"], scope["auth"] = memo
-        await self.app(scope, receive, send)
+            scope["user"], scope["auth"] = _starlette_auth(claims)
+        try:
+            await self.app(scope, receive, send)
+        except RouteRefusal as refusal:  # a FastAPI dependency refused (and logged) the request
+            await _to_response(refusal.response)(scope, receive, send)
 
     @classmethod
     def from_env(
@@ -223,7 +256,7 @@ class JWTGuard:
         Example: ``app = JWTGuard.from_env(app)``; with ``add_middleware`` pass
         ``verifier=TokenVerifier.from_env()`` instead.
         """
-        return cls(app, **options_from_env(prefix, environ, overrides))
+        return cls(app, **options_from_env("JWTGuard.from_env", prefix, environ, overrides))
 
     def _prefetching(self, send: Send) -> Send:
         """Fetch the key sets before the server is told start-up is complete.
@@ -242,7 +275,7 @@ class JWTGuard:
                     await self.verifier.aprefetch()
                 except JWTGuardError as exc:
                     failed = True
-                    text = f"jwt_guard: could not fetch signing keys: {exc.detail}"
+                    text = f"jwt_guard: could not fetch signing keys: {safe(exc.detail)}"
                     await send({"type": "lifespan.startup.failed", "message": text})
                     raise RuntimeError(text) from exc
             await send(message)
@@ -259,33 +292,62 @@ class JWTGuard:
         except JWTGuardError:
             raise
         except Exception as exc:  # a duck-typed verifier; never let it become a 500
-            logger.error("verifier raised %s", type(exc).__name__, exc_info=exc)
+            logger.error(
+                "verifier raised %s: %s", type(exc).__name__, safe(exc), exc_info=exc_info(exc)
+            )
             raise InvalidToken(f"token could not be verified ({type(exc).__name__})") from exc
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: JWTGuardError) -> None:
-        prefix = "http.response"
         if scope["type"] == "websocket":
             if (await receive())["type"] != "websocket.connect":
                 return  # the client left before the handshake
             if _WS_DENIAL not in (scope.get("extensions") or {}):
                 await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": ""})
                 return
-            prefix = _WS_DENIAL
-        status, headers, body = _raw(self.guard.error_response(exc))
-        await send({"type": prefix + ".start", "status": status, "headers": headers})
-        await send({"type": prefix + ".body", "body": body, "more_body": False})
+        # Starlette's Response sends "websocket.http.response.*" for a websocket scope
+        await _to_response(self.guard.error_response(exc))(scope, receive, send)
 
 
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-def _raw(response: ErrorResponse) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """An answer ``Guard.error_response`` has checked, as ASGI values."""
+def _to_response(answer: ErrorResponse) -> Response:
+    """``answer`` as a Starlette ``Response`` (itself an ASGI app): the one place this adapter
+    converts a refusal, for the middleware, ``require_scopes`` views and FastAPI dependencies.
+
+    The headers are sent exactly as given (repeated names kept), with a correct Content-Length.
+    """
+    response = Response(answer.body, int(answer.status))
     headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in response.headers
+        for name, value in answer.headers
         if name.lower() != "content-length"
     ]
-    headers.append((b"content-length", str(len(response.body)).encode("latin-1")))
-    return int(response.status), headers, bytes(response.body)
+    headers.append((b"content-length", str(len(answer.body)).encode("latin-1")))
+    response.raw_headers = headers
+    return response
+
+
+class _StarletteRoutes:
+    """The Starlette side of ``require_scopes``: a ``Request`` or ``WebSocket`` in, a
+    ``Response`` out."""
+
+    def route_request(self, request: HTTPConnection) -> RouteRequest:
+        scope = request.scope
+        client = scope.get("client")
+        return RouteRequest(
+            store=scope,
+            method=scope.get("method", "GET"),
+            path=scope.get("path", ""),
+            client=client[0] if client else None,
+            header=request.headers.get,
+            websocket=scope["type"] == "websocket",
+        )
+
+    def respond(self, request: HTTPConnection, answer: ErrorResponse) -> Response:
+        return _to_response(answer)
+
+
+ROUTE_ADAPTER = _StarletteRoutes()
+"""How ``jwt_guard.require_scopes`` reads a Starlette request and answers it."""

@@ -1,128 +1,130 @@
 """``require_scopes``: one per-route scope check for Starlette, Flask, Django and Werkzeug views.
 
-The decorator finds the request among the view's arguments (a Starlette ``Request`` or
-``WebSocket``, a Django ``HttpRequest``, a Werkzeug ``Request``) or, failing that, Flask's request
-context, reads the claims the middleware put there, and answers 401 (no verified claims) or 403
-(``insufficient_scope``) in that framework's own response type. Frameworks are imported only
-when a request of theirs is seen.
+The decorator finds the request among the view's arguments, reads the claims the middleware put
+there, and answers 401 (no verified claims) or 403 (``insufficient_scope``) in that framework's
+own response type. Which framework a request belongs to is decided by an explicit table
+(:data:`_FRAMEWORKS`): the request classes each adapter module handles, checked with
+``isinstance`` and only once that framework is imported; the check itself and its answer are
+:func:`jwt_guard._http.check_route`, and each adapter module converts the answer in one place.
+
+FastAPI routes take the dependency :func:`jwt_guard.fastapi.require_scopes` instead: this
+decorator on a FastAPI route fails when the route is defined, with a ``ConfigurationError``
+saying so.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ._http import CLAIMS_KEY, GUARD_KEY, ErrorResponse, Guard, render_error
-from .claims import Claims
-from .errors import ConfigurationError, InsufficientScope, JWTGuardError, MissingToken
+from ._http import RouteAdapter, check_route, check_scopes, scope_names
+from .errors import ConfigurationError
 
-__all__ = ["check_scopes", "record_refusal", "require_scopes"]
+__all__ = ["check_scopes", "require_scopes"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def check_scopes(claims: Claims | None, scopes: Iterable[str], *, any_of: bool = False) -> Claims:
-    """Return ``claims`` if they grant ``scopes`` (all of them, or one with ``any_of``).
+@dataclass(frozen=True)
+class _Framework:
+    """One row of the table: requests of ``module.cls`` are handled by ``adapter``'s
+    ``ROUTE_ADAPTER``."""
 
-    Raises ``MissingToken`` when there are no verified claims (an open path, optional mode)
-    and ``InsufficientScope`` when a scope is missing.
-    """
-    wanted = tuple(scopes)
-    if claims is None:
-        raise MissingToken("this route needs a verified token")
-    granted = claims.scopes
-    ok = (not granted.isdisjoint(wanted)) if any_of else granted.issuperset(wanted)
-    if not ok and wanted:
-        raise InsufficientScope("token lacks a required scope", scopes=wanted)
-    return claims
+    module: str
+    cls: str
+    adapter: str
 
+    def request_class(self) -> type | None:
+        """The request class, if its framework is imported (else no request of it exists)."""
+        module = sys.modules.get(self.module)
+        found = getattr(module, self.cls, None) if module is not None else None
+        return found if isinstance(found, type) else None
 
-def record_refusal(store: Any, exc: JWTGuardError) -> None:
-    """Log a per-route refusal once and tell the observer, through the request's guard."""
-    guard = store.get(GUARD_KEY)
-    if isinstance(guard, Guard):
-        guard.verifier.rejected(exc)
+    def route_adapter(self) -> RouteAdapter:
+        adapter: RouteAdapter = importlib.import_module(self.adapter).ROUTE_ADAPTER
+        return adapter
 
 
-class _Found:
-    __slots__ = ("framework", "request", "store")
+_FRAMEWORKS = (
+    _Framework("starlette.requests", "HTTPConnection", "jwt_guard.asgi"),
+    _Framework("django.http.request", "HttpRequest", "jwt_guard.django"),
+    _Framework("werkzeug.wrappers.request", "Request", "jwt_guard.wsgi"),
+)
+"""Where ``require_scopes`` looks for the request, in order: a view argument that is one of
+these classes. Failing that, Flask's request context (``jwt_guard.flask``)."""
 
-    def __init__(self, framework: str, request: Any, store: Any) -> None:
-        self.framework, self.request, self.store = framework, request, store
 
-
-def _find(args: tuple[Any, ...]) -> _Found:
-    from starlette.requests import HTTPConnection  # starlette is a runtime dependency
-
-    for arg in args:
-        if isinstance(arg, HTTPConnection):
-            return _Found("starlette", arg, arg.scope)
-        if hasattr(arg, "META") and hasattr(arg, "method"):
-            return _Found("django", arg, arg.META)
-        if hasattr(arg, "environ") and hasattr(arg, "method"):
-            return _Found("werkzeug", arg, arg.environ)
+def _find(args: tuple[Any, ...]) -> tuple[RouteAdapter, Any]:
+    """The adapter and the request of one call of a decorated view."""
+    for framework in _FRAMEWORKS:
+        cls = framework.request_class()
+        if cls is None:
+            continue
+        for arg in args:
+            if isinstance(arg, cls):
+                return framework.route_adapter(), arg
     flask = sys.modules.get("flask")
     if flask is not None and flask.has_request_context():
-        return _Found("flask", flask.request, flask.request.environ)
-    raise TypeError(
-        "require_scopes could not find the request: decorate a Starlette endpoint, a Flask "
-        "view, a Django view (method_decorator for class-based views) or a Werkzeug view"
+        from .flask import ROUTE_ADAPTER
+
+        return ROUTE_ADAPTER, flask.request
+    raise ConfigurationError(
+        "require_scopes found no request: decorate a Starlette endpoint, a Flask view, a Django "
+        "view (method_decorator for class-based views) or a Werkzeug view; on a FastAPI route "
+        "use dependencies=[jwt_guard.fastapi.require_scopes(...)]"
     )
 
 
-_PREFLIGHT_OK = ErrorResponse(204)
-"""The answer to a CORS preflight that reaches a decorated view: empty, for the CORS layer
-(django-cors-headers, flask-cors...) to add its headers to. The view itself never runs: anyone can
-send ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``, with no token at all."""
+class _NotAFastAPIDependency:
+    """The annotation of a parameter added to the signature of every decorated view.
 
+    Starlette, Flask, Django and Werkzeug never look at a view's signature; FastAPI reads it when
+    a route is defined and builds a validator for each parameter, which lands here and raises:
+    ``jwt_guard.require_scopes`` on a FastAPI route fails at definition, not at the first request
+    (where it could only answer 500).
+    """
 
-def _is_preflight(found: _Found) -> bool:
-    """A CORS preflight, which the guard lets through unauthenticated when so configured."""
-    request = found.request
-    if request.method != "OPTIONS":
-        return False
-    if found.framework == "django":
-        meta = request.META
-        return "HTTP_ORIGIN" in meta and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in meta
-    headers = request.headers
-    return "origin" in headers and "access-control-request-method" in headers
-
-
-def _render(found: _Found, exc: JWTGuardError) -> Any:
-    guard = found.store.get(GUARD_KEY)
-    response: ErrorResponse = (
-        guard.error_response(exc) if isinstance(guard, Guard) else render_error(exc)
-    )
-    return _respond(found, response)
-
-
-def _respond(found: _Found, response: ErrorResponse) -> Any:
-    headers = dict(response.headers)
-    if found.framework == "starlette":
-        from starlette.responses import Response
-
-        return Response(response.body, response.status, headers=headers)
-    if found.framework == "django":
-        from django.http import HttpResponse
-
-        return HttpResponse(response.body, status=response.status, headers=headers)
-    from werkzeug.wrappers import Response as WerkzeugResponse
-
-    if found.framework == "flask":
-        return sys.modules["flask"].current_app.response_class(
-            response.body, response.status, headers
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        raise ConfigurationError(
+            "jwt_guard.require_scopes cannot guard a FastAPI route (FastAPI passes no request "
+            "to it): use the dependency instead, "
+            '@app.get("/items", dependencies=[jwt_guard.fastapi.require_scopes("read:items")])'
         )
-    return WerkzeugResponse(response.body, response.status, headers)
+
+
+def _fastapi_refusing_signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    """``func``'s signature plus a keyword-only parameter FastAPI cannot accept."""
+    if not inspect.isfunction(func):
+        return None  # a partial (method_decorator) or other callable: never a FastAPI route
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    params = list(signature.parameters.values())
+    marker = inspect.Parameter(
+        "_jwt_guard_require_scopes",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=_NotAFastAPIDependency,
+    )
+    at = len(params) - (bool(params) and params[-1].kind is inspect.Parameter.VAR_KEYWORD)
+    params.insert(at, marker)
+    return signature.replace(parameters=params)
 
 
 def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[F], F]:
     """Decorate a view so it runs only when the verified token grants ``scopes``.
 
     All listed scopes are required; with ``any_of=True`` one of them is enough. A request
-    without verified claims gets 401, one lacking a scope gets 403 ``insufficient_scope``.
+    without verified claims gets 401, one lacking a scope gets 403 ``insufficient_scope``; each
+    refusal is logged once (client, subject, token fingerprint, missing scopes) and reported to
+    the verifier's observer. A CORS preflight the guard let through gets an empty 204.
 
     Example::
 
@@ -135,53 +137,43 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[F], F]:
 
         @method_decorator(require_scopes("read:items"), name="dispatch")
         class ItemsView(View): ...                   # Django
-    """
-    for scope in scopes:
-        if not isinstance(scope, str) or not scope or any(c.isspace() for c in scope):
-            raise ConfigurationError(f"scope {scope!r} must be a non-empty string without spaces")
 
-    def refusal(args: tuple[Any, ...]) -> tuple[_Found, JWTGuardError | None, bool]:
-        """``(found, error, preflight)``: the view runs only when both are false."""
-        found = _find(args)
-        guard = found.store.get(GUARD_KEY)
-        if isinstance(guard, Guard) and guard.allow_preflight and _is_preflight(found):
-            return found, None, True
-        try:
-            check_scopes(found.store.get(CLAIMS_KEY), scopes, any_of=any_of)
-        except JWTGuardError as exc:
-            record_refusal(found.store, exc)
-            return found, exc, False
-        return found, None, False
+    On FastAPI use ``dependencies=[jwt_guard.fastapi.require_scopes(...)]``; this decorator on a
+    FastAPI route raises ``ConfigurationError`` when the route is defined.
+    """
+    wanted = scope_names("require_scopes", scopes)
 
     def decorator(func: F) -> F:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                found, exc, preflight = refusal(args)
-                if preflight:
-                    return _respond(found, _PREFLIGHT_OK)
-                if exc is None:
+                adapter, request = _find(args)
+                route = adapter.route_request(request)
+                answer = check_route(route, wanted, any_of)
+                if answer is None:
                     return await func(*args, **kwargs)
-                if found.framework == "starlette" and found.request.scope["type"] == "websocket":
-                    await found.request.close(code=1008)
+                if route.websocket:
+                    await request.close(code=1008)
                     return None
-                return _render(found, exc)
+                return adapter.respond(request, answer)
 
             wrapper: Any = async_wrapper
         else:
 
             @functools.wraps(func)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                found, exc, preflight = refusal(args)
-                if preflight:
-                    return _respond(found, _PREFLIGHT_OK)
-                if exc is None:
+                adapter, request = _find(args)
+                answer = check_route(adapter.route_request(request), wanted, any_of)
+                if answer is None:
                     return func(*args, **kwargs)
-                return _render(found, exc)
+                return adapter.respond(request, answer)
 
             wrapper = sync_wrapper
-        wrapper.required_scopes = scopes
+        signature = _fastapi_refusing_signature(func)
+        if signature is not None:
+            wrapper.__signature__ = signature
+        wrapper.required_scopes = wanted
         return wrapper  # type: ignore[no-any-return]
 
     return decorator

@@ -29,7 +29,10 @@ Then, in views::
     def me(request):
         claims = get_claims(request)       # Claims, or None on an excluded path
 
-This module imports Django; ``import jwt_guard`` does not.
+A refusal is logged once by jwt_guard (``rejected ...``, INFO); Django's own ``django.request``
+WARNING for that 4xx is not repeated (the response is marked as logged). The claims are shared by
+every request carrying the same token and are read-only. This module imports Django;
+``import jwt_guard`` does not.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
-from ._http import CLAIMS_KEY, ErrorResponse, Guard
+from ._http import CLAIMS_KEY, ErrorResponse, Guard, RouteRequest, flag_option
 from .claims import Claims
 from .errors import ConfigurationError
 from .wsgi import guard_environ
+
+_OWNER = "settings.JWT_GUARD"
 
 __all__ = ["JWTGuardMiddleware", "get_claims", "guard_from_settings", "to_response"]
 
@@ -65,7 +70,8 @@ def guard_from_settings(options: Any = None) -> Guard:
 
     ``error_handler`` may be a callable or a dotted path to one; ``"prefetch": True`` fetches the
     key sets when Django loads its middleware, so a wrong JWKS URL fails the boot. Raises
-    ``ImproperlyConfigured`` with the reason when the options are missing or invalid.
+    ``ImproperlyConfigured`` naming the setting when the options are missing or invalid (a
+    misspelt key gets a "did you mean").
     """
     if options is None:
         options = getattr(settings, "JWT_GUARD", None)
@@ -75,26 +81,66 @@ def guard_from_settings(options: Any = None) -> Guard:
             "'jwks_url': ..., 'exclude_paths': [...]}"
         )
     kwargs = dict(options)
-    prefetch = bool(kwargs.pop("prefetch", False))
-    handler = kwargs.get("error_handler")
-    if isinstance(handler, str):
-        kwargs["error_handler"] = import_string(handler)
     try:
-        guard = Guard(**kwargs)
+        prefetch = flag_option(_OWNER, "prefetch", kwargs.pop("prefetch", False))
+        handler = kwargs.get("error_handler")
+        if isinstance(handler, str):
+            try:
+                kwargs["error_handler"] = import_string(handler)
+            except ImportError as exc:
+                raise ConfigurationError(
+                    f"{_OWNER}['error_handler']: cannot import {handler!r} ({exc})"
+                ) from exc
+        guard = Guard(owner=_OWNER, **kwargs)
         guard.require_sync()
         if prefetch:
             guard.prefetch()
-    except (ConfigurationError, TypeError) as exc:
-        raise ImproperlyConfigured(f"settings.JWT_GUARD: {exc}") from exc
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
     return guard
 
 
 def to_response(answer: ErrorResponse) -> HttpResponse:
-    """A Django ``HttpResponse`` carrying ``answer``."""
+    """A Django ``HttpResponse`` carrying ``answer``: the one place this adapter converts a
+    refusal, for the middleware and for ``require_scopes`` views.
+
+    A refusal (4xx/5xx) was already logged by jwt_guard, so it is marked as logged: Django's
+    ``django.request`` logger does not repeat it as a WARNING (``django.utils.log.log_response``
+    skips responses with ``_has_been_logged``).
+    """
     response = HttpResponse(answer.body, status=answer.status)
+    for name in list(response.headers):
+        del response.headers[name]
     for name, value in answer.headers:
         response[name] = value
+    if answer.status >= 400:
+        response._has_been_logged = True
     return response
+
+
+class _DjangoRoutes:
+    """The Django side of ``require_scopes``: an ``HttpRequest`` in, an ``HttpResponse`` out."""
+
+    def route_request(self, request: HttpRequest) -> RouteRequest:
+        meta = request.META
+        return RouteRequest(
+            store=meta,
+            method=request.method or "GET",
+            path=request.path,
+            client=_text(meta.get("REMOTE_ADDR")),
+            header=request.headers.get,
+        )
+
+    def respond(self, request: HttpRequest, answer: ErrorResponse) -> HttpResponse:
+        return to_response(answer)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+ROUTE_ADAPTER = _DjangoRoutes()
+"""How ``jwt_guard.require_scopes`` reads a Django request and answers it."""
 
 
 class JWTGuardMiddleware:

@@ -26,6 +26,10 @@ Example with ``prometheus_client``::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import ParamSpec
+
+from ._logsafe import exc_info, safe
 
 __all__ = ["GuardObserver", "emit"]
 
@@ -57,9 +61,27 @@ class GuardObserver:
         """A token named a kid the key set does not hold."""
 
 
-def emit(observer: GuardObserver, event: str, *args: object) -> None:
-    """Call ``observer.<event>(*args)``; log and swallow anything it raises."""
+P = ParamSpec("P")
+
+
+def emit(hook: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
+    """Call one observer method, ``emit(observer.rejected, code, issuer)``; log and swallow
+    anything it raises.
+
+    ``hook`` is the bound method itself, so mypy checks the arguments against
+    :class:`GuardObserver`'s signature (a misspelt event is an attribute error, not a silent
+    no-op).
+    """
+    if isinstance(hook, GuardObserver):  # the old emit(observer, "name", ...) form
+        raise TypeError("emit() takes a bound observer method: emit(observer.rejected, ...)")
     try:
-        getattr(observer, event)(*args)
-    except Exception:
-        logger.exception("observer %s.%s raised; ignored", type(observer).__name__, event)
+        hook(*args, **kwargs)
+    except Exception as exc:
+        owner = getattr(hook, "__self__", hook)
+        logger.error(
+            "observer %s.%s raised; ignored: %s",
+            type(owner).__name__,
+            getattr(hook, "__name__", "?"),
+            safe(exc),
+            exc_info=exc_info(exc),
+        )

@@ -2,32 +2,41 @@
 
 :class:`~jwt_guard.asgi.JWTGuard` verifies the token; the dependency here reads the claims it
 left in the scope, enforces the route's scopes, and declares the HTTP bearer scheme so ``/docs``
-shows the Authorize button and each operation lists the scopes it needs. This is the only module
-of jwt_guard that imports FastAPI.
+shows the Authorize button and each operation lists the scopes it needs. A refusal is the very
+answer the middleware gives (same body, same headers, through the same ``error_handler``): the
+dependency hands it to ``JWTGuard``, which sends it. This is the only module of jwt_guard that
+imports FastAPI.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import HTTPException, Security, WebSocketException, params
+from fastapi import FastAPI, HTTPException, Security, WebSocketException, params
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
-from ._http import CLAIMS_KEY, GUARD_KEY, ErrorResponse, Guard, render_error
+from ._http import (
+    CLAIMS_KEY,
+    GUARD_KEY,
+    ErrorResponse,
+    RouteRefusal,
+    check_scopes,
+    refuse,
+    scope_names,
+)
+from .asgi import ROUTE_ADAPTER
 from .claims import Claims
-from .decorators import check_scopes, record_refusal
-from .errors import ConfigurationError, JWTGuardError
+from .errors import JWTGuardError
 
-__all__ = ["JWTBearer", "jwt_claims", "require_scopes"]
-
-logger = logging.getLogger("jwt_guard.fastapi")
+__all__ = ["JWTBearer", "docs_paths", "document_refusals", "jwt_claims", "require_scopes"]
 
 _SKIPPED_HEADERS = frozenset({"content-type", "content-length"})
+_SCHEMES: set[str] = set()  # the scheme names of every JWTBearer, for document_refusals
 
 
 class JWTBearer(SecurityBase):
@@ -36,8 +45,9 @@ class JWTBearer(SecurityBase):
     It reads the claims :class:`~jwt_guard.asgi.JWTGuard` verified (it does not verify tokens
     itself), checks the scopes FastAPI collects from ``Security(..., scopes=[...])`` and
     answers like the middleware: 401 without verified claims (an open path, optional mode),
-    403 ``insufficient_scope`` with ``scope="..."`` in ``WWW-Authenticate`` when one is missing.
-    Use the ready-made :data:`jwt_claims` instance unless you need another scheme name.
+    403 ``insufficient_scope`` with ``scope="..."`` in ``WWW-Authenticate`` when one is missing,
+    with the middleware's body and ``error_handler``. Use the ready-made :data:`jwt_claims`
+    instance unless you need another scheme name.
 
     Args:
         scheme_name: the name in ``components.securitySchemes`` (default ``"JWTBearer"``).
@@ -48,8 +58,7 @@ class JWTBearer(SecurityBase):
     Example::
 
         app = FastAPI()
-        app.add_middleware(JWTGuard, issuer=..., audience=..., jwks_url=...,
-                           exclude_paths=["/docs", "/docs/oauth2-redirect", "/openapi.json"])
+        app.add_middleware(JWTGuard, issuer=..., audience=..., jwks_url=...)
 
         @app.get("/items")
         async def items(claims: Annotated[Claims, Security(jwt_claims, scopes=["read:items"])]):
@@ -69,36 +78,31 @@ class JWTBearer(SecurityBase):
         self.model = HTTPBearerModel(bearerFormat=bearer_format, description=description)
         self.scheme_name = scheme_name
         self.any_of = any_of
+        _SCHEMES.add(scheme_name)
 
     async def __call__(self, connection: HTTPConnection, security_scopes: SecurityScopes) -> Claims:
         scope = connection.scope
-        if GUARD_KEY not in scope:
-            logger.warning("no JWTGuard in front of %s: add the middleware", scope.get("path"))
         try:
             return check_scopes(scope.get(CLAIMS_KEY), security_scopes.scopes, any_of=self.any_of)
         except JWTGuardError as exc:
-            record_refusal(scope, exc)
+            answer = refuse(ROUTE_ADAPTER.route_request(connection), exc)  # logged once
             if scope["type"] == "websocket":
                 raise WebSocketException(code=1008) from None
-            raise _http_exception(scope.get(GUARD_KEY), exc) from None
+            if GUARD_KEY in scope:
+                raise RouteRefusal(answer) from None  # JWTGuard sends it, as its own refusals
+            raise _http_exception(answer) from None
 
 
-def _http_exception(guard: Any, exc: JWTGuardError) -> HTTPException:
-    response: ErrorResponse
-    if isinstance(guard, Guard):
-        try:
-            response = guard.error_response(exc)
-        except Exception as problem:  # a broken error_handler: the plain RFC 6750 answer
-            logger.error("error_handler failed: %s", type(problem).__name__, exc_info=problem)
-            response = render_error(exc, guard.realm)
-    else:
-        response = render_error(exc)
+def _http_exception(answer: ErrorResponse) -> HTTPException:
+    """Without ``JWTGuard`` in front (a misconfiguration, logged) nothing can send the answer
+    as it is: FastAPI's own ``HTTPException`` carries it (its body then wraps it in
+    ``detail``). Still a 401, never a 500."""
     try:
-        detail: Any = json.loads(response.body)
+        detail: Any = json.loads(answer.body)
     except ValueError:
-        detail = response.body.decode("utf-8", "replace")
-    headers = {k: v for k, v in response.headers if k.lower() not in _SKIPPED_HEADERS}
-    return HTTPException(response.status, detail=detail, headers=headers)
+        detail = answer.body.decode("utf-8", "replace")
+    headers = {k: v for k, v in answer.headers if k.lower() not in _SKIPPED_HEADERS}
+    return HTTPException(answer.status, detail=detail, headers=headers)
 
 
 jwt_claims = JWTBearer()
@@ -118,10 +122,89 @@ def require_scopes(*scopes: str, any_of: bool = False) -> params.Security:
         @app.delete("/items/{item_id}", dependencies=[require_scopes("write:items")])
         async def delete_item(item_id: int): ...
     """
-    for scope in scopes:
-        if not isinstance(scope, str) or not scope or any(c.isspace() for c in scope):
-            raise ConfigurationError(f"scope {scope!r} must be a non-empty string without spaces")
+    wanted = scope_names("jwt_guard.fastapi.require_scopes", scopes)
     dependency: params.Security = Security(
-        _any_of_claims if any_of else jwt_claims, scopes=list(scopes)
+        _any_of_claims if any_of else jwt_claims, scopes=list(wanted)
     )
     return dependency
+
+
+def docs_paths(app: FastAPI) -> list[str]:
+    """The paths FastAPI serves its API description on, as configured on ``app``.
+
+    ``/openapi.json``, ``/docs``, ``/docs/oauth2-redirect`` and ``/redoc`` by default (whichever
+    of them the app serves). They are guarded like any path unless you open them, all together:
+    ``exclude_paths=["/health", *docs_paths(app)]``. Leave them guarded to keep the description
+    of your API private.
+    """
+    if not app.openapi_url:
+        return []
+    paths = [app.openapi_url]
+    if app.docs_url:
+        paths.append(app.docs_url)
+        if app.swagger_ui_oauth2_redirect_url:
+            paths.append(app.swagger_ui_oauth2_redirect_url)
+    if app.redoc_url:
+        paths.append(app.redoc_url)
+    return paths
+
+
+_ERROR_BODY = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    "required": ["error", "error_description"],
+}
+
+
+def _refusal(description: str, challenge: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"WWW-Authenticate": {"description": challenge, "schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": _ERROR_BODY}},
+    }
+
+
+_UNAUTHORIZED = _refusal(
+    "No valid bearer token (missing, malformed, expired, or not trusted)",
+    'RFC 6750 challenge, e.g. Bearer realm="api", error="invalid_token"',
+)
+_FORBIDDEN = _refusal(
+    "The token lacks a scope this operation needs",
+    'Bearer realm="api", error="insufficient_scope", scope="..."',
+)
+
+
+def document_refusals(app: FastAPI) -> None:
+    """List the 401 (and, where scopes are required, 403) answers in ``app``'s OpenAPI.
+
+    Every operation secured by a :class:`JWTBearer` dependency gets them, with the default
+    body ``{"error": ..., "error_description": ...}`` and the ``WWW-Authenticate`` header (a
+    custom ``error_handler`` may answer otherwise). Call it once, before or after the routes are
+    defined: it wraps ``app.openapi``, the documented way to extend FastAPI's schema.
+    """
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict):
+                    _document(operation)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document(operation: dict[str, Any]) -> None:
+    ours = [
+        scopes
+        for requirement in operation.get("security", ())
+        for name, scopes in requirement.items()
+        if name in _SCHEMES
+    ]
+    if not ours:
+        return
+    responses = operation.setdefault("responses", {})
+    responses.setdefault("401", _UNAUTHORIZED)
+    if any(ours):
+        responses.setdefault("403", _FORBIDDEN)

@@ -2,8 +2,7 @@
 
 Protect the app with :class:`~jwt_guard.wsgi.JWTGuardWSGI`, then read the claims in views::
 
-    from jwt_guard import JWTGuardWSGI
-    from jwt_guard.decorators import require_scopes
+    from jwt_guard import JWTGuardWSGI, require_scopes
     from jwt_guard.flask import current_claims, require_claims
 
     app.wsgi_app = JWTGuardWSGI(app.wsgi_app, issuer=..., audience=..., jwks_url=...)
@@ -17,7 +16,8 @@ Protect the app with :class:`~jwt_guard.wsgi.JWTGuardWSGI`, then read the claims
     @require_scopes("read:items")          # 403 insufficient_scope without the scope
     def items(): ...
 
-This module imports Flask; ``import jwt_guard`` does not.
+The claims are shared by every request carrying the same token and are read-only (assigning to
+them raises). This module imports Flask; ``import jwt_guard`` does not.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import flask
 from werkzeug.exceptions import HTTPException
 
-from ._http import CLAIMS_KEY, GUARD_KEY, Guard, render_error
+from ._http import CLAIMS_KEY, ErrorResponse, RouteRequest, refuse
 from .claims import Claims
 from .errors import MissingToken
 
@@ -45,13 +45,43 @@ def current_claims() -> Claims | None:
 def require_claims() -> Claims:
     """The verified claims of the current request; without them, abort with the RFC 6750 401.
 
-    The 401 is shaped like the middleware's own (its realm and ``error_handler``).
+    The 401 is shaped like the middleware's own (its realm and ``error_handler``) and, like
+    every refusal, logged once and reported to the verifier's observer.
     """
     claims = current_claims()
     if claims is not None:
         return claims
-    guard = flask.request.environ.get(GUARD_KEY)
     exc = MissingToken("this view needs a verified token")
-    answer = guard.error_response(exc) if isinstance(guard, Guard) else render_error(exc)
-    response = flask.current_app.response_class(answer.body, answer.status, answer.headers)
-    raise HTTPException(response=response)
+    answer = refuse(ROUTE_ADAPTER.route_request(flask.request), exc)
+    raise HTTPException(response=_to_response(answer))
+
+
+def _to_response(answer: ErrorResponse) -> flask.Response:
+    """``answer`` as the app's ``response_class``: the one place this adapter converts a
+    refusal, for ``require_claims()`` and ``require_scopes`` views."""
+    response: flask.Response = flask.current_app.response_class(answer.body, answer.status)
+    response.headers.clear()
+    response.headers.extend(answer.headers)
+    return response
+
+
+class _FlaskRoutes:
+    """The Flask side of ``require_scopes``: the request of the current context in, the app's
+    ``response_class`` out."""
+
+    def route_request(self, request: flask.Request) -> RouteRequest:
+        environ = request.environ
+        return RouteRequest(
+            store=environ,
+            method=request.method,
+            path=f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}",
+            client=request.remote_addr,
+            header=request.headers.get,
+        )
+
+    def respond(self, request: flask.Request, answer: ErrorResponse) -> flask.Response:
+        return _to_response(answer)
+
+
+ROUTE_ADAPTER = _FlaskRoutes()
+"""How ``jwt_guard.require_scopes`` reads the Flask request and answers it."""

@@ -198,7 +198,7 @@ class JWKSClient:
             kid[:64],
         )
         if self.observer is not None:
-            emit(self.observer, "unknown_kid", self.name, kid)
+            emit(self.observer.unknown_kid, self.name, kid)
 
     def _serving_stale(self, age: float) -> None:
         if not self._stale_logged:
@@ -210,7 +210,7 @@ class JWKSClient:
                 self.last_error,
             )
         if self.observer is not None:
-            emit(self.observer, "keys_stale", self.name, age)
+            emit(self.observer.keys_stale, self.name, age)
 
     def current(self, now: float | None = None) -> KeySet | None:
         """The usable key set without waiting on the network (``None`` if there is none).
@@ -307,7 +307,7 @@ class JWKSClient:
                 "stale" if stale else "none",
             )
             if self.observer is not None:
-                emit(self.observer, "keys_failed", self.name, str(exc))
+                emit(self.observer.keys_failed, self.name, str(exc))
             raise
         old = self._entry
         self._entry = _Entry(keyset, now, now + ttl * self.refresh_ahead, now + ttl)
@@ -316,7 +316,7 @@ class JWKSClient:
         self._stale_logged = False
         seconds = time.monotonic() - started
         if self.observer is not None:
-            emit(self.observer, "keys_fetched", self.name, len(keyset), seconds)
+            emit(self.observer.keys_fetched, self.name, len(keyset), seconds)
         added = keyset.kids - (old.keyset.kids if old else frozenset())
         removed = (old.keyset.kids if old else frozenset()) - keyset.kids
         logger.info(

@@ -295,7 +295,7 @@ class TokenVerifier:
             if self._has_hooks:
                 self._hooks_result(_sync_results(self._call_hooks(claims)))
         if self.observer is not None:
-            emit(self.observer, "verified", claims.issuer, cached)
+            emit(self.observer.verified, claims["iss"], cached)
         return claims
 
     async def averify(self, token: str | bytes, *, client: str | None = None) -> Claims:
@@ -310,7 +310,7 @@ class TokenVerifier:
                 results = self._call_hooks(claims)
                 self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
         if self.observer is not None:
-            emit(self.observer, "verified", claims.issuer, cached)
+            emit(self.observer.verified, claims["iss"], cached)
         return claims
 
     def cached(self, token: str, client: str | None = None) -> Claims | None:
@@ -329,7 +329,7 @@ class TokenVerifier:
             self.rejected(exc, token, client)
             raise
         if claims is not None and self.observer is not None:
-            emit(self.observer, "verified", claims.issuer, True)
+            emit(self.observer.verified, claims["iss"], True)
         return claims
 
     def rejected(self, exc: JWTGuardError, token: object = None, client: str | None = None) -> None:
@@ -356,7 +356,7 @@ class TokenVerifier:
                 exc.detail,
             )
         if self.observer is not None:
-            emit(self.observer, "rejected", exc.code, issuer)
+            emit(self.observer.rejected, exc.code, issuer)
 
     def _describe(self, token: object) -> tuple[str | None, str | None]:
         """The configured issuer and the kid a token names, for the log (best effort)."""

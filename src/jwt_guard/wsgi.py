@@ -1,7 +1,10 @@
 """``JWTGuardWSGI``: the WSGI middleware, for Flask, Django (``wsgi.py``) and any WSGI app.
 
 Translation only: the checks and the answers live in :class:`~jwt_guard._http.Guard`.
-:func:`guard_environ` is the whole per-request step, shared with the Django middleware.
+:func:`guard_environ` is the whole per-request step, shared with the Django middleware. This
+module is also the Werkzeug side of ``require_scopes`` (:data:`ROUTE_ADAPTER`);
+:func:`_wsgi_answer` is the one place it turns an ``ErrorResponse`` into a response. Werkzeug
+is imported only when a Werkzeug view refuses, not with the module.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from ._http import (
     ErrorHandler,
     ErrorResponse,
     Guard,
+    RouteRequest,
+    check_option_names,
+    flag_option,
     options_from_env,
 )
 from .errors import JWTGuardError
@@ -23,6 +29,8 @@ from .verifier import TokenVerifier
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from werkzeug.wrappers import Request as WerkzeugRequest
+    from werkzeug.wrappers import Response as WerkzeugResponse
 
 __all__ = ["JWTGuardWSGI", "guard_environ", "status_line"]
 
@@ -128,7 +136,9 @@ class JWTGuardWSGI:
         **verifier_options: Any,
     ) -> None:
         self.app = app
+        check_option_names("JWTGuardWSGI", verifier_options)  # before Guard(owner=...) sees them
         self.guard = Guard(
+            owner="JWTGuardWSGI",
             verifier=verifier,
             exclude_paths=exclude_paths,
             exclude_prefixes=exclude_prefixes,
@@ -140,7 +150,7 @@ class JWTGuardWSGI:
         )
         self.verifier = self.guard.verifier
         self.guard.require_sync()
-        if prefetch:
+        if flag_option("JWTGuardWSGI", "prefetch", prefetch):
             self.guard.prefetch()
 
     @classmethod
@@ -156,14 +166,49 @@ class JWTGuardWSGI:
 
         Example: ``application = JWTGuardWSGI.from_env(get_wsgi_application())``.
         """
-        return cls(app, **options_from_env(prefix, environ, overrides))
+        return cls(app, **options_from_env("JWTGuardWSGI.from_env", prefix, environ, overrides))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         refusal = guard_environ(self.guard, environ)
         if refusal is None:
             return self.app(environ, start_response)
-        headers = list(refusal.headers)
-        if not any(name.lower() == "content-length" for name, _ in headers):
-            headers.append(("content-length", str(len(refusal.body))))
-        start_response(status_line(refusal.status), headers)
-        return [refusal.body]
+        status, headers, body = _wsgi_answer(refusal)
+        start_response(status, headers)
+        return [body]
+
+
+def _wsgi_answer(answer: ErrorResponse) -> tuple[str, list[tuple[str, str]], bytes]:
+    """``answer`` as WSGI values: the one place this adapter converts a refusal, for the
+    middleware (sent as is) and for ``require_scopes`` views (wrapped in a Werkzeug response).
+
+    The status line carries its reason phrase (``401 Unauthorized``); the headers are the
+    answer's, with a correct Content-Length.
+    """
+    headers = [(name, value) for name, value in answer.headers if name.lower() != "content-length"]
+    headers.append(("content-length", str(len(answer.body))))
+    return status_line(answer.status), headers, answer.body
+
+
+class _WerkzeugRoutes:
+    """The Werkzeug side of ``require_scopes``: a ``werkzeug.wrappers.Request`` in, a
+    ``Response`` out."""
+
+    def route_request(self, request: WerkzeugRequest) -> RouteRequest:
+        environ = request.environ
+        return RouteRequest(
+            store=environ,
+            method=request.method,
+            path=f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}",
+            client=request.remote_addr,
+            header=request.headers.get,
+        )
+
+    def respond(self, request: WerkzeugRequest, answer: ErrorResponse) -> WerkzeugResponse:
+        from werkzeug.wrappers import Response
+
+        status, headers, body = _wsgi_answer(answer)
+        return Response(body, status, headers)
+
+
+ROUTE_ADAPTER = _WerkzeugRoutes()
+"""How ``jwt_guard.require_scopes`` reads a Werkzeug request and answers it."""
