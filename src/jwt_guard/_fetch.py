@@ -261,6 +261,26 @@ class _Watch:
                 twin.close()
 
 
+# urllib3 starts its messages with the connection ("<...HTTPConnection object at 0x...>: " or
+# "HTTPConnection(host='...', port=443): "), which the URL in the message already says.
+_CONNECTION_PREFIX = re.compile(
+    r"(?:<[\w.]+ object at 0x[0-9a-f]+>|\w+\(host='[^']*', port=\d+\)): "
+)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests/urllib3 error, as text (``Connection refused``...)."""
+    inner: BaseException = exc
+    for _ in range(8):
+        reason = getattr(inner, "reason", None)  # urllib3's MaxRetryError and friends
+        if not isinstance(reason, BaseException) and inner.args:
+            reason = inner.args[0]  # requests wraps the urllib3 error as its first argument
+        if not isinstance(reason, BaseException) or reason is inner:
+            break
+        inner = reason
+    return _CONNECTION_PREFIX.sub("", str(inner)) or type(inner).__name__
+
+
 def _shut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
@@ -511,7 +531,9 @@ class HTTPFetcher:
             )
             return hooked
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise FetchError(f"{type(exc).__name__} fetching {safe(url)}") from exc
+            raise FetchError(
+                f"{type(exc).__name__} fetching {safe(url)}: {safe(_reason(exc), limit=240)}"
+            ) from exc
 
     def read(self, response: requests.Response, deadline: float) -> bytes:
         """The body of ``response``, at most ``max_bytes``, read before ``deadline``."""

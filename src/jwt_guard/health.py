@@ -69,12 +69,12 @@ class _Probe:
             return
         for iss, status in health["issuers"].items():
             if not status["usable"]:
+                # Why is in the key source's own lines (``jwks fetch failed ... error=...``).
                 logger.warning(
-                    "health not ready issuer=%s source=%s failures=%s last_error=%s",
+                    "health not ready issuer=%s source=%s failures=%s",
                     safe(iss),
                     safe(status.get("source")),
                     status.get("failures"),
-                    safe(status.get("last_error"), limit=500),
                 )
 
 
