@@ -17,6 +17,8 @@ import json
 import logging
 import os
 import ssl
+import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -34,7 +36,9 @@ from cryptography.x509.oid import NameOID
 from requests.adapters import HTTPAdapter
 from urllib3.util import parse_url
 
+import jwt_guard
 from _core_helpers import settle_jwks_threads
+from _servers import free_port, wait_until_listening
 from jwt_guard import ConfigurationError, JWKSClient, KeysUnavailable, TokenVerifier
 from jwt_guard.health import health_wsgi_app
 from jwt_guard.jwks import check_url
@@ -562,3 +566,82 @@ def test_a_forked_child_fetches_over_a_connection_of_its_own(
     # The master's connection was neither taken nor closed by the child: it is reused.
     client.refresh()
     assert server.seen[2][1] == master_port
+
+
+PRELOADED_APP = """
+import os
+
+from jwt_guard import JWTGuardWSGI, TokenVerifier
+
+verifier = TokenVerifier(
+    issuer=os.environ["TEST_ISSUER"],
+    audience=os.environ["TEST_AUDIENCE"],
+    jwks_url=os.environ["TEST_JWKS_URL"],
+    jwks_options={"cooldown": 0, "timeout": (2.0, 2.0), "total_timeout": 5.0},
+)
+verifier.prefetch()  # in the master (--preload): its keep-alive connection is pooled at the fork
+
+
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+
+
+app = JWTGuardWSGI(hello, verifier=verifier)
+"""
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_gunicorn_preload_workers_fetch_over_connections_of_their_own(
+    server: Scripted, tmp_path: Path, worker: str
+) -> None:
+    """The production shape of the fork test: ``gunicorn --preload`` with recycled workers
+    (``--max-requests``). After a rotation every worker refetches; none may do it over the
+    master's pooled connection (before the fix they did, and read each other's answers)."""
+    with LocalIssuer(algorithms=("ES256",)) as local:
+        server.json("/jwks", local.jwks())
+        port = free_port()
+        source = Path(jwt_guard.__file__).resolve().parent.parent
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(source), str(tmp_path)]),
+            "TEST_ISSUER": local.issuer,
+            "TEST_AUDIENCE": local.audience,
+            "TEST_JWKS_URL": server.url("/jwks"),
+        }
+        (tmp_path / "preloaded_app.py").write_text(PRELOADED_APP)
+        log = tmp_path / "gunicorn.log"
+        command = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2"]
+        command += ["--worker-class", worker, "--threads", "2", "--max-requests", "3"]
+        command += ["--bind", f"127.0.0.1:{port}", "preloaded_app:app"]
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                command, cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        try:
+            wait_until_listening(port, process, log, "gunicorn")
+            ((_, master_port),) = server.seen  # the master's prefetch, before the fork
+            local.rotate("ES256")
+            server.json("/jwks", local.jwks())
+            token = local.mint()
+            pids = set()
+            for _ in range(12):
+                with requests.Session() as http:
+                    answer = http.get(
+                        f"http://127.0.0.1:{port}/",
+                        headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+                        timeout=10,
+                    )
+                assert answer.status_code == 200, (answer.text, log.read_text())
+                pids.add(answer.text)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+    worker_ports = [client_port for _, client_port in server.seen[1:]]
+    assert len(pids) >= 3  # several workers, recycled ones among them, answered...
+    assert len(worker_ports) >= 3  # ...and each fetched the rotated keys itself
+    assert master_port not in worker_ports
