@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,9 +38,15 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import parse_url
 
 import jwt_guard
-from _core_helpers import settle_jwks_threads
+from _core_helpers import Clock, settle_jwks_threads
 from _servers import free_port, wait_until_listening
-from jwt_guard import ConfigurationError, JWKSClient, KeysUnavailable, TokenVerifier
+from jwt_guard import (
+    ConfigurationError,
+    JWKSClient,
+    KeysUnavailable,
+    TokenVerifier,
+    UnknownKey,
+)
 from jwt_guard.health import health_wsgi_app
 from jwt_guard.jwks import check_url
 from jwt_guard.testing import LocalIssuer
@@ -512,6 +519,44 @@ def test_outside_bytes_reach_no_log_line_raw(
         assert caplog.text.count(needle) >= len(cases), needle
     if char == "\x1b":  # not vacuous: the bytes did arrive, escaped
         assert caplog.text.count("\\x1b") >= 2 * len(cases)
+
+
+@pytest.mark.parametrize("char", CONTROLS, ids=[f"U+{ord(c):04X}" for c in CONTROLS])
+def test_a_stale_set_and_hostile_kids_reach_no_log_line_raw(
+    server: Scripted, char: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lines of a warm key source: kids from the JWKS (``fetched ... added=``), a token's
+    unknown kid, and the stale-serving warning quoting the error of a hostile redirect."""
+    clock = Clock(now=time.time())
+    with LocalIssuer(algorithms=("ES256",), clock=clock) as local:
+        document = local.jwks()
+        hostile_kid = dict(document["keys"][0], kid=f"k{char}[31m")
+        server.json("/jwks", {"keys": [*document["keys"], hostile_kid]})
+        verifier = TokenVerifier(
+            issuer=local.issuer,
+            audience=local.audience,
+            jwks_url=server.url("/jwks"),
+            clock=clock,
+            jwks_options={**FAST, "cooldown": 0},
+            token_cache_size=0,
+        )
+        token = local.mint(expires_in=7200)
+        with caplog.at_level(logging.DEBUG, logger="jwt_guard"):
+            assert verifier.verify(token).subject == "user-1"
+            if char in "\r\n":
+                server.routes["/jwks"] = (500, [], b"")
+            else:
+                server.redirect("/jwks", f"/x{_header_text(char)}[31m")
+            clock.advance(400)  # past the 300 s lifetime: refreshes fail, the stale set serves
+            verifier.prefetch()
+            assert verifier.verify(token).subject == "user-1"
+            with pytest.raises(UnknownKey):
+                verifier.verify(local.mint(kid=f"new{char}[31m", expires_in=7200))
+        settle_jwks_threads()
+    lines = [record.getMessage() for record in caplog.records]
+    assert _raw_controls("".join(lines)) == []
+    assert any("stale" in line for line in lines)
+    assert len(server.seen) >= 2  # the first fetch and the failed refresh
 
 
 # -- one process, its own connections ------------------------------------------------------------
