@@ -245,5 +245,5 @@ def settle_jwks_threads(timeout: float = 10.0) -> None:
     """Wait for background JWKS refreshes jwt_guard started (so request counts are final)."""
     deadline = time.monotonic() + timeout
     for thread in threading.enumerate():
-        if thread.name == "jwt_guard-jwks":
+        if thread.name in ("jwt_guard-jwks", "jwt_guard-fetch"):
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -32,6 +32,7 @@ import requests
 from _core_helpers import Clock, settle_jwks_threads
 from _hostile import Answer, AsgiDriver, asgi_app, call_asgi, call_wsgi, wsgi_app
 from jwt_guard import TokenVerifier
+from jwt_guard._fetch import FetchError, HTTPFetcher
 from jwt_guard.jwks import JWKSClient
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
@@ -315,13 +316,18 @@ def test_discovery_down_at_start_then_recovers(adapter: str) -> None:
 
 class RawServer:
     """A loopback HTTP server from a raw socket: ``trickle`` sends a declared 100 kB body one
-    byte per 50 ms; ``trickle-headers`` sends its status line and headers that way (20 s);
-    ``stream`` sends ``size`` bytes with no Content-Length, as fast as it can."""
+    byte per 50 ms; ``trickle-headers`` sends its status line and headers one byte per 200 ms
+    (about 96 s for the 480 bytes); ``stream`` sends ``size`` bytes with no Content-Length, as
+    fast as it can. ``hung_up`` is set when a client closes a connection it is still sending on.
+    """
+
+    HEADER_INTERVAL = 0.2
 
     def __init__(self, mode: str, size: int = 50 * 1024 * 1024) -> None:
         self.mode, self.size = mode, size
         self.requests = 0
         self.sent = 0
+        self.hung_up = threading.Event()
         self._stop = threading.Event()
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.05)
@@ -350,7 +356,7 @@ class RawServer:
                     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     head += b"X-Slow: " + b"a" * 400 + b"\r\nContent-Length: 2\r\n\r\n{}"
                     for byte in head:
-                        if self._stop.wait(0.05):
+                        if self._stop.wait(self.HEADER_INTERVAL):
                             return
                         conn.sendall(bytes([byte]))
                         self.sent += 1
@@ -368,7 +374,7 @@ class RawServer:
                         conn.sendall(chunk)
                         self.sent += len(chunk)
             except OSError:
-                return  # the client gave up, as it should
+                self.hung_up.set()  # the client gave up, as it should
 
     def close(self) -> None:
         self._stop.set()
@@ -399,19 +405,47 @@ def test_a_trickled_body_cannot_stretch_a_fetch_past_total_timeout(
 
 
 @pytest.mark.parametrize("raw_server", ["trickle-headers"], indirect=True)
+def test_a_fetch_ends_at_its_deadline_while_headers_trickle(raw_server: RawServer) -> None:
+    """``total_timeout`` is a hard deadline for the fetch itself, headers included: the read
+    timeout (5 s here) never fires on a byte every 0.2 s, yet the fetch raises at the deadline
+    and its connection is shut down (no thread or socket lingers for the 96 s of the trickle)."""
+    total_timeout = 1.0
+    with requests.Session() as session:
+        fetcher = HTTPFetcher(session, (3.0, 5.0), total_timeout, 512 * 1024, False)
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="longer than"):
+            fetcher.get_json(raw_server.url, started + total_timeout)
+        elapsed = time.monotonic() - started
+    assert raw_server.sent >= 1  # the headers had started to arrive
+    assert elapsed >= total_timeout * 0.95
+    # Without the deadline this would be ~96 s; 3 s of headroom only absorbs scheduling delays
+    # on a loaded 2-core machine, so the bound cannot flake and still tells the two apart.
+    assert elapsed < total_timeout + 3.0
+    # The server notices the hang-up on its next byte (0.2 s later); generous wait, no sleep.
+    assert raw_server.hung_up.wait(timeout=10)
+    for thread in threading.enumerate():
+        if thread.name == "jwt_guard-fetch":
+            thread.join(timeout=10)
+            assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("raw_server", ["trickle-headers"], indirect=True)
 def test_trickled_headers_cannot_hold_a_request(adapter: str, raw_server: RawServer) -> None:
-    """The fetch itself outlives its deadline here (``requests`` has no overall timeout), but
-    no request waits for it longer than total_timeout + 1 s, and none starts a second one."""
-    with make_rig(adapter, url=raw_server.url, total_timeout=0.5) as rig:
+    """The fetch fails at total_timeout, so it stops counting as in flight: requests get their
+    503 in time, and once the back-off has passed a new fetch (a new connection) is tried."""
+    with make_rig(adapter, url=raw_server.url) as rig:
         token = rig.fresh()
-        for _ in range(2):
-            started = time.monotonic()
-            assert_unavailable(rig.send(token))
-            assert time.monotonic() - started < 0.5 + 1.0 + 0.5
-        assert raw_server.requests == 1
-        raw_server.close()  # ends the stuck fetch before the rig joins its thread
+        assert_unavailable(rig.send(token))
         settle_jwks_threads()
         assert rig.client.status()["failures"] == 1
+        assert "longer than" in str(rig.client.last_error)
+        assert_unavailable(rig.send(token))  # inside the back-off: no second fetch
+        assert raw_server.requests == 1
+        rig.clock.advance(BACKOFF[0])
+        assert_unavailable(rig.send(token))
+        settle_jwks_threads()
+        assert raw_server.requests == 2
+        assert rig.client.status()["failures"] == 2
 
 
 @pytest.mark.parametrize("raw_server", ["stream"], indirect=True)

@@ -53,6 +53,8 @@ class JWKSClient:
         algorithms: the algorithms keys may be bound to.
         allow_oct: accept symmetric keys from this remote source (off: RFC 8725 3.1).
         allow_http: allow plain HTTP to non-loopback hosts (off).
+        allow_link_local: allow link-local and cloud metadata addresses (169.254.0.0/16,
+            fe80::/10, fd00:ec2::254) in the URL, a discovered ``jwks_uri`` or a redirect (off).
         session: the ``requests.Session`` to use (the I/O seam; one is made if omitted).
         timeout: ``(connect, read)`` seconds; ``total_timeout`` bounds a whole fetch.
         max_bytes: the largest response body accepted.
@@ -79,6 +81,7 @@ class JWKSClient:
         algorithms: Iterable[str] | None = None,
         allow_oct: bool = False,
         allow_http: bool = False,
+        allow_link_local: bool = False,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = (3.0, 5.0),
         total_timeout: float = 10.0,
@@ -96,7 +99,7 @@ class JWKSClient:
         if (url is None) == (discovery_issuer is None):
             raise ConfigurationError("give exactly one of url= or discovery_issuer=")
         target = url if url is not None else str(discovery_issuer)
-        problem = check_url(target, allow_http=allow_http)
+        problem = check_url(target, allow_http=allow_http, allow_link_local=allow_link_local)
         if problem:
             raise ConfigurationError(f"JWKS source {target!r}: {problem}")
         if not 0 < min_ttl <= default_ttl <= max_ttl:
@@ -107,6 +110,7 @@ class JWKSClient:
         self.discovery_issuer = discovery_issuer
         self.algorithms = tuple(algorithms) if algorithms is not None else None
         self.allow_oct, self.allow_http = allow_oct, allow_http
+        self.allow_link_local = allow_link_local
         self.session = session if session is not None else requests.Session()
         self.timeout, self.total_timeout, self.max_bytes = timeout, total_timeout, max_bytes
         self.default_ttl, self.min_ttl, self.max_ttl = default_ttl, min_ttl, max_ttl
@@ -333,7 +337,12 @@ class JWKSClient:
 
     def _fetch(self) -> tuple[KeySet, float]:
         http = HTTPFetcher(
-            self.session, self.timeout, self.total_timeout, self.max_bytes, self.allow_http
+            self.session,
+            self.timeout,
+            self.total_timeout,
+            self.max_bytes,
+            self.allow_http,
+            allow_link_local=self.allow_link_local,
         )
         deadline = time.monotonic() + self.total_timeout
         if self._jwks_uri is None:
