@@ -95,6 +95,70 @@ def test_inspect_warns_about_what_a_verifier_refuses(
     assert any(warning in w for w in document["warnings"]), document["warnings"]
 
 
+@pytest.mark.parametrize(
+    ("claims", "header", "argv", "warning"),
+    [
+        pytest.param(
+            {"iss": "https://idp.example.com"},
+            {},
+            ["--issuer", "https://idp.example.com/"],
+            "'iss' is 'https://idp.example.com', not the expected 'https://idp.example.com/' "
+            "(they differ only in a trailing '/': the match is exact): a verifier refuses it",
+            id="iss-slash",
+        ),
+        pytest.param(
+            {"iss": "https://other.test/"},
+            {},
+            ["--issuer", "https://idp.example.com/"],
+            "'iss' is 'https://other.test/', not the expected 'https://idp.example.com/': "
+            "a verifier refuses it",
+            id="iss",
+        ),
+        pytest.param(
+            {"aud": ["api://a", "API://B"]},
+            {},
+            ["--audience", "api://b", "--audience", "api://c"],
+            "'aud' is ['api://a', 'API://B'], none of the expected 'api://b', 'api://c' "
+            "(they differ only in case: the match is exact): a verifier refuses it",
+            id="aud-case",
+        ),
+        pytest.param(
+            {},
+            {"typ": "JWT"},
+            ["--typ", "at+jwt"],
+            "header 'typ' is 'JWT', not the expected 'at+jwt': a verifier refuses it",
+            id="typ",
+        ),
+        pytest.param(
+            {},
+            {},
+            ["--typ", "at+jwt"],
+            "header 'typ' is None, not the expected 'at+jwt'",
+            id="no-typ",
+        ),
+    ],
+)
+def test_inspect_shows_the_token_s_values_next_to_the_expected_ones(
+    capsys: pytest.CaptureFixture[str],
+    claims: dict[str, Any],
+    header: dict[str, Any],
+    argv: list[str],
+    warning: str,
+) -> None:
+    token = unsigned({"alg": "RS256", "kid": "k", **header}, {"exp": 4e9, **claims})
+    code, out, _ = run(capsys, "inspect", token, *argv, "--json")
+    assert code == 0
+    assert any(w.startswith(warning) for w in json.loads(out)["warnings"]), out
+
+
+def test_inspect_says_nothing_when_the_values_match(capsys: pytest.CaptureFixture[str]) -> None:
+    claims = {"iss": "https://i/", "aud": ["x", "y"], "exp": 4e9}
+    token = unsigned({"alg": "RS256", "kid": "k", "typ": "application/at+jwt"}, claims)
+    argv = ["--issuer", "https://i/", "--audience", "y", "--typ", "at+JWT", "--json"]
+    code, out, _ = run(capsys, "inspect", token, *argv)
+    assert (code, json.loads(out)["warnings"]) == (0, [])
+
+
 def test_inspect_oddities_jwe_oversize_stdin_and_garbage(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

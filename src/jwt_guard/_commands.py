@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._http import challenge
-from ._inspect import inspect_token, relative, render
+from ._inspect import Expected, inspect_token, relative, render
 from ._keyfile import KeyFile
 from ._logsafe import safe
 from .errors import ConfigurationError, JWTGuardError, KeysUnavailable
@@ -126,7 +126,8 @@ def wait_forever() -> None:
 def run_inspect(args: argparse.Namespace) -> int:
     """``jwt-guard inspect``: decode without verifying; exit 0 whenever it decodes."""
     try:
-        result = inspect_token(read_token(args.token), time.time())
+        expected = Expected(args.issuer, tuple(args.audience or ()), args.typ)
+        result = inspect_token(read_token(args.token), time.time(), expected)
     except ValueError as exc:
         raise Failure(str(exc), EXIT_REFUSED, code="not_a_jwt") from None
     if args.json:

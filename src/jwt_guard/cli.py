@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode a token WITHOUT verifying it and list what a verifier refuses",
     )
     _add_token(inspect)
+    inspect.add_argument("--issuer", help="the 'iss' you expect: a mismatch shows both")
+    inspect.add_argument(
+        "--audience", action="append", help="an 'aud' you expect (repeatable): likewise"
+    )
+    inspect.add_argument("--typ", help="the 'typ' header you expect, e.g. at+jwt: likewise")
 
     verify = commands.add_parser(
         "verify", parents=common, help="verify a token with the real TokenVerifier"
