@@ -317,6 +317,7 @@ def test_verify_keys_unavailable_exits_3(
         pytest.param(["verify", "--leeway", "soon"], "invalid float value: 'soon'", id="float"),
         pytest.param(["demo", "--port", "70000"], "not a port number (0-65535)", id="port"),
         pytest.param(["mint", "--port", "0"], "not a port number (1-65535)", id="port-0"),
+        pytest.param(["mint", "--algorithms", ","], "--algorithms names no algorithm", id="algs"),
         pytest.param(["nope"], "invalid choice: 'nope'", id="command"),
         pytest.param([], "required: COMMAND (see jwt-guard --help)", id="no-command"),
     ],

@@ -44,6 +44,8 @@ def _keyfile(args: argparse.Namespace) -> tuple[KeyFile, bool]:
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     if alg is not None and alg not in algorithms:
         algorithms.append(alg)
+    if not algorithms:
+        raise Failure("--algorithms names no algorithm; write e.g. --algorithms RS256,ES256")
     port = DEFAULT_PORT if args.port is None else args.port
     keyfile = KeyFile.create(
         f"http://127.0.0.1:{port}", args.audience or DEFAULT_AUDIENCE, algorithms
