@@ -120,8 +120,8 @@ class IssuerFault:
 
 
 class LocalIssuerVerifier(TokenVerifier):
-    """The ``jwt_verifier`` fixture: a ``TokenVerifier`` trusting a ``LocalIssuer`` that follows
-    the issuer's ``audience``.
+    """The ``jwt_verifier`` fixture: a ``TokenVerifier`` that trusts a ``LocalIssuer`` and
+    follows its ``audience``.
 
     When a test sets ``jwt_issuer.audience``, the next ``verify``/``averify``/``cached`` call
     rebuilds the verifier for the new audience (a fresh key cache and token cache), so a token
