@@ -5,8 +5,11 @@ your identity provider (from the repository root)::
 
     export JWT_GUARD_ISSUER=https://idp.example.com/
     export JWT_GUARD_AUDIENCE=my-api
-    export JWT_GUARD_JWKS_URL=https://idp.example.com/.well-known/jwks.json
     uvicorn examples.fastapi_app:app
+
+The keys are found through OpenID discovery; any other ``JWT_GUARD_*`` variable of the README's
+table works too (``JWT_GUARD_JWKS_URL`` to skip discovery). Without the two, ``app`` raises a
+``ConfigurationError`` saying which variable to set.
 
     curl localhost:8000/health                                  # 200, no token needed
     curl -H "Authorization: Bearer $TOKEN" localhost:8000/me    # 200 with your claims
@@ -15,26 +18,26 @@ your identity provider (from the repository root)::
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Security
 
-from jwt_guard import Claims, JWTGuard
+from jwt_guard import Claims, JWTGuard, TokenVerifier
 from jwt_guard.fastapi import docs_paths, document_refusals, jwt_claims
 
 CurrentClaims = Annotated[Claims, Security(jwt_claims)]
 ReadItems = Annotated[Claims, Security(jwt_claims, scopes=["read:items"])]
 
 
-def create_app(*, issuer: str, audience: str, jwks_url: str) -> FastAPI:
-    """The example app, guarded by ``JWTGuard`` (``/health`` and the docs are left open)."""
+def create_app(verifier: TokenVerifier | None = None) -> FastAPI:
+    """The example app, guarded by ``JWTGuard`` (``/health`` and the docs are left open).
+
+    ``verifier`` defaults to ``TokenVerifier.from_env()`` (the ``JWT_GUARD_*`` variables).
+    """
     app = FastAPI(title="jwt_guard example")
     app.add_middleware(
         JWTGuard,
-        issuer=issuer,
-        audience=audience,
-        jwks_url=jwks_url,
+        verifier=verifier if verifier is not None else TokenVerifier.from_env(),
         # /openapi.json, /docs, /docs/oauth2-redirect and /redoc: open because listed here
         exclude_paths=["/health", *docs_paths(app)],
     )
@@ -55,9 +58,9 @@ def create_app(*, issuer: str, audience: str, jwks_url: str) -> FastAPI:
     return app
 
 
-if {"JWT_GUARD_ISSUER", "JWT_GUARD_AUDIENCE", "JWT_GUARD_JWKS_URL"} <= os.environ.keys():
-    app = create_app(
-        issuer=os.environ["JWT_GUARD_ISSUER"],
-        audience=os.environ["JWT_GUARD_AUDIENCE"],
-        jwks_url=os.environ["JWT_GUARD_JWKS_URL"],
-    )
+def __getattr__(name: str) -> Any:
+    """``app``, built from the environment when first asked for (``uvicorn ...:app``)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app = globals()["app"] = create_app()
+    return app

@@ -4,34 +4,38 @@ Run it against your identity provider (from the ``examples/`` directory)::
 
     export JWT_GUARD_ISSUER=https://idp.example.com/
     export JWT_GUARD_AUDIENCE=my-api
-    export JWT_GUARD_JWKS_URL=https://idp.example.com/.well-known/jwks.json
     flask --app flask_app run
 
     curl localhost:5000/health                                  # 200, no token needed
     curl -H "Authorization: Bearer $TOKEN" localhost:5000/me    # 200 with your claims
     curl -H "Authorization: Bearer $TOKEN" localhost:5000/items # 403 without read:items
+
+The keys are found through OpenID discovery; any other ``JWT_GUARD_*`` variable of the README's
+table works too (``JWT_GUARD_JWKS_URL`` to skip discovery). Without the two, ``app`` (and
+``create_app()``, which ``flask --app`` calls) raises a ``ConfigurationError`` saying which
+variable to set.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from flask import Flask
 
-from jwt_guard import JWTGuardWSGI
+from jwt_guard import JWTGuardWSGI, TokenVerifier
 from jwt_guard.decorators import require_scopes
 from jwt_guard.flask import current_claims
 
 
-def create_app(*, issuer: str, audience: str, jwks_url: str) -> Flask:
-    """The example app, guarded by ``JWTGuardWSGI`` (``/health`` is left open)."""
+def create_app(verifier: TokenVerifier | None = None) -> Flask:
+    """The example app, guarded by ``JWTGuardWSGI`` (``/health`` is left open).
+
+    ``verifier`` defaults to ``TokenVerifier.from_env()`` (the ``JWT_GUARD_*`` variables).
+    """
     app = Flask(__name__)
     app.wsgi_app = JWTGuardWSGI(  # type: ignore[method-assign]
         app.wsgi_app,
-        issuer=issuer,
-        audience=audience,
-        jwks_url=jwks_url,
+        verifier=verifier if verifier is not None else TokenVerifier.from_env(),
         exclude_paths=["/health"],
     )
 
@@ -54,9 +58,9 @@ def create_app(*, issuer: str, audience: str, jwks_url: str) -> Flask:
     return app
 
 
-if {"JWT_GUARD_ISSUER", "JWT_GUARD_AUDIENCE", "JWT_GUARD_JWKS_URL"} <= os.environ.keys():
-    app = create_app(
-        issuer=os.environ["JWT_GUARD_ISSUER"],
-        audience=os.environ["JWT_GUARD_AUDIENCE"],
-        jwks_url=os.environ["JWT_GUARD_JWKS_URL"],
-    )
+def __getattr__(name: str) -> Any:
+    """``app``, built from the environment when first asked for (``gunicorn flask_app:app``)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app = globals()["app"] = create_app()
+    return app

@@ -4,17 +4,20 @@ Run it against your identity provider (from the repository root)::
 
     export JWT_GUARD_ISSUER=https://idp.example.com/
     export JWT_GUARD_AUDIENCE=my-api
-    export JWT_GUARD_JWKS_URL=https://idp.example.com/.well-known/jwks.json
     uvicorn examples.starlette_app:app
 
     curl localhost:8000/health                                  # 200, no token needed
     curl -H "Authorization: Bearer $TOKEN" localhost:8000/me    # 200 with your claims
     curl -H "Authorization: Bearer $TOKEN" localhost:8000/items # 403 without read:items
+
+The keys are found through OpenID discovery; any other ``JWT_GUARD_*`` variable of the README's
+table works too (``JWT_GUARD_JWKS_URL`` to skip discovery). Without the two, ``app`` raises a
+``ConfigurationError`` saying which variable to set.
 """
 
 from __future__ import annotations
 
-import os
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from jwt_guard import JWTGuard
+from jwt_guard import JWTGuard, TokenVerifier
 from jwt_guard.decorators import require_scopes
 
 
@@ -41,22 +44,23 @@ async def me(request: Request) -> JSONResponse:
     return JSONResponse({"sub": request.user.identity, "scopes": request.auth.scopes})
 
 
-def create_app(*, issuer: str, audience: str, jwks_url: str) -> Starlette:
-    """The example app, guarded by ``JWTGuard`` (``/health`` is left open)."""
+def create_app(verifier: TokenVerifier | None = None) -> Starlette:
+    """The example app, guarded by ``JWTGuard`` (``/health`` is left open).
+
+    ``verifier`` defaults to ``TokenVerifier.from_env()`` (the ``JWT_GUARD_*`` variables).
+    """
     guard = Middleware(
         JWTGuard,
-        issuer=issuer,
-        audience=audience,
-        jwks_url=jwks_url,
+        verifier=verifier if verifier is not None else TokenVerifier.from_env(),
         exclude_paths=["/health"],
     )
     routes = [Route("/health", health), Route("/items", items), Route("/me", me)]
     return Starlette(routes=routes, middleware=[guard])
 
 
-if {"JWT_GUARD_ISSUER", "JWT_GUARD_AUDIENCE", "JWT_GUARD_JWKS_URL"} <= os.environ.keys():
-    app = create_app(
-        issuer=os.environ["JWT_GUARD_ISSUER"],
-        audience=os.environ["JWT_GUARD_AUDIENCE"],
-        jwks_url=os.environ["JWT_GUARD_JWKS_URL"],
-    )
+def __getattr__(name: str) -> Any:
+    """``app``, built from the environment when first asked for (``uvicorn ...:app``)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app = globals()["app"] = create_app()
+    return app

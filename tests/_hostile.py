@@ -68,7 +68,7 @@ from jwt_guard.errors import (
     WrongAudience,
     WrongIssuer,
 )
-from jwt_guard.testing import LocalIssuer, SigningKey
+from jwt_guard.testing import LocalIssuer, SigningKey, generate_key
 from jwt_guard.wsgi import JWTGuardWSGI
 
 CANARY = "CANARY-7f3a"
@@ -126,12 +126,19 @@ class Kit:
         return self.sign(self.header(), self.claims(**changes))
 
 
+def _named_keys(*algs: str) -> list[SigningKey]:
+    """Keys with the kids the cases name (``rs256-1``, ...): the issuer and the attacker share
+    them on purpose, so a forged token can claim a trusted kid (generated keys would each get
+    their own thumbprint kid)."""
+    return [generate_key(alg, f"{alg.lower()}-1") for alg in algs]
+
+
 @contextlib.contextmanager
 def make_kit() -> Iterator[Kit]:
     """Start both issuers; stop them afterwards."""
     with (
-        LocalIssuer(algorithms=("RS256", "ES256", "EdDSA")) as issuer,
-        LocalIssuer(algorithms=("RS256", "ES256", "EdDSA", "PS256", "HS256")) as attacker,
+        LocalIssuer(keys=_named_keys("RS256", "ES256", "EdDSA")) as issuer,
+        LocalIssuer(keys=_named_keys("RS256", "ES256", "EdDSA", "PS256", "HS256")) as attacker,
     ):
         yield Kit(issuer, attacker)
 

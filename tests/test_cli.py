@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import functools
 import io
 import json
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,10 +22,12 @@ import pytest
 import requests
 
 from _servers import free_port
-from jwt_guard import verify_jws
+from jwt_guard import JWTGuardError, TokenVerifier, WrongIssuer, verify_jws
+from jwt_guard._commands import _report_refusal
 from jwt_guard._keyfile import KeyFile, private_jwk, signing_key
 from jwt_guard.algorithms import ALGORITHMS
-from jwt_guard.cli import main
+from jwt_guard.cli import build_parser, main
+from jwt_guard.keys import thumbprint
 from jwt_guard.testing import LocalIssuer, SigningKey, generate_key
 from jwt_guard.testing._keys import compact_jws
 from jwt_guard.testing.pytest_plugin import IssuerFault, MintToken
@@ -47,13 +52,13 @@ def unsigned(header: dict[str, Any], claims: dict[str, Any], sig: str = "c2ln") 
 
 
 def test_inspect_shows_header_claims_and_relative_times(
-    capsys: pytest.CaptureFixture[str], mint_token: MintToken
+    capsys: pytest.CaptureFixture[str], mint_token: MintToken, jwt_issuer: LocalIssuer
 ) -> None:
     now = int(time.time())
     token = mint_token({"role": "admin"}, issued_at=now - 4 * 3600, expires_in=3600)
     code, out, err = run(capsys, "inspect", token)
     assert (code, err) == (0, "")
-    assert '"kid": "rs256-1"' in out
+    assert f'"kid": "{jwt_issuer.key().kid}"' in out
     assert '"role": "admin"' in out
     assert "(expired 3 h ago)" in out
     assert "(issued 4 h ago)" in out
@@ -96,6 +101,70 @@ def test_inspect_does_not_warn_about_crit_b64_true(capsys: pytest.CaptureFixture
     code, out, _ = run(capsys, "inspect", "--json", unsigned(header, {"exp": 4e9}))
     assert code == 0
     assert not any("crit" in w for w in json.loads(out)["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("claims", "header", "argv", "warning"),
+    [
+        pytest.param(
+            {"iss": "https://idp.example.com"},
+            {},
+            ["--issuer", "https://idp.example.com/"],
+            "'iss' is 'https://idp.example.com', not the expected 'https://idp.example.com/' "
+            "(they differ only in a trailing '/': the match is exact): a verifier refuses it",
+            id="iss-slash",
+        ),
+        pytest.param(
+            {"iss": "https://other.test/"},
+            {},
+            ["--issuer", "https://idp.example.com/"],
+            "'iss' is 'https://other.test/', not the expected 'https://idp.example.com/': "
+            "a verifier refuses it",
+            id="iss",
+        ),
+        pytest.param(
+            {"aud": ["api://a", "API://B"]},
+            {},
+            ["--audience", "api://b", "--audience", "api://c"],
+            "'aud' is ['api://a', 'API://B'], none of the expected 'api://b', 'api://c' "
+            "(they differ only in case: the match is exact): a verifier refuses it",
+            id="aud-case",
+        ),
+        pytest.param(
+            {},
+            {"typ": "JWT"},
+            ["--typ", "at+jwt"],
+            "header 'typ' is 'JWT', not the expected 'at+jwt': a verifier refuses it",
+            id="typ",
+        ),
+        pytest.param(
+            {},
+            {},
+            ["--typ", "at+jwt"],
+            "header 'typ' is None, not the expected 'at+jwt'",
+            id="no-typ",
+        ),
+    ],
+)
+def test_inspect_shows_the_token_s_values_next_to_the_expected_ones(
+    capsys: pytest.CaptureFixture[str],
+    claims: dict[str, Any],
+    header: dict[str, Any],
+    argv: list[str],
+    warning: str,
+) -> None:
+    token = unsigned({"alg": "RS256", "kid": "k", **header}, {"exp": 4e9, **claims})
+    code, out, _ = run(capsys, "inspect", token, *argv, "--json")
+    assert code == 0
+    assert any(w.startswith(warning) for w in json.loads(out)["warnings"]), out
+
+
+def test_inspect_says_nothing_when_the_values_match(capsys: pytest.CaptureFixture[str]) -> None:
+    claims = {"iss": "https://i/", "aud": ["x", "y"], "exp": 4e9}
+    token = unsigned({"alg": "RS256", "kid": "k", "typ": "application/at+jwt"}, claims)
+    argv = ["--issuer", "https://i/", "--audience", "y", "--typ", "at+JWT", "--json"]
+    code, out, _ = run(capsys, "inspect", token, *argv)
+    assert (code, json.loads(out)["warnings"]) == (0, [])
 
 
 def test_inspect_oddities_jwe_oversize_stdin_and_garbage(
@@ -252,7 +321,13 @@ def test_verify_keys_unavailable_exits_3(
         ),
         pytest.param(["mint", "--expires-in", "soon"], "'soon' is not a duration", id="duration"),
         pytest.param(["mint", "--claim", "novalue"], "write NAME=VALUE", id="claim"),
-        pytest.param(["mint", "--alg", "PS512"], "no PS512 key", id="alg"),
+        pytest.param(["mint", "--alg", "XX512"], "unknown algorithm 'XX512'", id="alg"),
+        pytest.param(["verify", "--leeway", "soon"], "invalid float value: 'soon'", id="float"),
+        pytest.param(["demo", "--port", "70000"], "not a port number (0-65535)", id="port"),
+        pytest.param(["mint", "--port", "0"], "not a port number (1-65535)", id="port-0"),
+        pytest.param(["mint", "--algorithms", ","], "--algorithms names no algorithm", id="algs"),
+        pytest.param(["nope"], "invalid choice: 'nope'", id="command"),
+        pytest.param([], "required: COMMAND (see jwt-guard --help)", id="no-command"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(
@@ -260,10 +335,16 @@ def test_errors_are_one_line_with_exit_code_2(
 ) -> None:
     code, out, err = run(capsys, *argv)
     assert (code, out) == (2, "")
-    assert err.startswith(f"jwt-guard {argv[0]}: error: ")
+    assert err.startswith(f"jwt-guard {argv[0]}: error: " if argv[1:] else "jwt-guard: error: ")
     assert message in err
     assert err.count("\n") == 1
     assert "Traceback" not in err
+    assert "usage:" not in err
+    code, out, err = run(capsys, *argv, "--json")
+    document = json.loads(out)
+    assert (code, err, document["exit_code"]) == (2, "", 2)
+    assert message in document["message"]
+    assert document["error"] in ("usage", "configuration")
 
 
 # -- mint, key files, issuer
@@ -298,6 +379,7 @@ def test_mint_creates_a_private_key_file_and_reuses_it(
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     keyfile = KeyFile.load(path)
     assert [k.alg for k in keyfile.keys] == ["RS256", "ES256", "EdDSA"]
+    assert all(k.kid == thumbprint(k.public_jwk()) for k in keyfile.keys)
     code, token2, err = run(
         capsys, "mint", "--key-file", str(path), "--alg", "EdDSA", "--sub", "bob",
         "--aud", "a1", "--aud", "a2", "--scope", "read", "--scope", "write",
@@ -306,7 +388,7 @@ def test_mint_creates_a_private_key_file_and_reuses_it(
     assert (code, err) == (0, "")
     code, out, _ = run(capsys, "inspect", "--json", token2.strip())
     document = json.loads(out)
-    assert document["header"]["kid"] == "eddsa-1"
+    assert document["header"]["kid"] == keyfile.keys[2].kid
     claims = document["claims"]
     assert (claims["sub"], claims["aud"], claims["scope"]) == ("bob", ["a1", "a2"], "read write")
     assert (claims["roles"], claims["team"], claims["exp"] - claims["iat"]) == (
@@ -321,6 +403,10 @@ def test_mint_creates_a_private_key_file_and_reuses_it(
     code, _, err = run(capsys, "verify", expired.strip(), "--key-file", str(path))
     assert code == 1
     assert err.startswith("invalid: expired (ExpiredToken)")
+    code, _, err = run(capsys, "mint", "--key-file", str(path), "--alg", "PS512")
+    assert code == 2
+    assert "has no PS512 key (it has RS256, ES256, EdDSA)" in err
+    assert "jwt-guard mint --key-file ps512-keys.json --alg PS512" in err
     code, _, err = run(capsys, "mint", "--key-file", str(path), "--port", "1")
     assert code == 2
     assert "belongs to http://127.0.0.1:18999" in err
@@ -358,8 +444,9 @@ def test_mint_without_a_key_file_says_the_keys_are_throwaway(
     document = json.loads(out)
     assert code == 0
     assert "throwaway keys" in err
-    assert [k["kid"] for k in document["jwks"]["keys"]] == ["es256-1"]
-    assert "d" not in document["jwks"]["keys"][0]
+    (jwk,) = document["jwks"]["keys"]
+    assert jwk["kid"] == thumbprint(jwk)
+    assert "d" not in jwk
 
 
 @pytest.fixture
@@ -461,3 +548,280 @@ def test_python_dash_m_and_version() -> None:
         [sys.executable, "-m", "jwt_guard", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("jwt-guard 0.")
+
+
+# -- the process: one-line errors, --json everywhere, pipes, ports, exit codes
+
+
+def cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m jwt_guard ARGV`` as a real process (warnings are errors there too)."""
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-m", "jwt_guard", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JWT_GUARD_")},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def dead_issuer() -> str:
+    """An issuer URL on loopback where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def test_exit_codes_and_stderr_of_a_real_process(
+    jwt_issuer: LocalIssuer, mint_token: MintToken, dead_issuer: str
+) -> None:
+    token = mint_token()
+    trusted = ["--issuer", jwt_issuer.issuer, "--audience", jwt_issuer.audience]
+    valid = cli("verify", token, *trusted)
+    assert (valid.returncode, valid.stderr) == (0, "")
+    refused = cli("verify", mint_token(expires_in=-3600), *trusted)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr.startswith("invalid: expired (ExpiredToken): token expired at ")
+    usage = cli("verify", token, "--issuer", jwt_issuer.issuer)
+    assert (usage.returncode, usage.stdout) == (2, "")
+    assert usage.stderr == (
+        "jwt-guard verify: error: --audience is required: the 'aud' your API expects "
+        "(or --any-audience)\n"
+    )
+    # keys unavailable: the library logs the failed fetch and the 503 at WARNING, which Python
+    # would print on stderr by itself; without -v the command's own line is all there is
+    orphan = mint_token(issuer=dead_issuer)
+    down = cli("verify", orphan, "--issuer", dead_issuer, "--any-audience")
+    assert (down.returncode, down.stdout) == (3, "")
+    assert down.stderr.count("\n") == 1
+    assert down.stderr.startswith("invalid: keys_unavailable (KeysUnavailable): ")
+    assert down.stderr.rstrip().endswith("an API would answer 503")
+    verbose = cli("verify", orphan, "--issuer", dead_issuer, "--any-audience", "-v")
+    assert verbose.returncode == 3
+    assert "WARNING jwt_guard.jwks: jwks fetch failed" in verbose.stderr
+    assert verbose.stderr.splitlines()[-1] == down.stderr.rstrip()
+
+
+def test_json_covers_errors_in_a_real_process(
+    tmp_path: Path, mint_token: MintToken, dead_issuer: str
+) -> None:
+    cases = [
+        (["verify", "a.b.c", "--leeway", "x", "--json"], 2, "usage", "--leeway"),
+        (["mint", "--key-file", str(tmp_path), "--json"], 2, "configuration", "key file"),
+        (["inspect", "not-a-token", "--json"], 1, "not_a_jwt", "not a JWT"),
+    ]
+    for argv, code, kind, text in cases:
+        result = cli(*argv)
+        document = json.loads(result.stdout)
+        assert (result.returncode, result.stderr) == (code, ""), argv
+        assert (document["error"], document["exit_code"]) == (kind, code)
+        assert text in document["message"]
+    orphan = mint_token(issuer=dead_issuer)
+    down = cli("verify", orphan, "--issuer", dead_issuer, "--any-audience", "--json")
+    assert (down.returncode, down.stderr) == (3, "")
+    assert json.loads(down.stdout)["error"] == "keys_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("argv", "stderr"),
+    [
+        pytest.param(["demo"], b"", id="demo"),
+        pytest.param(["demo", "--json"], b"", id="demo-json"),
+        pytest.param(["inspect", "-"], b"", id="inspect"),
+        pytest.param(
+            ["mint", "--algorithms", "ES256"],
+            b"note: throwaway keys, so nothing can verify this; use --key-file\n",
+            id="mint",
+        ),
+    ],
+)
+def test_a_closed_stdout_ends_the_command_quietly(argv: list[str], stderr: bytes) -> None:
+    """``jwt-guard ... | head -0``: the reader is gone before the first write."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stdin = io.BytesIO(unsigned({"alg": "ES256", "kid": "k"}, {"sub": "x"}).encode())
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-W", "error", "-m", "jwt_guard", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            input=stdin.getvalue(),
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == stderr  # no traceback, no "Exception ignored ... BrokenPipeError"
+    assert proc.returncode == 141  # 128 + SIGPIPE, what a shell shows for `yes | head -1`
+
+
+def test_head_dash_1_reads_one_line_and_nothing_complains() -> None:
+    shell = f"{shlex.quote(sys.executable)} -m jwt_guard demo | head -1"
+    result = subprocess.run(
+        ["sh", "-c", shell], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout == "jwt_guard demo: everything runs on 127.0.0.1\n"
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        pytest.param(["demo", "--port"], "--port", id="demo-app"),
+        pytest.param(["demo", "--issuer-port"], "--issuer-port", id="demo-issuer"),
+        pytest.param(["issuer", "--port"], "--port", id="issuer"),
+    ],
+)
+def test_a_busy_port_is_named_in_one_format(argv: list[str], option: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli(*argv, str(port))
+        as_json = cli(*argv, str(port), "--json")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(
+        f"jwt-guard {argv[0]}: error: cannot listen on 127.0.0.1:{port} ({option}): "
+    )
+    assert result.stderr.count("\n") == 1
+    document = json.loads(as_json.stdout)
+    assert (as_json.returncode, as_json.stderr, document["error"]) == (2, "", "listen")
+    assert f"127.0.0.1:{port} ({option})" in document["message"]
+
+
+def test_an_issuer_whose_port_is_busy_leaves_no_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("issuer", "--key-file", str(path), "--port", str(port))
+    assert result.returncode == 2
+    assert not path.exists()  # a file naming a port it never served would trap the next run
+
+
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+def test_mint_hs_generates_a_secret_that_verify_uses(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, alg: str
+) -> None:
+    path = tmp_path / "keys.json"
+    code, token, err = run(capsys, "mint", "--key-file", str(path), "--alg", alg)
+    assert (code, err) == (0, f"created {path} for issuer http://127.0.0.1:8765\n")
+    (secret,) = [jwk for jwk in json.loads(path.read_text())["keys"] if jwk["alg"] == alg]
+    assert secret["kty"] == "oct"
+    assert len(base64.urlsafe_b64decode(secret["k"] + "==")) == int(alg[2:]) // 8
+    code, out, _ = run(capsys, "verify", token.strip(), "--key-file", str(path), "--json")
+    assert (code, json.loads(out)["valid"]) == (0, True)
+    code, token, err = run(capsys, "mint", "--alg", alg)  # throwaway: still a token
+    assert code == 0
+    assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["alg"] == alg
+
+
+def test_help_shows_every_default() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = (argparse._StoreTrueAction, argparse._CountAction, argparse._HelpAction)
+    checked = 0
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if not action.option_strings or isinstance(action, flags):
+                continue
+            if action.default is None or action.default == []:
+                continue
+            assert action.help is not None
+            assert "default" in action.help, (name, action.option_strings)
+            checked += 1
+    assert checked >= 8
+    mint_help = cli("mint", "--help")
+    assert "(default 5m)" in " ".join(mint_help.stdout.split())
+
+
+def test_a_refusal_is_one_line_whatever_its_detail_holds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The detail names what the token said; outside bytes cannot break or colour the line."""
+    exc = WrongIssuer("claim 'iss' is 'https://evil.test/\n\x1b[31mok' (expected 'https://a/')")
+    assert _report_refusal(exc, as_json=False) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "\x1b" not in err
+    assert "'https://evil.test/\\x0a\\x1b[31mok' (expected 'https://a/')" in err
+    assert _report_refusal(exc, as_json=True) == 1
+    assert json.loads(capsys.readouterr().out)["detail"] == str(exc)
+
+
+@pytest.mark.parametrize(
+    ("mint", "extra"),
+    [
+        pytest.param({"issuer": "https://evil.test/"}, [], id="iss"),
+        pytest.param({"audience": "https://api.example.test/"}, [], id="aud"),
+        pytest.param({}, ["--typ", "at+jwt"], id="typ"),
+    ],
+)
+def test_verify_prints_the_exception_detail(
+    capsys: pytest.CaptureFixture[str],
+    jwt_issuer: LocalIssuer,
+    mint_token: MintToken,
+    mint: dict[str, Any],
+    extra: list[str],
+) -> None:
+    """What the core says about a mismatch (the token's value next to the expected one) is
+    what the command prints, in text and in JSON."""
+    token = mint_token(**mint)
+    verifier = TokenVerifier(
+        issuer=jwt_issuer.issuer,
+        audience=jwt_issuer.audience,
+        typ=extra[1] if extra else None,
+        token_cache_size=0,
+    )
+    with pytest.raises(JWTGuardError) as raised:
+        verifier.verify(token)
+    argv = ["verify", token, "--issuer", jwt_issuer.issuer, "--audience", jwt_issuer.audience]
+    code, _, err = run(capsys, *argv, *extra)
+    assert code == 1
+    assert f"({type(raised.value).__name__}): {raised.value}; an API would answer 401" in err
+    code, out, _ = run(capsys, *argv, *extra, "--json")
+    assert json.loads(out)["detail"] == str(raised.value)
+
+
+def test_regenerated_keys_get_new_kids_and_a_running_verifier_follows(
+    capsys: pytest.CaptureFixture[str], spawn: Any, tmp_path: Path
+) -> None:
+    """Once every key file named its RSA key ``rs256-1``: after regenerating the keys, an app
+    kept the old key under that kid, never refetched, and refused every new token."""
+    path, port = tmp_path / "keys.json", free_port()
+    issuer_url = f"http://127.0.0.1:{port}"
+    verifier = TokenVerifier(
+        issuer=issuer_url,
+        audience="https://api.example.test",
+        token_cache_size=0,
+        jwks_options={"cooldown": 0.0},
+    )
+    proc, _ = spawn("issuer", "--key-file", str(path), "--port", str(port), until="Ctrl-C")
+    first = run(capsys, "mint", "--key-file", str(path))[1].strip()
+    assert verifier.verify(first).subject == "user-1"
+    old_kids = {key.kid for key in KeyFile.load(path).keys}
+    assert _stop(proc)[0] == 0
+    path.unlink()  # regenerate
+    proc, _ = spawn("issuer", "--key-file", str(path), "--port", str(port), until="Ctrl-C")
+    assert not old_kids & {key.kid for key in KeyFile.load(path).keys}
+    second = run(capsys, "mint", "--key-file", str(path))[1].strip()
+    assert verifier.verify(second).subject == "user-1"
+    assert _stop(proc)[0] == 0
+
+
+def test_a_kid_written_into_the_key_file_is_kept(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "keys.json"
+    assert run(capsys, "mint", "--key-file", str(path), "--algorithms", "ES256")[0] == 0
+    document = json.loads(path.read_text())
+    document["keys"][0]["kid"] = "my-signing-key"
+    path.write_text(json.dumps(document))
+    token = run(capsys, "mint", "--key-file", str(path))[1].strip()
+    assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"] == (
+        "my-signing-key"
+    )
+    del document["keys"][0]["kid"]  # no kid at all: its thumbprint
+    path.write_text(json.dumps(document))
+    (key,) = KeyFile.load(path).keys
+    assert key.kid == thumbprint(key.public_jwk())

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 
 from _asgi_helpers import TestClient, bearer
-from jwt_guard import JWTGuard
+from _common import verifier_for
+from _servers import free_port, wait_until_listening
+from jwt_guard import ConfigurationError, JWTGuard
 from jwt_guard.jwks import JWKSClient
 from jwt_guard.testing import LocalIssuer
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-ENV = ("JWT_GUARD_ISSUER", "JWT_GUARD_AUDIENCE", "JWT_GUARD_JWKS_URL")
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 
 
 def load(name: str) -> ModuleType:
@@ -41,16 +47,17 @@ def close_guards(app: Any) -> None:
     assert found == 1
 
 
+def clean_env(**variables: str) -> dict[str, str]:
+    """This process's environment without any JWT_GUARD_* variable, plus ``variables``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_GUARD_")}
+    return {**env, **variables}
+
+
 @pytest.fixture(params=["starlette_app", "fastapi_app"])
 def client(request: pytest.FixtureRequest, issuer: LocalIssuer) -> Iterator[TestClient]:
     module = load(request.param)
-    assert not hasattr(module, "app")  # no environment: only the factory
-    app = module.create_app(
-        issuer=issuer.issuer, audience=issuer.audience, jwks_url=issuer.jwks_url
-    )
-    with TestClient(app) as c:
+    with verifier_for(issuer) as verifier, TestClient(module.create_app(verifier)) as c:
         yield c
-    close_guards(app)
 
 
 @pytest.mark.parametrize(
@@ -81,29 +88,82 @@ def test_me_reads_claims(client: TestClient, issuer: LocalIssuer) -> None:
 
 
 @pytest.mark.parametrize("name", ["starlette_app", "fastapi_app"])
-def test_module_app_from_environment(
+def test_module_app_from_the_issuer_and_audience_alone(
     name: str, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for key, value in zip(ENV, (issuer.issuer, issuer.audience, issuer.jwks_url), strict=True):
-        monkeypatch.setenv(key, value)
+    """Like the library: the two variables are enough, the keys come through discovery."""
+    monkeypatch.delenv("JWT_GUARD_JWKS_URL", raising=False)
+    monkeypatch.setenv("JWT_GUARD_ISSUER", issuer.issuer)
+    monkeypatch.setenv("JWT_GUARD_AUDIENCE", issuer.audience)
+    issuer.reset_counts()
     app = load(name).app
     with TestClient(app) as client:
         assert client.get("/me", headers=bearer(issuer.mint(subject="env"))).json()["sub"] == "env"
+    assert issuer.discovery_requests == 1
     close_guards(app)
 
 
-def test_fastapi_example_docs_are_open(issuer: LocalIssuer) -> None:
-    app = load("fastapi_app").create_app(
-        issuer=issuer.issuer, audience=issuer.audience, jwks_url=issuer.jwks_url
+@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app"])
+@pytest.mark.parametrize(
+    ("variables", "missing"),
+    [
+        pytest.param({}, "JWT_GUARD_ISSUER", id="nothing"),
+        pytest.param(
+            {"JWT_GUARD_ISSUER": "https://idp.example.com/"}, "JWT_GUARD_AUDIENCE", id="aud"
+        ),
+    ],
+)
+def test_a_missing_variable_is_named(
+    name: str, variables: dict[str, str], missing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [k for k in os.environ if k.startswith("JWT_GUARD_")]:
+        monkeypatch.delenv(key)
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    module = load(name)  # importing needs no configuration: tests use create_app(verifier)
+    with pytest.raises(ConfigurationError, match=f"set {missing}"):
+        module.app  # noqa: B018
+
+
+def test_fastapi_example_under_uvicorn_with_discovery(issuer: LocalIssuer, tmp_path: Path) -> None:
+    """``uvicorn examples.fastapi_app:app`` with only the issuer and audience set."""
+    port, log = free_port(), tmp_path / "uvicorn.log"
+    env = clean_env(JWT_GUARD_ISSUER=issuer.issuer, JWT_GUARD_AUDIENCE=issuer.audience)
+    command = [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_listening(port, proc, log, "uvicorn")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            token = issuer.mint(subject="uv", scopes=["read:items"])
+            assert http.get("/me", headers=bearer(token)).json()["sub"] == "uv"
+            assert http.get("/items").status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_fastapi_example_under_uvicorn_without_configuration_says_what_to_set() -> None:
+    command = [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", "0"]
+    result = subprocess.run(
+        command, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60
     )
-    with TestClient(app) as client:
-        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
-            assert client.get(path).status_code == 200, path
-        schema = client.get("/openapi.json").json()
-        assert client.get("/docsx").status_code == 401  # the docs paths, nothing more
+    assert result.returncode != 0
+    assert "set JWT_GUARD_ISSUER" in result.stderr
+    assert 'Attribute "app" not found' not in result.stderr
+
+
+def test_fastapi_example_docs_are_open(issuer: LocalIssuer) -> None:
+    with verifier_for(issuer) as verifier:
+        app = load("fastapi_app").create_app(verifier)
+        with TestClient(app) as client:
+            for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+                assert client.get(path).status_code == 200, path
+            schema = client.get("/openapi.json").json()
+            assert client.get("/docsx").status_code == 401  # the docs paths, nothing more
     items = schema["paths"]["/items"]["get"]
     assert items["security"] == [{"JWTBearer": ["read:items"]}]
     assert {"401", "403"} <= set(items["responses"])
     assert set(schema["paths"]["/me"]["get"]["responses"]) == {"200", "401"}
     assert set(schema["paths"]["/health"]["get"]["responses"]) == {"200"}
-    close_guards(app)

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from werkzeug.test import Client as WSGIClient
 
+from _common import verifier_for
 from _wsgi_helpers import Answer, check_refusal, ensure_django
-from jwt_guard import JWTGuardWSGI
+from jwt_guard import ConfigurationError, JWTGuardWSGI
 from jwt_guard.testing import LocalIssuer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -69,30 +70,34 @@ def exercise(call: Call, issuer: LocalIssuer) -> None:
 
 def test_flask_example_create_app(env: pytest.MonkeyPatch, issuer: LocalIssuer) -> None:
     flask_app = fresh("flask_app")
-    app = flask_app.create_app(
-        issuer=issuer.issuer, audience=issuer.audience, jwks_url=issuer.jwks_url
-    )
-    assert isinstance(app.wsgi_app, JWTGuardWSGI)
-    client = app.test_client()
+    with verifier_for(issuer) as verifier:
+        app = flask_app.create_app(verifier)
+        assert isinstance(app.wsgi_app, JWTGuardWSGI)
+        client = app.test_client()
 
-    def call(path: str, token: str | None = None) -> Answer:
-        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        with client.get(path, headers=headers) as response:
-            return Answer(
-                response.status_code,
-                {k.lower(): v for k, v in response.headers.items()},
-                response.get_data(),
-            )
+        def call(path: str, token: str | None = None) -> Answer:
+            headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+            with client.get(path, headers=headers) as response:
+                return Answer(
+                    response.status_code,
+                    {k.lower(): v for k, v in response.headers.items()},
+                    response.get_data(),
+                )
 
-    exercise(call, issuer)
+        exercise(call, issuer)
 
 
 def test_flask_example_module_app_from_env(
     env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch, issuer: LocalIssuer
 ) -> None:
     exercise(wsgi_caller(fresh("flask_app").app), issuer)
-    monkeypatch.delenv("JWT_GUARD_JWKS_URL")
-    assert not hasattr(fresh("flask_app"), "app")
+    monkeypatch.delenv("JWT_GUARD_JWKS_URL")  # the issuer and audience alone: discovery
+    issuer.reset_counts()
+    exercise(wsgi_caller(fresh("flask_app").create_app()), issuer)  # what `flask --app` calls
+    assert issuer.discovery_requests == 1
+    monkeypatch.delenv("JWT_GUARD_AUDIENCE")
+    with pytest.raises(ConfigurationError, match="set JWT_GUARD_AUDIENCE"):
+        fresh("flask_app").app  # noqa: B018
 
 
 @pytest.fixture
@@ -158,3 +163,15 @@ def test_django_example_guarded_in_wsgi_py(
     application = fresh("django_project.wsgi").application
     assert isinstance(application, JWTGuardWSGI)
     exercise(wsgi_caller(application), issuer)
+
+
+def test_django_example_with_the_issuer_and_audience_alone(
+    django_example: Callable[[], ModuleType], monkeypatch: pytest.MonkeyPatch, issuer: LocalIssuer
+) -> None:
+    monkeypatch.delenv("JWT_GUARD_JWKS_URL")
+    monkeypatch.setenv("JWT_GUARD_AT_WSGI", "1")
+    settings = django_example()
+    assert settings.JWT_GUARD["jwks_url"] is None
+    issuer.reset_counts()
+    exercise(wsgi_caller(fresh("django_project.wsgi").application), issuer)
+    assert issuer.discovery_requests == 1

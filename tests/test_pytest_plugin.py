@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import requests
+from starlette.responses import PlainTextResponse
 
-from jwt_guard import ExpiredToken, KeysUnavailable, TokenVerifier, UnknownKey, WrongAudience
+from jwt_guard import (
+    ConfigurationError,
+    ExpiredToken,
+    JWTGuard,
+    KeysUnavailable,
+    TokenVerifier,
+    UnknownKey,
+    WrongAudience,
+)
 from jwt_guard.testing import JWKSFault, LocalIssuer
 from jwt_guard.testing.pytest_plugin import IssuerFault, MintToken
 
@@ -81,6 +91,46 @@ def test_a_fault_as_a_context_manager_and_until_the_test_ends(
         jwt_issuer_fault("nope")
 
 
+def test_set_fault_takes_the_fixture_s_names(
+    jwt_issuer: LocalIssuer, mint_token: MintToken
+) -> None:
+    cold = TokenVerifier(issuer=jwt_issuer.issuer, audience=jwt_issuer.audience)
+    jwt_issuer.set_fault("down")  # a string: once a silent no-op, so this test tested nothing
+    with pytest.raises(KeysUnavailable):
+        cold.verify(mint_token())
+    with pytest.raises(ConfigurationError, match="unknown fault 'offline'; choose from 'down'"):
+        jwt_issuer.set_fault("offline")
+
+
+def test_jwt_verifier_follows_the_issuer_s_audience(
+    jwt_issuer: LocalIssuer, jwt_verifier: TokenVerifier, mint_token: MintToken
+) -> None:
+    before = mint_token()
+    assert jwt_verifier.verify(before).audience == (jwt_issuer.audience,)
+    jwt_issuer.audience = "https://other-api.example.test"
+    claims = jwt_verifier.verify(mint_token())
+    assert claims.audience == ("https://other-api.example.test",)
+    with pytest.raises(WrongAudience):  # cached for the old audience: not any more
+        jwt_verifier.verify(before)
+    assert jwt_verifier.cached(before) is None
+
+
+async def test_jwt_verifier_follows_the_audience_in_async_code_and_apps(
+    jwt_issuer: LocalIssuer, jwt_verifier: TokenVerifier, mint_token: MintToken
+) -> None:
+    app = JWTGuard(PlainTextResponse("ok"), verifier=jwt_verifier)
+    jwt_issuer.audience = "my-api"
+    token = mint_token()
+    assert (await jwt_verifier.averify(token)).audience == ("my-api",)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        assert (await client.get("/", headers={"Authorization": f"Bearer {token}"})).text == "ok"
+        jwt_issuer.audience = "another-api"
+        refused = await client.get("/", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 401
+
+
 def test_a_verifier_serves_cached_keys_while_the_issuer_is_down(
     jwt_verifier: TokenVerifier,
     jwt_issuer: LocalIssuer,
@@ -136,13 +186,16 @@ def test_tests_do_not_leak_into_each_other(pytester: pytest.Pytester) -> None:
 def test_a_failing_test_still_resets_the_issuer(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
+        KIDS = []
+
         def test_fails(jwt_issuer, jwt_issuer_fault):
+            KIDS.append(jwt_issuer.key().kid)
             jwt_issuer.rotate()
             jwt_issuer_fault("down")
             raise AssertionError("boom")
 
         def test_after(jwt_issuer, jwt_verifier, mint_token):
-            assert jwt_issuer.key().kid == "rs256-1"
+            assert jwt_issuer.key().kid == KIDS[0]
             assert jwt_verifier.verify(mint_token()).subject == "user-1"
         """
     )

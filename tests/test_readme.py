@@ -7,6 +7,7 @@ providers' URLs in the recipes are replaced by the local issuer before the block
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import re
@@ -448,8 +449,80 @@ def test_option_tables_name_every_option_with_its_default(
 def test_environment_table_lists_every_variable() -> None:
     table = _table("### Environment variables")
     assert set(table) == {f"JWT_GUARD_{suffix}" for suffix in ENV_VARIABLES}
-    for suffix, (_where, option, _parse, _help) in ENV_VARIABLES.items():
+    for suffix, (_where, option, _parse, help_text) in ENV_VARIABLES.items():
         assert table[f"JWT_GUARD_{suffix}"][1].startswith(f"`{option}`")
+        assert table[f"JWT_GUARD_{suffix}"][2] == help_text, suffix  # one text, not two
+
+
+def test_the_audience_variable_documents_none() -> None:
+    from jwt_guard._env import verifier_options_from_env
+
+    row = _table("### Environment variables")["JWT_GUARD_AUDIENCE"]
+    assert "'none'" in row[2]
+    options = verifier_options_from_env(environ={"JWT_GUARD_AUDIENCE": "none"})
+    assert options == {"audience": None}
+
+
+def _loggers_in(path: Path) -> Iterator[str]:
+    """The logger names ``path`` passes to ``logging.getLogger`` (``__name__`` resolved)."""
+    module = ".".join(path.relative_to(ROOT / "src").with_suffix("").parts)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name != "getLogger" or not node.args:  # getLogger(): the root, configured by the CLI
+            continue
+        arg = node.args[0]
+        if isinstance(arg, ast.Name) and arg.id == "__name__":
+            yield module.removesuffix(".__init__")
+        elif isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            yield arg.value
+        else:
+            yield f"<a logger name computed in {path.name}:{node.lineno}>"
+
+
+def test_the_logger_table_names_every_logger_in_the_code() -> None:
+    in_code = {
+        name
+        for path in (ROOT / "src" / "jwt_guard").rglob("*.py")
+        for name in _loggers_in(path)
+        if name != "jwt_guard"  # the parent, which the CLI configures
+    }
+    assert {"jwt_guard.keys", "jwt_guard.http", "jwt_guard.fastapi"} <= in_code
+    table = _table("Standard `logging`, under `jwt_guard`")
+    assert set(table) == in_code
+    assert all(len(cells[1]) > 10 for cells in table.values())
+
+
+def test_the_error_prose_says_what_the_table_and_the_classes_say() -> None:
+    """The sentence on subclasses names the table's rows and errors.py's values, not its own."""
+    table = _table("## Errors")
+    rows = list(table)
+    match = re.search(
+        r"Every subclass of `(\w+)` \(`(\w+)` to `(\w+)` in the table\) answers with\s+its "
+        r"parent's status and challenge \((\d+), `error=\"(\w+)\"`\), and with the `code` and"
+        r"\s+`error_description` of its own row; `except \1` catches them all \(`except (\w+)`"
+        r"\s+the claim checks, `(\w+)` to `(\w+)`\)",
+        _section("## Errors"),
+    )
+    assert match is not None, "the Errors prose no longer says how subclasses answer"
+    parent, first, last, status, error, claims, claims_first, claims_last = match.groups()
+
+    def span(start: str, stop: str) -> list[str]:
+        return rows[rows.index(start) : rows.index(stop) + 1]
+
+    def subclasses(name: str) -> list[str]:
+        base = getattr(errors, name)
+        return [n for n in rows if n != name and issubclass(getattr(errors, n), base)]
+
+    base = getattr(errors, parent)
+    assert span(first, last) == subclasses(parent)
+    assert span(claims_first, claims_last) == subclasses(claims)
+    assert (int(status), error) == (base.status, base.error)
+    for name in subclasses(parent):
+        cls = getattr(errors, name)
+        assert (cls.status, cls.error) == (base.status, base.error), name
 
 
 def test_error_table_matches_the_error_classes() -> None:

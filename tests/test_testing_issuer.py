@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from jwt_guard.algorithms import ALGORITHMS
 from jwt_guard.errors import ConfigurationError
+from jwt_guard.keys import thumbprint
 from jwt_guard.testing import JWKSFault, LocalIssuer, SigningKey, generate_key
+from jwt_guard.testing._faults import fault_named
 
 MakeIssuer = Callable[..., LocalIssuer]
 
@@ -169,9 +173,18 @@ def test_generate_key_rejects_unknown_names_and_curves() -> None:
         generate_key("ES256", curve="P-384")
     a, b = generate_key("RS256", rsa_bits=1024), generate_key("RS256", rsa_bits=1024)
     assert a.kid != b.kid
+    assert _thumbprint_kid(a)
     assert a.public_jwk()["n"] != b.public_jwk()["n"]
     assert isinstance(a, SigningKey)
     assert repr(a).startswith("SigningKey(kid=")
+
+
+@pytest.mark.parametrize("alg", sorted(ALGORITHMS))
+def test_every_generated_key_is_named_by_its_thumbprint(alg: str) -> None:
+    key = generate_key(alg, rsa_bits=1024) if alg[:2] in ("RS", "PS") else generate_key(alg)
+    assert _thumbprint_kid(key)
+    assert SigningKey(None, alg, key.private_key).kid == key.kid  # the same key, the same kid
+    assert generate_key(alg, "mine", rsa_bits=1024).kid == "mine"
 
 
 def test_secret_keys_are_published_only_on_request(make_issuer: MakeIssuer) -> None:
@@ -180,16 +193,27 @@ def test_secret_keys_are_published_only_on_request(make_issuer: MakeIssuer) -> N
     assert len(_b64d(shown[0]["k"])) == 32
 
 
+def _thumbprint_kid(key: SigningKey) -> bool:
+    jwk = key.public_jwk()
+    return key.kid == jwk["kid"] == thumbprint({k: v for k, v in jwk.items() if k != "kid"})
+
+
 def test_rotate_add_and_remove_keys(make_issuer: MakeIssuer) -> None:
     issuer = make_issuer(algorithms=("ES256", "RS256"))
-    first = issuer.key()
-    assert (first.kid, issuer.key("RS256").kid) == ("es256-1", "rs256-1")
+    first, rs = issuer.key(), issuer.key("RS256")
+    assert _thumbprint_kid(first)
+    assert _thumbprint_kid(rs)
     second = issuer.rotate()
     assert issuer.key() is second
-    assert [k.kid for k in issuer.keys] == ["rs256-1", "es256-2"]
+    assert _thumbprint_kid(second)
+    assert second.kid != first.kid  # a new key is a new kid: verifiers refetch, never mix up
+    assert [k.kid for k in issuer.keys] == [rs.kid, second.kid]
     third = issuer.rotate("ES256", keep_old=True)
-    assert {"es256-2", "es256-3"} <= {jwk["kid"] for jwk in _get(issuer.jwks_url).json()["keys"]}
+    served = {jwk["kid"] for jwk in _get(issuer.jwks_url).json()["keys"]}
+    assert {second.kid, third.kid} <= served
     extra = issuer.add_key("ES256", kid="spare")
+    assert extra.kid == "spare"
+    assert issuer.rotate("RS256", kid="explicit").kid == "explicit"
     assert issuer.key("ES256") is third
     issuer.remove_key(third.kid)
     assert issuer.key("ES256") is extra
@@ -244,6 +268,54 @@ def test_stop_start_and_context_manager_keep_the_port() -> None:
         assert _get(issuer.jwks_url).status_code == 200
     with pytest.raises(RuntimeError, match="start"):
         _ = LocalIssuer().url
+
+
+def test_given_keys_and_port_through_the_constructor() -> None:
+    keys = [generate_key("ES256"), generate_key("RS256"), generate_key("ES256")]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    issuer = LocalIssuer(keys=keys, port=port, audience="api")
+    assert issuer.url == f"http://127.0.0.1:{port}"  # known before it starts
+    assert issuer.keys == keys
+    assert (issuer.key(), issuer.key("RS256")) == (keys[0], keys[1])  # first of each alg
+    with issuer:
+        served = _get(issuer.jwks_url).json()["keys"]
+    assert [jwk["kid"] for jwk in served] == [k.kid for k in keys]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param({"keys": [], "algorithms": ("RS256",)}, "not both", id="both"),
+        pytest.param({"keys": []}, "non-empty sequence of SigningKey", id="no-keys"),
+        pytest.param({"keys": ["RS256"]}, "sequence of SigningKey", id="not-keys"),
+        pytest.param({"algorithms": "RS256"}, "non-empty sequence", id="alg-str"),
+        pytest.param({"algorithms": ()}, "non-empty sequence", id="no-algs"),
+        pytest.param({"port": 70000}, "port=", id="port-range"),
+        pytest.param({"port": "8080"}, "port=", id="port-type"),
+    ],
+)
+def test_bad_constructor_arguments(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        LocalIssuer(**options)
+
+
+def test_snapshot_and_restore(issuer: LocalIssuer) -> None:
+    before = issuer.snapshot()
+    original = issuer.keys
+    issuer.rotate()
+    issuer.add_key("ES256")
+    issuer.audience, issuer.cache_max_age, issuer.include_secret_keys = "x", None, True
+    issuer.restore(before)
+    assert issuer.keys == original
+    assert issuer.key() is original[0]
+    assert (issuer.audience, issuer.cache_max_age, issuer.include_secret_keys) == (
+        "https://api.example.test",
+        300,
+        False,
+    )
+    assert _get(issuer.jwks_url).json() == {"keys": [original[0].public_jwk()]}
 
 
 # -- faults
@@ -345,6 +417,48 @@ def test_broken_keys_come_with_the_good_ones(issuer: LocalIssuer) -> None:
     assert {"broken-rsa-n", "broken-rsa-no-e", "broken-ec-point"} <= {k["kid"] for k in keys}
     assert not any("e" in k for k in keys if k["kid"] == "broken-rsa-no-e")
     assert _get(issuer.discovery_url).json()["issuer"] == issuer.issuer
+
+
+@pytest.mark.parametrize("fault", list(JWKSFault), ids=lambda f: f.value)
+def test_every_fault_is_reachable_by_its_name(fault: JWKSFault) -> None:
+    assert fault_named(fault.value) is fault
+    assert fault_named(fault.value.upper()) is fault
+    assert fault_named(fault) is fault
+
+
+def test_set_fault_by_name_really_takes_the_issuer_down(issuer: LocalIssuer) -> None:
+    issuer.set_fault("down")  # once a silent no-op: an outage test then tested nothing
+    with pytest.raises(requests.ConnectionError):
+        _get(issuer.jwks_url)
+    issuer.set_fault(None)
+    issuer.set_fault("error_500", endpoint="jwks")
+    assert _get(issuer.jwks_url).status_code == 500
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"fault": "dwon"}, "unknown fault 'dwon'; choose from 'down', ", id="typo"),
+        pytest.param({"fault": ""}, "unknown fault ''", id="empty"),
+        pytest.param({"fault": 500}, "unknown fault 500", id="int"),
+        pytest.param({"fault": "hang", "delay": "1"}, r"set_fault\(delay=", id="delay"),
+        pytest.param({"fault": "huge", "body_size": -1}, r"body_size=", id="size"),
+        pytest.param({"fault": "down", "endpoint": "keys"}, "endpoint=", id="endpoint"),
+    ],
+)
+def test_set_fault_refuses_what_it_does_not_know(
+    issuer: LocalIssuer, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        issuer.set_fault(**kwargs)
+    assert _get(issuer.jwks_url).status_code == 200  # nothing was switched on
+
+
+def test_set_fault_takes_a_timedelta(issuer: LocalIssuer) -> None:
+    issuer.set_fault("slow", delay=datetime.timedelta(milliseconds=300))
+    started = time.monotonic()
+    assert _get(issuer.jwks_url).status_code == 200
+    assert time.monotonic() - started >= 0.3
 
 
 def test_redirect_loop_and_per_endpoint_faults(issuer: LocalIssuer) -> None:

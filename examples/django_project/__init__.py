@@ -3,6 +3,7 @@
 Run it from the ``examples/`` directory, with your identity provider's values::
 
     export JWT_GUARD_ISSUER=https://idp.example.com/ JWT_GUARD_AUDIENCE=my-api
-    export JWT_GUARD_JWKS_URL=https://idp.example.com/.well-known/jwks.json
     python -m django runserver --settings=django_project.settings
+
+The keys are found through OpenID discovery (``JWT_GUARD_JWKS_URL`` names a JWKS instead).
 """

@@ -16,9 +16,7 @@ USE_TZ = True
 JWT_GUARD = {
     "issuer": os.environ.get("JWT_GUARD_ISSUER", "https://idp.example.com/"),
     "audience": os.environ.get("JWT_GUARD_AUDIENCE", "my-api"),
-    "jwks_url": os.environ.get(
-        "JWT_GUARD_JWKS_URL", "https://idp.example.com/.well-known/jwks.json"
-    ),
+    "jwks_url": os.environ.get("JWT_GUARD_JWKS_URL"),  # None: OpenID discovery from the issuer
     "exclude_paths": ["/health"],
 }
 

@@ -16,18 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from ._http import challenge
-from ._inspect import inspect_token, relative, render
+from ._inspect import Expected, inspect_token, relative, render
 from ._keyfile import KeyFile
+from ._logsafe import safe
 from .errors import ConfigurationError, JWTGuardError, KeysUnavailable
 from .verifier import TokenVerifier
 
 __all__ = [
+    "EXIT_INTERRUPTED",
     "EXIT_NO_KEYS",
+    "EXIT_PIPE",
     "EXIT_REFUSED",
     "EXIT_USAGE",
     "Failure",
     "configuration_failure",
     "json_out",
+    "listen_failure",
+    "one_line",
     "out",
     "parse_duration",
     "read_token",
@@ -37,16 +42,37 @@ __all__ = [
 ]
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_NO_KEYS = 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_PIPE = 141  # 128 + SIGPIPE: stdout was closed early (``| head -1``), as `yes | head` says
 _DURATION = re.compile(r"(-?\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\Z")
 _UNITS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
 class Failure(Exception):
-    """A command failed for a reason worth one line; ``exit_code`` is what the process returns."""
+    """A command failed for a reason worth one line; ``exit_code`` is what the process returns.
 
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+    ``code`` names the kind of failure in ``--json`` output (``usage``, ``configuration``,
+    ``listen``, ``not_a_jwt``); ``command`` is the command it belongs to, when it differs from
+    the one that ran (a usage error is raised before any runs).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        exit_code: int = EXIT_USAGE,
+        *,
+        code: str = "usage",
+        command: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.code = code
+        self.command = command
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: control characters escaped (a token's bytes included)."""
+    return safe(text, limit=2000)
 
 
 def out(text: str = "") -> None:
@@ -100,9 +126,10 @@ def wait_forever() -> None:
 def run_inspect(args: argparse.Namespace) -> int:
     """``jwt-guard inspect``: decode without verifying; exit 0 whenever it decodes."""
     try:
-        result = inspect_token(read_token(args.token), time.time())
+        expected = Expected(args.issuer, tuple(args.audience or ()), args.typ)
+        result = inspect_token(read_token(args.token), time.time(), expected)
     except ValueError as exc:
-        raise Failure(str(exc), EXIT_REFUSED) from None
+        raise Failure(str(exc), EXIT_REFUSED, code="not_a_jwt") from None
     if args.json:
         json_out(result.as_json())
     else:
@@ -181,30 +208,41 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def _report_refusal(exc: JWTGuardError, as_json: bool) -> int:
+    """One line on stderr (or a JSON document): the check that failed, ``str(exc)`` with what
+    the token said and what was expected, and the answer an API would give (whose body never
+    carries that detail)."""
     code = EXIT_NO_KEYS if isinstance(exc, KeysUnavailable) else EXIT_REFUSED
     header = None if isinstance(exc, KeysUnavailable) else challenge(exc)
+    detail = str(exc)
     if as_json:
         json_out(
             {
                 "valid": False,
                 "error": exc.code,
                 "error_class": type(exc).__name__,
-                "detail": exc.detail,
+                "detail": detail,
                 "status": exc.status,
                 "www_authenticate": header,
             }
         )
         return code
-    print(f"invalid: {exc.code} ({type(exc).__name__}): {exc.detail}", file=sys.stderr)
     answer = f"an API would answer {exc.status}"
     if header is not None:
         answer += f" with WWW-Authenticate: {header}"
-    print(f"  {answer}", file=sys.stderr)
+    line = f"invalid: {exc.code} ({type(exc).__name__}): {one_line(detail)}; {answer}"
+    print(line, file=sys.stderr, flush=True)
     return code
 
 
 def configuration_failure(exc: ConfigurationError | OSError | ValueError) -> Failure:
     """A one-line ``Failure`` for an error raised while setting a command up."""
     if isinstance(exc, OSError) and exc.strerror:
-        return Failure(f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror)
-    return Failure(str(exc))
+        message = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+        return Failure(message, code="configuration")
+    return Failure(str(exc), code="configuration")
+
+
+def listen_failure(port: int, option: str, exc: OSError) -> Failure:
+    """The one shape of "this port is taken" for every command that listens."""
+    reason = exc.strerror or str(exc)
+    return Failure(f"cannot listen on 127.0.0.1:{port} ({option}): {reason}", code="listen")

@@ -12,6 +12,7 @@ import argparse
 import http
 import io
 import json
+import socket
 import sys
 import threading
 import time
@@ -24,12 +25,18 @@ import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from ._commands import EXIT_REFUSED, json_out, out, parse_duration, wait_forever
+from ._commands import (
+    EXIT_REFUSED,
+    json_out,
+    listen_failure,
+    out,
+    parse_duration,
+    wait_forever,
+)
 from ._http import CLAIMS_KEY
 from ._inspect import relative
 from .decorators import require_scopes
 from .testing import LocalIssuer, generate_key
-from .testing._state import pin_port
 from .verifier import TokenVerifier
 from .wsgi import JWTGuardWSGI
 
@@ -94,13 +101,13 @@ class Demo:
     @property
     def url(self) -> str:
         """The app's base URL."""
-        return f"http://127.0.0.1:{self.server.server_port}"
+        return f"http://127.0.0.1:{self.server.port}"
 
     def steps(self, lifetime: float = 300) -> list[Step]:
         """The five cases, each with a freshly minted token."""
         issuer = self.issuer
         now = time.time()
-        stranger = generate_key("RS256", "other-1")
+        stranger = generate_key("RS256")
         return [
             Step(
                 f"a valid token with scope {SCOPE}",
@@ -148,16 +155,30 @@ class _LogHandler(WSGIRequestHandler):
 def running_demo(app_port: int = 0, issuer_port: int = 0, *, log: bool = False) -> Iterator[Demo]:
     """Start the issuer and the protected app on 127.0.0.1; stop both on exit.
 
-    ``log`` prints one line per request to stderr.
+    ``log`` prints one line per request to stderr. A port that is taken is a ``Failure``
+    naming it and its option (``--issuer-port``, ``--port``).
     """
-    issuer = LocalIssuer(algorithms=("RS256",))
-    pin_port(issuer, issuer_port)
+    issuer = LocalIssuer(algorithms=("RS256",), port=issuer_port)
+    try:
+        issuer.start()
+    except OSError as exc:
+        raise listen_failure(issuer_port, "--issuer-port", exc) from None
     with issuer:
         verifier = TokenVerifier(issuer=issuer.issuer, audience=issuer.audience)
         handler = _LogHandler if log else _QuietHandler
-        server = make_server(
-            "127.0.0.1", app_port, demo_app(verifier), threaded=True, request_handler=handler
-        )
+        try:
+            listening = _listen(app_port)
+        except OSError as exc:
+            raise listen_failure(app_port, "--port", exc) from None
+        with listening:  # werkzeug serves a duplicate of this socket
+            server = make_server(
+                "127.0.0.1",
+                app_port,
+                demo_app(verifier),
+                threaded=True,
+                request_handler=handler,
+                fd=listening.fileno(),
+            )
         thread = threading.Thread(target=server.serve_forever, name="jwt_guard-demo", daemon=True)
         thread.start()
         try:
@@ -166,6 +187,20 @@ def running_demo(app_port: int = 0, issuer_port: int = 0, *, log: bool = False) 
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
+
+
+def _listen(port: int) -> socket.socket:
+    """A socket listening on 127.0.0.1:``port``, bound here because werkzeug's own bind prints
+    its error and exits the process."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug would
+        sock.bind(("127.0.0.1", port))
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _short(token: str) -> str:

@@ -78,7 +78,12 @@ Parser = Callable[[str], Any]
 # variable suffix -> (where it goes, option name, parser, help)
 ENV_VARIABLES: dict[str, tuple[str, str, Parser, str]] = {
     "ISSUER": ("verifier", "issuer", str, "the trusted issuer (exact 'iss')"),
-    "AUDIENCE": ("verifier", "audience", _audience, "accepted audiences, comma-separated"),
+    "AUDIENCE": (
+        "verifier",
+        "audience",
+        _audience,
+        "accepted audiences, comma-separated ('none': no audience check)",
+    ),
     "JWKS_URL": ("verifier", "jwks_url", str, "JWKS URL (omit for OpenID discovery)"),
     "ISSUERS": ("verifier", "issuers", _issuers, "several issuers: JSON list of Issuer fields"),
     "ALGORITHMS": ("verifier", "algorithms", _list, "allowed algorithms, comma-separated"),

@@ -11,15 +11,17 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from ._codec import b64url_decode, loads_object
 from .algorithms import ALGORITHMS
-from .jws import DEFAULT_MAX_TOKEN_SIZE, MAX_KID_LENGTH
+from .errors import UnsupportedHeader
+from .jws import DEFAULT_MAX_TOKEN_SIZE, MAX_KID_LENGTH, check_header, normalize_typ
 
-__all__ = ["Inspection", "inspect_token", "relative", "render"]
+__all__ = ["Expected", "Inspection", "inspect_token", "relative", "render"]
 
 _DEFAULT_LEEWAY = 60.0
 _KEY_HEADERS = ("jku", "x5u", "jwk", "x5c")
@@ -167,8 +169,62 @@ def _claim_warnings(claims: dict[str, Any], now: float, result: Inspection) -> N
             warnings.append(f"claim {name!r} is not a string: a verifier refuses it")
 
 
-def inspect_token(token: str, now: float) -> Inspection:
-    """Decode ``token`` without verification; ``ValueError`` when it cannot be decoded at all."""
+@dataclass(frozen=True)
+class Expected:
+    """What the user expects (``inspect --issuer/--audience/--typ``): compared with the token's
+    values, each mismatch a warning that shows both (a trailing ``/`` is the classic trap)."""
+
+    issuer: str | None = None
+    audiences: Sequence[str] = ()
+    typ: str | None = None
+
+
+def _near(got: str, wanted: str) -> str:
+    if got != wanted and got.rstrip("/") == wanted.rstrip("/"):
+        return " (they differ only in a trailing '/': the match is exact)"
+    if got != wanted and got.lower() == wanted.lower():
+        return " (they differ only in case: the match is exact)"
+    return ""
+
+
+def _expected_warnings(
+    header: dict[str, Any], claims: dict[str, Any] | None, expected: Expected, warnings: list[str]
+) -> None:
+    if expected.typ is not None:
+        got = header.get("typ")
+        try:  # the verifier's own typ rule (RFC 7515 4.1.9), nothing else of the header
+            check_header({"alg": "RS256", "typ": got}, ("RS256",), normalize_typ(expected.typ))
+        except UnsupportedHeader:
+            hint = _near(got, expected.typ) if isinstance(got, str) else ""
+            warnings.append(
+                f"header 'typ' is {got!r}, not the expected {expected.typ!r}{hint}: "
+                "a verifier refuses it"
+            )
+    if claims is None:
+        return
+    iss = claims.get("iss")
+    if expected.issuer is not None and iss != expected.issuer:
+        hint = _near(iss, expected.issuer) if isinstance(iss, str) else ""
+        warnings.append(
+            f"'iss' is {iss!r}, not the expected {expected.issuer!r}{hint}: a verifier refuses it"
+        )
+    aud = claims.get("aud")
+    if expected.audiences:
+        names = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if not set(expected.audiences) & {a for a in names if isinstance(a, str)}:
+            hints = {_near(a, e) for a in names if isinstance(a, str) for e in expected.audiences}
+            hint = next((h for h in sorted(hints) if h), "")
+            wanted = ", ".join(repr(a) for a in expected.audiences)
+            warnings.append(
+                f"'aud' is {aud!r}, none of the expected {wanted}{hint}: a verifier refuses it"
+            )
+
+
+def inspect_token(token: str, now: float, expected: Expected | None = None) -> Inspection:
+    """Decode ``token`` without verification; ``ValueError`` when it cannot be decoded at all.
+
+    ``expected`` values are compared with the token's, each mismatch a warning naming both.
+    """
     token = token.strip()
     if token[:7].lower() == "bearer ":
         token = token[7:].strip()
@@ -203,6 +259,8 @@ def inspect_token(token: str, now: float) -> Inspection:
         _claim_warnings(claims, now, result)
     else:
         warnings.append("the payload is not a JSON object: a verifier refuses it")
+    if expected is not None:
+        _expected_warnings(header, result.claims, expected, warnings)
     return result
 
 

@@ -4,10 +4,13 @@ A new process generates new keys, so ``jwt-guard issuer`` and ``jwt-guard mint``
 through a file::
 
     {"issuer": "http://127.0.0.1:8765", "audience": "https://api.example.test",
-     "keys": [{"kty": "RSA", "kid": "rs256-1", "alg": "RS256", "n": ..., "d": ..., ...}]}
+     "keys": [{"kty": "RSA", "kid": "Hx3u...", "alg": "RS256", "n": ..., "d": ..., ...}]}
 
-``keys`` are private JWKs (RFC 7517/7518/8037). The file holds secrets: it is written with mode
-0600 and is meant for local testing only.
+``keys`` are private JWKs (RFC 7517/7518/8037). A new file names each key by its RFC 7638
+thumbprint, so regenerated keys never reuse a kid (a verifier that cached the old set then
+refetches instead of failing on the old key); a ``kid`` edited into the file is kept, and a key
+without one gets its thumbprint. The file holds secrets: it is written with mode 0600 and is
+meant for local testing only.
 """
 
 from __future__ import annotations
@@ -70,10 +73,11 @@ def private_jwk(key: SigningKey) -> dict[str, Any]:
 
 
 def signing_key(jwk: Mapping[str, Any]) -> SigningKey:
-    """A :class:`SigningKey` from a private JWK with ``kid`` and ``alg``; ``ValueError`` if bad."""
+    """A :class:`SigningKey` from a private JWK with ``alg`` (and ``kid``, else its thumbprint);
+    ``ValueError`` if bad."""
     kid, alg, kty = jwk.get("kid"), jwk.get("alg"), jwk.get("kty")
-    if not isinstance(kid, str) or not isinstance(alg, str):
-        raise ValueError("every key needs a string 'kid' and 'alg'")
+    if not isinstance(alg, str) or not (kid is None or isinstance(kid, str)):
+        raise ValueError("every key needs a string 'alg' (and 'kid', if it has one)")
     private: Any
     if kty == "oct":
         private = _bytes(jwk, "k")
@@ -90,11 +94,11 @@ def signing_key(jwk: Mapping[str, Any]) -> SigningKey:
         okp = ed25519.Ed25519PrivateKey if jwk["crv"] == "Ed25519" else ed448.Ed448PrivateKey
         private = okp.from_private_bytes(_bytes(jwk, "d"))
     else:
-        raise ValueError(f"key {kid!r}: unsupported kty/crv {kty!r}/{jwk.get('crv')!r}")
+        raise ValueError(f"key {kid or alg!r}: unsupported kty/crv {kty!r}/{jwk.get('crv')!r}")
     try:
         return SigningKey(kid, alg, private)
     except ConfigurationError as exc:
-        raise ValueError(f"key {kid!r}: {exc}") from exc
+        raise ValueError(f"key {kid or alg!r}: {exc}") from exc
 
 
 @dataclass
@@ -107,8 +111,8 @@ class KeyFile:
 
     @classmethod
     def create(cls, issuer: str, audience: str, algorithms: Sequence[str]) -> KeyFile:
-        """Fresh keys, one per algorithm, with kids ``<alg>-1``."""
-        keys = [generate_key(alg, f"{alg.lower()}-1") for alg in dict.fromkeys(algorithms)]
+        """Fresh keys, one per algorithm, each named by its RFC 7638 thumbprint."""
+        keys = [generate_key(alg) for alg in dict.fromkeys(algorithms)]
         return cls(issuer, audience, keys)
 
     @classmethod

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._commands import Failure, json_out, out, parse_duration, wait_forever
+from ._commands import Failure, json_out, listen_failure, out, parse_duration, wait_forever
 from ._keyfile import KeyFile
 from .testing import LocalIssuer
-from .testing._state import pin_port, use_keys
 
 __all__ = ["DEFAULT_AUDIENCE", "DEFAULT_PORT", "run_issuer", "run_mint"]
 
@@ -20,8 +19,13 @@ DEFAULT_AUDIENCE = "https://api.example.test"
 
 
 def _keyfile(args: argparse.Namespace) -> tuple[KeyFile, bool]:
-    """Load ``--key-file``, or create it (throwaway keys without one); ``(keys, created)``."""
+    """Load ``--key-file``, or make new keys (saved by the caller); ``(keys, created)``.
+
+    A new key file holds a key for each of ``--algorithms`` and for ``--alg`` (``mint``), so
+    ``mint --alg HS256`` works: the new file holds a random HS256 secret.
+    """
     path = Path(args.key_file) if args.key_file else None
+    alg: str | None = getattr(args, "alg", None)
     if path is not None and path.exists():
         keyfile = KeyFile.load(path)
         if args.port is not None and args.port != keyfile.port:
@@ -29,25 +33,29 @@ def _keyfile(args: argparse.Namespace) -> tuple[KeyFile, bool]:
                 f"key file {str(path)!r} belongs to {keyfile.issuer}; "
                 "drop --port or use another --key-file"
             )
+        held = list(dict.fromkeys(key.alg for key in keyfile.keys))
+        if alg is not None and alg not in held:
+            raise Failure(
+                f"key file {str(path)!r} has no {alg} key (it has {', '.join(held)}); "
+                f"to mint {alg}, create a key file that has one: "
+                f"jwt-guard mint --key-file {alg.lower()}-keys.json --alg {alg}"
+            )
         return keyfile, False
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    if alg is not None and alg not in algorithms:
+        algorithms.append(alg)
+    if not algorithms:
+        raise Failure("--algorithms names no algorithm; write e.g. --algorithms RS256,ES256")
     port = DEFAULT_PORT if args.port is None else args.port
-    if not 0 < port < 65536:
-        raise Failure("--port must be between 1 and 65535")
     keyfile = KeyFile.create(
         f"http://127.0.0.1:{port}", args.audience or DEFAULT_AUDIENCE, algorithms
     )
-    if path is not None:
-        keyfile.save(path)
     return keyfile, True
 
 
 def _issuer_for(keyfile: KeyFile) -> LocalIssuer:
-    """A (not yet started) issuer holding the key file's keys, pinned to its port."""
-    issuer = LocalIssuer(algorithms=(keyfile.keys[0].alg,), audience=keyfile.audience)
-    use_keys(issuer, keyfile.keys)
-    pin_port(issuer, keyfile.port)
-    return issuer
+    """A (not yet started) issuer holding the key file's keys, on its port."""
+    return LocalIssuer(keys=keyfile.keys, audience=keyfile.audience, port=keyfile.port)
 
 
 def _claim(text: str) -> tuple[str, Any]:
@@ -62,23 +70,24 @@ def _claim(text: str) -> tuple[str, Any]:
 
 def run_mint(args: argparse.Namespace) -> int:
     """``jwt-guard mint``: print a token signed with the key file's keys."""
+    claims = dict(_claim(c) for c in args.claim)
+    lifetime = parse_duration(args.expires_in)
     keyfile, created = _keyfile(args)
     issuer = _issuer_for(keyfile)
     audience: Any = keyfile.audience
     if args.aud:
         audience = args.aud[0] if len(args.aud) == 1 else args.aud
-    try:
-        token = issuer.mint(
-            dict(_claim(c) for c in args.claim),
-            alg=args.alg,
-            subject=args.sub,
-            audience=audience,
-            scopes=args.scope,
-            expires_in=parse_duration(args.expires_in),
-            issuer=keyfile.issuer,
-        )
-    except LookupError as exc:
-        raise Failure(f"{exc.args[0]}; the key file has no such key") from None
+    token = issuer.mint(
+        claims,
+        alg=args.alg,
+        subject=args.sub,
+        audience=audience,
+        scopes=args.scope,
+        expires_in=lifetime,
+        issuer=keyfile.issuer,
+    )
+    if created and args.key_file:
+        keyfile.save(Path(args.key_file))
     if not args.key_file:
         print("note: throwaway keys, so nothing can verify this; use --key-file", file=sys.stderr)
     elif created:
@@ -97,7 +106,15 @@ def run_issuer(args: argparse.Namespace) -> int:
     try:
         issuer.start()
     except OSError as exc:
-        raise Failure(f"cannot listen on 127.0.0.1:{keyfile.port}: {exc.strerror}") from None
+        if args.port is not None:
+            option = "--port"
+        elif created:
+            option = "the default port; choose one with --port"
+        else:
+            option = f"the port of {args.key_file}"
+        raise listen_failure(keyfile.port, option, exc) from None
+    if created and args.key_file:  # only once it serves: the file names the port it listens on
+        keyfile.save(Path(args.key_file))
     with issuer:
         sample = issuer.mint(expires_in=3600)
         if args.json:
@@ -129,4 +146,7 @@ def _describe(
     if path:
         out(f"more:    jwt-guard mint --key-file {path} --scope read:items")
     out(f"verify:  jwt-guard verify TOKEN --issuer {issuer.issuer} --audience {keyfile.audience}")
+    secret = [key.alg for key in keyfile.keys if key.kty == "oct"]
+    if secret and path:
+        out(f"         ({', '.join(secret)} secrets are never published: --key-file {path})")
     out("\nPress Ctrl-C to stop.")

@@ -9,27 +9,88 @@
     jwt-guard issuer [--key-file F]     serve discovery + JWKS for those keys on 127.0.0.1
 
 Exit codes: 0 success (``verify``: the token is valid), 1 the token was refused or a demo answer
-was not the expected one, 2 usage or configuration error, 3 verification keys unavailable.
-Errors are one line on stderr; ``--json`` prints one JSON document on stdout instead of text.
+was not the expected one, 2 usage or configuration error, 3 verification keys unavailable,
+130 interrupted (Ctrl-C), 141 stdout closed early (``| head -1``; quietly, as SIGPIPE would).
+Errors are one line on stderr, and nothing else is (jwt_guard's log lines only with ``-v``);
+``--json`` prints one JSON document on stdout instead of text, for errors too.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import NoReturn
 
 from . import __version__
-from ._commands import Failure, configuration_failure, run_inspect, run_verify
+from ._commands import (
+    EXIT_INTERRUPTED,
+    EXIT_PIPE,
+    Failure,
+    configuration_failure,
+    json_out,
+    one_line,
+    run_inspect,
+    run_verify,
+)
 from ._demo import run_demo
 from ._local import DEFAULT_AUDIENCE, DEFAULT_PORT, run_issuer, run_mint
 from .errors import ConfigurationError
 
 __all__ = ["build_parser", "main"]
 
+DEFAULT_LIFETIME = "5m"
 
-def _add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+Runner = Callable[[argparse.Namespace], int]
+RUNNERS: dict[str, Runner] = {
+    "demo": run_demo,
+    "inspect": run_inspect,
+    "verify": run_verify,
+    "mint": run_mint,
+    "issuer": run_issuer,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one-line ``Failure``s, not usage dumps."""
+
+    def error(self, message: str) -> NoReturn:
+        raise Failure(f"{message} (see {self.prog} --help)", code="usage", command=self.prog)
+
+
+def _port(text: str, *, lowest: int) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not lowest <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number ({lowest}-65535)")
+    return port
+
+
+def _any_port(text: str) -> int:
+    return _port(text, lowest=0)
+
+
+def _fixed_port(text: str) -> int:
+    return _port(text, lowest=1)
+
+
+def _common() -> _Parser:
+    """The options every command takes."""
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="show jwt_guard's log lines on stderr (-vv: debug, every library)",
+    )
+    return common
 
 
 def _add_token(parser: argparse.ArgumentParser) -> None:
@@ -38,59 +99,69 @@ def _add_token(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_keys(parser: argparse.ArgumentParser, *, creating: bool) -> None:
+def _add_keys(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key-file",
         metavar="FILE",
-        help="JSON file with the issuer's private keys"
-        + ("; created if missing (keep it private)" if creating else ""),
+        help="JSON file with the issuer's private keys; created if missing (keep it private)",
     )
-    if creating:
-        parser.add_argument(
-            "--port",
-            type=int,
-            default=None,
-            help=f"issuer port on 127.0.0.1 (default: the key file's, else {DEFAULT_PORT})",
-        )
-        parser.add_argument(
-            "--algorithms",
-            default="RS256,ES256,EdDSA",
-            help="keys to create in a new key file (comma-separated; default RS256,ES256,EdDSA)",
-        )
-        parser.add_argument(
-            "--audience",
-            default=None,
-            help=f"default 'aud' of a new key file (default {DEFAULT_AUDIENCE})",
-        )
+    parser.add_argument(
+        "--port",
+        type=_fixed_port,
+        default=None,
+        help=f"issuer port on 127.0.0.1 (default: the key file's, else {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--algorithms",
+        default="RS256,ES256,EdDSA",
+        help="keys to create in a new key file, comma-separated (default RS256,ES256,EdDSA)",
+    )
+    parser.add_argument(
+        "--audience",
+        default=None,
+        help=f"default 'aud' of a new key file (default {DEFAULT_AUDIENCE})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``jwt-guard``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jwt-guard",
         description="Try, inspect, verify and mint JWT bearer tokens (jwt_guard).",
     )
     parser.add_argument("--version", action="version", version=f"jwt-guard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_common()]
 
     demo = commands.add_parser(
-        "demo", help="run a local issuer and a protected app, and show the cases that matter"
+        "demo",
+        parents=common,
+        help="run a local issuer and a protected app, and show the cases that matter",
     )
     demo.add_argument("--serve", action="store_true", help="keep both running; print curl lines")
-    demo.add_argument("--port", type=int, default=0, help="app port on 127.0.0.1 (default: any)")
-    demo.add_argument("--issuer-port", type=int, default=0, help="issuer port (default: any)")
     demo.add_argument(
-        "--lifetime", type=str, default="1h", help="lifetime of --serve tokens (default 1h)"
+        "--port", type=_any_port, default=0, help="app port on 127.0.0.1 (default 0: any free)"
     )
-    _add_json(demo)
+    demo.add_argument(
+        "--issuer-port", type=_any_port, default=0, help="issuer port (default 0: any free)"
+    )
+    demo.add_argument("--lifetime", default="1h", help="lifetime of --serve tokens (default 1h)")
 
     inspect = commands.add_parser(
-        "inspect", help="decode a token WITHOUT verifying it and list what a verifier refuses"
+        "inspect",
+        parents=common,
+        help="decode a token WITHOUT verifying it and list what a verifier refuses",
     )
     _add_token(inspect)
-    _add_json(inspect)
+    inspect.add_argument("--issuer", help="the 'iss' you expect: a mismatch shows both")
+    inspect.add_argument(
+        "--audience", action="append", help="an 'aud' you expect (repeatable): likewise"
+    )
+    inspect.add_argument("--typ", help="the 'typ' header you expect, e.g. at+jwt: likewise")
 
-    verify = commands.add_parser("verify", help="verify a token with the real TokenVerifier")
+    verify = commands.add_parser(
+        "verify", parents=common, help="verify a token with the real TokenVerifier"
+    )
     _add_token(verify)
     verify.add_argument("--issuer", help="the trusted 'iss' (default: the key file's)")
     audience = verify.add_mutually_exclusive_group()
@@ -105,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--jwks-file", metavar="FILE", help="a JWK Set in a local JSON file")
     source.add_argument("--key-file", metavar="FILE", help="a jwt-guard key file (see mint)")
     verify.add_argument("--algorithms", help="allowlist, comma-separated (default: all)")
-    verify.add_argument("--leeway", type=float, default=60.0, help="clock skew, seconds (60)")
+    verify.add_argument("--leeway", type=float, default=60.0, help="clock skew, s (default 60)")
     verify.add_argument("--typ", help="required 'typ' header, e.g. at+jwt")
     verify.add_argument("--max-age", type=float, help="refuse tokens whose iat is older (s)")
     verify.add_argument(
@@ -117,11 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-claim", action="append", default=[], help="claim that must be present"
     )
     verify.add_argument("--allow-http", action="store_true", help="allow http:// off loopback")
-    _add_json(verify)
 
-    mint = commands.add_parser("mint", help="mint a token from a local issuer's keys")
-    _add_keys(mint, creating=True)
-    mint.add_argument("--alg", default=None, help="signing algorithm (default: the first key's)")
+    mint = commands.add_parser(
+        "mint",
+        parents=common,
+        help="mint a token from a local issuer's keys",
+        description="Mint a token signed by a local issuer's keys. HS256/384/512: a new key "
+        "file gets a random secret for --alg (its 'k' member); verify such tokens with "
+        "`jwt-guard verify --key-file FILE`.",
+    )
+    _add_keys(mint)
+    mint.add_argument(
+        "--alg",
+        default=None,
+        help="signing algorithm (default: the key file's first key); a new key file gets a key "
+        "for it, HS* included",
+    )
     mint.add_argument("--sub", default="user-1", help="subject (default user-1)")
     mint.add_argument("--aud", action="append", help="audience (repeatable; default: the file's)")
     mint.add_argument("--scope", action="append", default=[], help="a scope (repeatable)")
@@ -134,37 +216,93 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mint.add_argument(
         "--expires-in",
-        default="5m",
-        help="lifetime: 300, 90s, 15m, 1h, 2d; already expired: --expires-in=-1h",
+        default=DEFAULT_LIFETIME,
+        metavar="DURATION",
+        help=f"lifetime: 300, 90s, 15m, 1h, 2d (default {DEFAULT_LIFETIME}); "
+        "already expired: --expires-in=-1h",
     )
-    _add_json(mint)
 
-    issuer = commands.add_parser("issuer", help="serve discovery + JWKS for a key file")
-    _add_keys(issuer, creating=True)
-    _add_json(issuer)
+    issuer = commands.add_parser(
+        "issuer", parents=common, help="serve discovery + JWKS for a key file"
+    )
+    _add_keys(issuer)
     return parser
+
+
+@contextmanager
+def _logging(verbosity: int) -> Iterator[None]:
+    """Quiet by default: log records go nowhere (not to Python's last-resort stderr handler);
+    ``-v`` shows jwt_guard's INFO lines on stderr, ``-vv`` everything at DEBUG."""
+    root, package = logging.getLogger(), logging.getLogger("jwt_guard")
+    levels = root.level, package.level
+    handler: logging.Handler
+    if verbosity:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        package.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+        if verbosity > 1:
+            root.setLevel(logging.DEBUG)
+    else:
+        handler = logging.NullHandler()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
+        package.setLevel(levels[1])
+
+
+def _report(failure: Failure, command: str, as_json: bool) -> int:
+    if as_json:
+        json_out({"error": failure.code, "message": str(failure), "exit_code": failure.exit_code})
+    else:
+        print(f"{command}: error: {one_line(str(failure))}", file=sys.stderr, flush=True)
+    return failure.exit_code
+
+
+def _run(argv: list[str]) -> int:
+    as_json = "--json" in argv  # known before parsing, so a usage error answers in JSON too
+    try:
+        args = build_parser().parse_args(argv)
+    except Failure as failure:
+        return _report(failure, failure.command or "jwt-guard", as_json)
+    command = f"jwt-guard {args.command}"
+    with _logging(args.verbose):
+        try:
+            code = RUNNERS[args.command](args)
+        except BrokenPipeError:
+            raise
+        except (ConfigurationError, OSError, ValueError) as exc:
+            return _report(configuration_failure(exc), command, args.json)
+        except Failure as failure:
+            return _report(failure, command, args.json)
+    sys.stdout.flush()  # a closed pipe shows here, not at exit
+    return code
+
+
+def _silence_closed_streams() -> None:
+    """Point stdout and stderr at /dev/null so nothing more is written to a closed pipe
+    (Python would otherwise report the failed flush at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            # not a real file when captured (tests): nothing to redirect
+            with suppress(AttributeError, OSError, ValueError):
+                os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jwt-guard`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    args = build_parser().parse_args(argv)
-    runners = {
-        "demo": run_demo,
-        "inspect": run_inspect,
-        "verify": run_verify,
-        "mint": run_mint,
-        "issuer": run_issuer,
-    }
     try:
-        return runners[args.command](args)
-    except (ConfigurationError, OSError, ValueError) as exc:
-        failure = configuration_failure(exc)
-    except Failure as exc:
-        failure = exc
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        _silence_closed_streams()
+        return EXIT_PIPE
     except KeyboardInterrupt:
-        return 130
-    print(f"jwt-guard {args.command}: error: {failure}", file=sys.stderr)
-    return failure.exit_code
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,15 +7,15 @@
     with LocalIssuer(algorithms=("RS256", "EdDSA")) as issuer:
         token = issuer.mint(scopes=["read"])          # iss=issuer.issuer, aud=issuer.audience
         ...                                           # point a verifier at issuer.jwks_url
-        issuer.set_fault(JWKSFault.ERROR_500)         # and watch it cope
+        issuer.set_fault(JWKSFault.ERROR_500)         # and watch it cope (or "error_500")
 
-It needs only the standard library, ``cryptography`` and :mod:`jwt_guard.algorithms`.
+It needs only the standard library, ``cryptography`` and jwt_guard's token core (no web framework).
 """
 
 from __future__ import annotations
 
 from ._faults import JWKSFault
-from ._issuer import LocalIssuer
+from ._issuer import IssuerSnapshot, LocalIssuer
 from ._keys import SigningKey, generate_key
 
-__all__ = ["JWKSFault", "LocalIssuer", "SigningKey", "generate_key"]
+__all__ = ["IssuerSnapshot", "JWKSFault", "LocalIssuer", "SigningKey", "generate_key"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-__all__ = ["BROKEN_JWKS", "DEFAULT_DELAY", "JWKSFault"]
+from jwt_guard.errors import ConfigurationError
+
+__all__ = ["BROKEN_JWKS", "DEFAULT_DELAY", "JWKSFault", "fault_named"]
 
 
 class JWKSFault(enum.Enum):
@@ -34,6 +36,25 @@ class JWKSFault(enum.Enum):
     HUGE = "huge"
     BROKEN_KEYS = "broken_keys"
     REDIRECT_LOOP = "redirect_loop"
+
+
+def fault_named(fault: object) -> JWKSFault | None:
+    """``fault`` as a ``JWKSFault``: a member, its value (``"down"``, ``"error_500"``, any case),
+    or ``None`` for no fault; anything else is a ``ConfigurationError`` listing the names.
+
+    The one place a fault name is read, so no spelling can silently mean "no fault".
+    """
+    if fault is None or isinstance(fault, JWKSFault):
+        return fault
+    if isinstance(fault, str):
+        try:
+            return JWKSFault(fault.strip().lower())
+        except ValueError:
+            pass
+    names = ", ".join(repr(member.value) for member in JWKSFault)
+    raise ConfigurationError(
+        f"unknown fault {fault!r}; choose from {names} (or a JWKSFault, or None for no fault)"
+    )
 
 
 DEFAULT_DELAY = {JWKSFault.HANG: 30.0, JWKSFault.SLOW: 1.0}

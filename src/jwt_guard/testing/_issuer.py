@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+from jwt_guard._options import duration, positive_int
 from jwt_guard.errors import ConfigurationError
 
-from ._faults import JWKSFault
+from ._faults import JWKSFault, fault_named
 from ._keys import SigningKey, compact_jws, generate_key
 from ._server import _LoopbackServer
 
-__all__ = ["LocalIssuer"]
+__all__ = ["IssuerSnapshot", "LocalIssuer"]
 
 
 class _Default:
@@ -27,6 +30,17 @@ _DEFAULT: Any = _Default()
 """Sentinel for "use the issuer's default" where ``None`` means "leave the member out"."""
 
 
+@dataclass(frozen=True)
+class IssuerSnapshot:
+    """What :meth:`LocalIssuer.snapshot` captured, for :meth:`LocalIssuer.restore`."""
+
+    keys: tuple[SigningKey, ...]
+    current: tuple[tuple[str, SigningKey], ...]
+    audience: str
+    cache_max_age: int | None
+    include_secret_keys: bool
+
+
 def _numeric(value: float) -> float:
     return int(value) if float(value).is_integer() else value
 
@@ -36,13 +50,18 @@ class LocalIssuer:
 
     It publishes its keys at ``jwks_url`` and an OpenID discovery document at
     ``discovery_url`` from an HTTP server bound to 127.0.0.1 only, counts the requests it serves,
-    and can misbehave on demand (:meth:`set_fault` with a :class:`JWKSFault`).
+    and can misbehave on demand (:meth:`set_fault` with a :class:`JWKSFault` or its name).
 
     Parameters:
-        algorithms: one signing key is generated per name (kid ``"<alg>-1"``); the first is the
-            default for :meth:`mint`.
+        algorithms: one signing key is generated per name; the first is the default for
+            :meth:`mint`. Default ``("RS256",)``. Every generated key is named by its RFC 7638
+            thumbprint, so a new key always has a new ``kid``.
+        keys: publish these :class:`SigningKey` objects instead of generating any (the first
+            key of each algorithm is its current key); not together with ``algorithms``.
         audience: the ``aud`` minted by default.
         path: appended to the server URL to form ``issuer`` (e.g. ``"/realms/demo"``).
+        port: the port to listen on at 127.0.0.1 (default 0: any free port, kept across
+            :meth:`stop` and :meth:`start`).
         cache_max_age: ``Cache-Control: public, max-age=<n>`` on 200 responses; ``None`` omits
             the header. Settable at any time.
         clock: the time source for ``iat`` (and so ``exp``).
@@ -54,22 +73,38 @@ class LocalIssuer:
             token = issuer.mint({"role": "admin"}, scopes=["read"])
             requests.get(issuer.jwks_url, timeout=1).json()    # {"keys": [...]}
             old = issuer.key("RS256")
-            issuer.rotate("RS256")                 # old.kid leaves the JWKS
-            issuer.set_fault(JWKSFault.DOWN)       # connection refused until set_fault(None)
+            issuer.rotate("RS256")                 # a new kid; old.kid leaves the JWKS
+            issuer.set_fault("down")               # connection refused until set_fault(None)
     """
 
     def __init__(
         self,
         *,
-        algorithms: Sequence[str] = ("RS256",),
+        algorithms: Sequence[str] | None = None,
+        keys: Sequence[SigningKey] | None = None,
         audience: str = "https://api.example.test",
         path: str = "",
+        port: int = 0,
         cache_max_age: int | None = 300,
         clock: Callable[[], float] = time.time,
         include_secret_keys: bool = False,
     ) -> None:
-        if isinstance(algorithms, str) or not algorithms:
-            raise ConfigurationError('algorithms must be a non-empty sequence, e.g. ("RS256",)')
+        if keys is not None and algorithms is not None:
+            raise ConfigurationError("LocalIssuer: give algorithms= or keys=, not both")
+        if keys is None and (isinstance(algorithms, str) or algorithms == ()):
+            raise ConfigurationError(
+                'LocalIssuer(algorithms=...): must be a non-empty sequence, e.g. ("RS256",)'
+            )
+        if keys is not None and (
+            isinstance(keys, (str, bytes))
+            or not keys
+            or not all(isinstance(k, SigningKey) for k in keys)
+        ):
+            raise ConfigurationError(
+                "LocalIssuer(keys=...): must be a non-empty sequence of SigningKey"
+            )
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigurationError(f"LocalIssuer(port=...): must be 0..65535, got {port!r}")
         self.audience = audience
         self.path = "/" + path.strip("/") if path.strip("/") else ""
         self.cache_max_age = cache_max_age
@@ -78,15 +113,20 @@ class LocalIssuer:
         self._lock = threading.RLock()
         self._keys: list[SigningKey] = []
         self._current: dict[str, SigningKey] = {}
-        self._serials: dict[str, int] = {}
-        for alg in algorithms:
-            self.add_key(alg)
+        if keys is not None:
+            self._keys = list(keys)
+            for key in self._keys:
+                self._current.setdefault(key.alg, key)
+        else:
+            for alg in algorithms or ("RS256",):
+                self.add_key(alg)
         self._server = _LoopbackServer(
             jwks_path=self.path + "/.well-known/jwks.json",
             discovery_path=self.path + "/.well-known/openid-configuration",
             jwks=self.jwks,
             discovery=self.discovery,
             cache_max_age=lambda: self.cache_max_age,
+            port=port,
         )
 
     def __repr__(self) -> str:
@@ -154,13 +194,12 @@ class LocalIssuer:
     def add_key(self, alg: str, kid: str | None = None, **kw: Any) -> SigningKey:
         """Generate a key (``kw`` go to :func:`generate_key`) and publish it.
 
-        It becomes current for ``alg`` only if ``alg`` had no key; a duplicate ``kid`` is
-        allowed on purpose (for key-set tests).
+        Its ``kid`` is its RFC 7638 thumbprint unless given; an explicit duplicate ``kid`` is
+        allowed on purpose (for key-set tests). It becomes current for ``alg`` only if ``alg``
+        had no key.
         """
         with self._lock:
-            serial = self._serials.get(alg, 0) + 1
-            self._serials[alg] = serial
-            key = generate_key(alg, kid or f"{alg.lower()}-{serial}", **kw)
+            key = generate_key(alg, kid, **kw)
             self._keys.append(key)
             self._current.setdefault(alg, key)
             return key
@@ -293,16 +332,51 @@ class LocalIssuer:
 
     def set_fault(
         self,
-        fault: JWKSFault | None,
+        fault: JWKSFault | str | None,
         *,
-        delay: float | None = None,
+        delay: float | datetime.timedelta | None = None,
         body_size: int = 50 * 1024 * 1024,
         endpoint: Literal["jwks", "discovery"] | None = None,
     ) -> None:
         """Make the JWKS and discovery endpoints misbehave (``None`` restores them).
 
-        ``delay`` is for ``HANG`` (default 30 s) and ``SLOW`` (default 1 s); ``body_size`` for
-        ``HUGE``; ``endpoint`` limits the fault to one endpoint (``DOWN`` always takes the whole
-        server down). A new fault releases requests held by a ``HANG``.
+        ``fault`` is a :class:`JWKSFault` or its name (``"down"``, ``"error_500"``, ...); an
+        unknown name is a ``ConfigurationError`` listing the names. ``delay`` is for ``HANG``
+        (default 30 s) and ``SLOW`` (default 1 s); ``body_size`` for ``HUGE``; ``endpoint``
+        limits the fault to one endpoint (``DOWN`` always takes the whole server down). A new
+        fault releases requests held by a ``HANG``.
         """
-        self._server.set_fault(fault, delay, body_size, endpoint)
+        chosen = fault_named(fault)
+        seconds = None if delay is None else duration("set_fault", "delay", delay)
+        size = positive_int("set_fault", "body_size", body_size)
+        if endpoint not in (None, "jwks", "discovery"):
+            raise ConfigurationError(
+                f"set_fault(endpoint=...): must be 'jwks', 'discovery' or None, not {endpoint!r}"
+            )
+        self._server.set_fault(chosen, seconds, size, endpoint)
+
+    # -- snapshots
+
+    def snapshot(self) -> IssuerSnapshot:
+        """Capture the keys (and which is current per algorithm) and the settable options."""
+        with self._lock:
+            return IssuerSnapshot(
+                keys=tuple(self._keys),
+                current=tuple(self._current.items()),
+                audience=self.audience,
+                cache_max_age=self.cache_max_age,
+                include_secret_keys=self.include_secret_keys,
+            )
+
+    def restore(self, snapshot: IssuerSnapshot) -> None:
+        """Put back what :meth:`snapshot` captured: keys, current keys and options.
+
+        Faults, counters and serving are separate: ``set_fault(None)``, ``reset_counts()``,
+        ``start()``.
+        """
+        with self._lock:
+            self._keys = list(snapshot.keys)
+            self._current = dict(snapshot.current)
+            self.audience = snapshot.audience
+            self.cache_max_age = snapshot.cache_max_age
+            self.include_secret_keys = snapshot.include_secret_keys

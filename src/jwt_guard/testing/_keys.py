@@ -14,6 +14,7 @@ from jwt_guard._codec import b64url_encode as b64url
 from jwt_guard._codec import b64url_uint
 from jwt_guard.algorithms import ALGORITHMS, EC_CURVES, make_key
 from jwt_guard.errors import ConfigurationError
+from jwt_guard.keys import thumbprint
 
 __all__ = ["SigningKey", "b64url", "compact_jws", "generate_key"]
 
@@ -24,8 +25,10 @@ class SigningKey:
     """One private signing key with its ``kid`` and ``alg``, as the local issuer holds it.
 
     ``private_key`` is a ``cryptography`` private key object, or the secret ``bytes`` for HS*.
-    Signing goes through :func:`jwt_guard.algorithms.make_key`, so tokens are signed by the
-    same primitives jwt_guard verifies with.
+    ``kid=None`` names the key by its RFC 7638 thumbprint (:func:`jwt_guard.keys.thumbprint`),
+    so different keys never share a kid. Signing goes through
+    :func:`jwt_guard.algorithms.make_key`, so tokens are signed by the same primitives jwt_guard
+    verifies with.
 
     Example::
 
@@ -36,14 +39,14 @@ class SigningKey:
 
     __slots__ = ("_jwk", "_signer", "alg", "kid", "private_key")
 
-    def __init__(self, kid: str, alg: str, private_key: Any) -> None:
+    def __init__(self, kid: str | None, alg: str, private_key: Any) -> None:
         if alg not in ALGORITHMS:
             raise ConfigurationError(f"unknown algorithm {alg!r}; use one of {sorted(ALGORITHMS)}")
-        self.kid = kid
         self.alg = alg
         self.private_key = private_key
         self._signer: Any = make_key(alg, private_key)
         self._jwk: dict[str, Any] | None = None
+        self.kid: str = kid if kid is not None else thumbprint(self._key_params())
 
     def __repr__(self) -> str:
         return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
@@ -103,7 +106,9 @@ def generate_key(
 
     HS* get a random secret as long as the hash; RS*/PS* an RSA key of ``rsa_bits``;
     ES* their RFC 7518 curve; EdDSA Ed25519, or Ed448 with ``curve="Ed448"``; the RFC 9864
-    names Ed25519 and Ed448 their own curve. ``kid`` defaults to ``"<alg>-<random hex>"``.
+    names Ed25519 and Ed448 their own curve. ``kid`` defaults to the key's RFC 7638 thumbprint,
+    so a regenerated key always has a new kid (and a verifier that cached the old key set
+    refetches instead of failing on the old key).
     """
     spec = ALGORITHMS.get(alg)
     if spec is None:
@@ -125,7 +130,7 @@ def generate_key(
         private_key = ed448.Ed448PrivateKey.generate()
     else:
         private_key = ed25519.Ed25519PrivateKey.generate()
-    return SigningKey(kid or f"{alg.lower()}-{secrets.token_hex(4)}", alg, private_key)
+    return SigningKey(kid or None, alg, private_key)
 
 
 def _bytes(part: Mapping[str, Any] | bytes | str) -> bytes:

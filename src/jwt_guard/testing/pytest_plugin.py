@@ -12,7 +12,9 @@ installed these fixtures are there without an import or a ``conftest.py``:
 ``jwt_verifier``
     A fresh :class:`~jwt_guard.TokenVerifier` per test, trusting ``jwt_issuer`` through discovery
     (``issuer=jwt_issuer.issuer``, ``audience=jwt_issuer.audience``), with the unknown-kid
-    cool-down off so a key rotated within a test is picked up at once.
+    cool-down off so a key rotated within a test is picked up at once. It follows
+    ``jwt_issuer.audience``: set it in a test and the verifier expects the new audience from
+    its next token on (a :class:`LocalIssuerVerifier`).
 ``mint_token``
     ``mint_token(claims=None, *, scopes=..., alg=..., expires_in=..., subject=..., audience=...,
     issuer=..., not_before=..., issued_at=..., headers=..., kid=..., key=...) -> str``: a token
@@ -22,6 +24,7 @@ installed these fixtures are there without an import or a ``conftest.py``:
     ``jwt_issuer_fault(fault, *, delay=None, endpoint=None)`` makes the JWKS and discovery
     endpoints misbehave (a :class:`~jwt_guard.testing.JWKSFault` or its value, e.g. ``"down"``,
     ``"error_500"``, ``"hang"``), until the ``with`` block ends or else until the test ends.
+    ``jwt_issuer.set_fault(...)`` takes the same names; an unknown one is an error listing them.
 ``jwt_issuer_session``
     The same issuer, session-scoped and never reset: for session-scoped fixtures (a verifier or
     an app built once). Do not change it from such fixtures.
@@ -41,19 +44,23 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pytest
 
+from jwt_guard.claims import Claims
+from jwt_guard.verifier import TokenVerifier
+
 if TYPE_CHECKING:
     from jwt_guard.testing import JWKSFault, LocalIssuer
-    from jwt_guard.verifier import TokenVerifier
 
 __all__ = [
     "FaultSwitch",
     "IssuerFault",
+    "LocalIssuerVerifier",
     "MintToken",
     "jwt_issuer",
     "jwt_issuer_fault",
@@ -108,15 +115,52 @@ class IssuerFault:
         endpoint: Literal["jwks", "discovery"] | None = None,
     ) -> FaultSwitch:
         """Turn ``fault`` on (see :class:`~jwt_guard.testing.JWKSFault` for the choices)."""
-        from jwt_guard.testing import JWKSFault
-
-        try:
-            chosen = fault if isinstance(fault, JWKSFault) else JWKSFault(fault)
-        except ValueError:
-            choices = ", ".join(repr(f.value) for f in JWKSFault)
-            raise ValueError(f"unknown fault {fault!r}; choose from {choices}") from None
-        self._issuer.set_fault(chosen, delay=delay, endpoint=endpoint)
+        self._issuer.set_fault(fault, delay=delay, endpoint=endpoint)
         return FaultSwitch(self._issuer)
+
+
+class LocalIssuerVerifier(TokenVerifier):
+    """The ``jwt_verifier`` fixture: a ``TokenVerifier`` that trusts a ``LocalIssuer`` and
+    follows its ``audience``.
+
+    When a test sets ``jwt_issuer.audience``, the next ``verify``/``averify``/``cached`` call
+    rebuilds the verifier for the new audience (a fresh key cache and token cache), so a token
+    minted for the issuer's current audience verifies, and one minted for the old audience is
+    refused like any other wrong audience.
+    """
+
+    def __init__(self, issuer: LocalIssuer, **options: Any) -> None:
+        self._local = issuer
+        self._options = options
+        self._audience = issuer.audience
+        self._follow_lock = threading.Lock()
+        super().__init__(issuer=issuer.issuer, audience=self._audience, **options)
+
+    def _follow(self) -> None:
+        audience = self._local.audience
+        if audience == self._audience:
+            return
+        with self._follow_lock:
+            if audience != self._audience:
+                TokenVerifier.__init__(
+                    self, issuer=self._local.issuer, audience=audience, **self._options
+                )
+                self._audience = audience
+
+    def verify(self, token: str | bytes, *, client: str | None = None) -> Claims:
+        """:meth:`TokenVerifier.verify`, for the issuer's current audience."""
+        self._follow()
+        return super().verify(token, client=client)
+
+    async def averify(self, token: str | bytes, *, client: str | None = None) -> Claims:
+        """:meth:`TokenVerifier.averify`, for the issuer's current audience."""
+        self._follow()
+        return await super().averify(token, client=client)
+
+    def cached(self, token: str, client: str | None = None) -> Claims | None:
+        """:meth:`TokenVerifier.cached`, for the issuer's current audience."""
+        self._follow()
+        return super().cached(token, client)
 
 
 @pytest.fixture(scope="session")
@@ -137,27 +181,23 @@ def jwt_issuer_session(jwt_issuer_options: dict[str, Any]) -> Iterator[LocalIssu
 @pytest.fixture
 def jwt_issuer(jwt_issuer_session: LocalIssuer) -> Iterator[LocalIssuer]:
     """The session's local issuer, put back as it was (keys, options, no fault) after the test."""
-    from jwt_guard.testing._state import IssuerSnapshot
-
-    snapshot = IssuerSnapshot.capture(jwt_issuer_session)
+    snapshot = jwt_issuer_session.snapshot()
     jwt_issuer_session.set_fault(None)
     jwt_issuer_session.reset_counts()
     try:
         yield jwt_issuer_session
     finally:
-        snapshot.restore(jwt_issuer_session)
+        jwt_issuer_session.restore(snapshot)
+        jwt_issuer_session.set_fault(None)
+        jwt_issuer_session.start()
+        jwt_issuer_session.reset_counts()
 
 
 @pytest.fixture
 def jwt_verifier(jwt_issuer: LocalIssuer) -> TokenVerifier:
-    """A fresh verifier trusting ``jwt_issuer`` through OpenID discovery, cool-down off."""
-    from jwt_guard.verifier import TokenVerifier
-
-    return TokenVerifier(
-        issuer=jwt_issuer.issuer,
-        audience=jwt_issuer.audience,
-        jwks_options={"cooldown": 0.0},
-    )
+    """A fresh verifier trusting ``jwt_issuer`` through OpenID discovery, cool-down off; it
+    follows ``jwt_issuer.audience`` when a test changes it."""
+    return LocalIssuerVerifier(jwt_issuer, jwks_options={"cooldown": 0.0})
 
 
 @pytest.fixture
