@@ -489,7 +489,7 @@ def test_the_logger_table_names_every_logger_in_the_code() -> None:
         for name in _loggers_in(path)
         if name != "jwt_guard"  # the parent, which the CLI configures
     }
-    assert {"jwt_guard.keys", "jwt_guard.http", "jwt_guard.fastapi"} <= in_code
+    assert {"jwt_guard.keys", "jwt_guard.http", "jwt_guard.health"} <= in_code
     table = _table("Standard `logging`, under `jwt_guard`")
     assert set(table) == in_code
     assert all(len(cells[1]) > 10 for cells in table.values())
