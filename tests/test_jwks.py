@@ -80,7 +80,7 @@ def make_verifier(clock: Clock) -> Iterator[MakeVerifier]:
             kwargs.setdefault("issuer", local.issuer)
             kwargs.setdefault("audience", local.audience)
             kwargs.setdefault("jwks_url", local.jwks_url)
-        return TokenVerifier(clock=clock, jwks_options=options, **kwargs)
+        return TokenVerifier(clock=clock, monotonic=clock.monotonic, jwks_options=options, **kwargs)
 
     yield make
     settle_jwks_threads()
@@ -192,19 +192,23 @@ def test_key_urls_in_the_token_are_never_fetched(
 # -- rotation ----------------------------------------------------------------------------------
 
 
-def test_a_new_kid_is_picked_up_after_the_cooldown(
+def test_a_new_kid_is_fetched_at_once_then_one_refetch_per_cooldown(
     issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
 ) -> None:
     verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
     verifier.verify(issuer.mint())
     new = issuer.rotate("ES256", keep_old=True)
-    with pytest.raises(UnknownKey):  # inside the cool-down: no refetch
-        verifier.verify(issuer.mint(key=new))
-    settle_jwks_threads()
-    assert issuer.jwks_requests == 1
-    clock.advance(30)
+    # The first fetch was no unknown-kid refetch: it starts no cool-down (issue 10, item 32).
     assert verifier.verify(issuer.mint(key=new)).subject == "user-1"
     assert issuer.jwks_requests == 2
+    newer = issuer.rotate("ES256", keep_old=True)
+    with pytest.raises(UnknownKey):  # inside the cool-down of that refetch: none
+        verifier.verify(issuer.mint(key=newer))
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+    clock.advance(30)
+    assert verifier.verify(issuer.mint(key=newer)).subject == "user-1"
+    assert issuer.jwks_requests == 3
 
 
 def test_a_removed_key_is_refused_after_the_next_successful_fetch(
@@ -226,20 +230,57 @@ def test_a_removed_key_is_refused_after_the_next_successful_fetch(
             verifier.verify(tok)
 
 
-def test_a_cached_token_is_dropped_when_a_refresh_removes_its_key(
+def test_past_its_lifetime_a_key_set_waits_for_the_refresh(
     issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
 ) -> None:
+    """Issue 10, item 36: after an idle period longer than the lifetime, a key the provider has
+    removed must not verify while the refresh runs, cached tokens included."""
     verifier = make_verifier(issuer, jwks_options={"refresh_ahead": 1.0})
+    old_key = issuer.key()
     tok = issuer.mint(expires_in=3600)
     first = verifier.verify(tok)
     assert verifier.verify(tok) is first  # from the token cache
     issuer.rotate("ES256")
-    clock.advance(300)  # max-age=300: the key set is due; a background refresh replaces it
-    verifier.verify(tok)  # served while the refresh runs
-    settle_jwks_threads()
+    issuer.set_fault(JWKSFault.SLOW, delay=0.3)  # the refresh takes a while
+    clock.advance(300)  # max-age=300: the set is past its lifetime
+    for token in (tok, issuer.mint(expires_in=3600, key=old_key)):
+        with pytest.raises(UnknownKey):  # waited for the refresh, which removed the key
+            verifier.verify(token)
+    # The refresh, then one refetch for the old kid (a routine refresh starts no cool-down).
+    assert issuer.jwks_requests == 3
+    assert verifier.verify(issuer.mint()).subject == "user-1"  # the new key answers
+
+
+async def test_past_its_lifetime_averify_waits_for_the_refresh_too(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer)
+    tok = issuer.mint(expires_in=3600)
+    await verifier.averify(tok)
+    issuer.rotate("ES256")
+    issuer.set_fault(JWKSFault.SLOW, delay=0.3)
+    clock.advance(300)
+    results = await asyncio.gather(
+        *(verifier.averify(tok) for _ in range(8)), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [UnknownKey] * 8
+    # The refresh, then one refetch for the removed kid that all the others share.
+    assert issuer.jwks_requests == 3
+
+
+def test_past_its_lifetime_the_stale_set_answers_only_when_the_refresh_fails(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={**FAST, "backoff": (5.0, 60.0)})
+    verifier.verify(issuer.mint())
+    issuer.set_fault(JWKSFault.ERROR_500)
+    clock.advance(300)
+    assert verifier.verify(issuer.mint()).subject == "user-1"  # the refresh failed: stale
     assert issuer.jwks_requests == 2
-    with pytest.raises(UnknownKey):
-        verifier.verify(tok)
+    assert _client(verifier).status()["stale"] is True
+    clock.advance(4)  # inside the back-off: stale at once, no new attempt
+    assert verifier.verify(issuer.mint()).subject == "user-1"
+    assert issuer.jwks_requests == 2
 
 
 # -- cache lifetime ----------------------------------------------------------------------------
@@ -534,16 +575,16 @@ def test_unknown_kids_cause_at_most_one_refetch_per_cooldown(
     verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
     verifier.verify(issuer.mint())
     tokens = [issuer.mint(kid=secrets.token_hex(8)) for _ in range(1000)]
-    for tok in tokens[:500]:  # inside the cool-down that follows the first fetch: no refetch
+    for tok in tokens[:500]:  # the first refetches once, and starts the cool-down
         with pytest.raises(UnknownKey):
             verifier.verify(tok)
-    assert issuer.jwks_requests == 1
+    assert issuer.jwks_requests == 2
     clock.advance(30)  # one refetch becomes possible, then a new cool-down
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcomes = list(pool.map(lambda t: _error_of(verifier, t), tokens[500:]))
     assert set(outcomes) == {UnknownKey}
     settle_jwks_threads()
-    assert issuer.jwks_requests == 2
+    assert issuer.jwks_requests == 3
 
 
 def _error_of(verifier: TokenVerifier, tok: str) -> type[Exception] | None:

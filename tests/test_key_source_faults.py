@@ -87,6 +87,7 @@ def make_rig(adapter: str, url: str | None = None, **jwks: Any) -> Iterator[Rig]
             audience=issuer.audience,
             jwks_url=url or issuer.jwks_url,
             clock=clock,
+            monotonic=clock.monotonic,
             jwks_options={"session": s, **FAST, **jwks},
         )
         driver = AsgiDriver(asgi_app(verifier))
@@ -248,20 +249,25 @@ def test_broken_keys_are_skipped_and_the_good_ones_serve(rig: Rig) -> None:
 
 
 def test_key_swap_new_kid(rig: Rig) -> None:
-    """Rotation: the new kid is fetched once the cool-down allows; the old key stops at once."""
+    """Rotation: the new kid is fetched at once (the start-up fetch starts no cool-down), the
+    old key stops at once; a second rotation inside the cool-down waits for it to end."""
     old_token = rig.fresh(subject="old")
     assert_ok(rig.send(old_token), "old")
     rig.issuer.rotate("RS256")
     new_token = rig.fresh(subject="new")
-    assert_invalid_token(rig.send(new_token))  # inside the cool-down of the first fetch
-    assert rig.issuer.jwks_requests == 1
-    rig.clock.advance(COOLDOWN + 1)
     assert_ok(rig.send(new_token), "new")
     assert rig.issuer.jwks_requests == 2
     assert_invalid_token(rig.send(old_token))  # cached, but its key is gone
     for _ in range(10):
         assert_ok(rig.send(new_token), "new")
     assert rig.issuer.jwks_requests == 2
+    rig.issuer.rotate("RS256")
+    newer_token = rig.fresh(subject="newer")
+    assert_invalid_token(rig.send(newer_token))  # inside the cool-down of the refetch
+    assert rig.issuer.jwks_requests == 2
+    rig.clock.advance(COOLDOWN + 1)
+    assert_ok(rig.send(newer_token), "newer")
+    assert rig.issuer.jwks_requests == 3
 
 
 def test_key_swap_same_kid(rig: Rig) -> None:
@@ -288,6 +294,7 @@ def test_discovery_down_at_start_then_recovers(adapter: str) -> None:
             issuer=issuer.issuer,
             audience=issuer.audience,
             clock=clock,
+            monotonic=clock.monotonic,
             jwks_options={"session": session, **FAST},
         )
         driver = AsgiDriver(asgi_app(verifier))

@@ -75,6 +75,7 @@ def make_verifier(clock: Clock, es_key: Key) -> MakeVerifier:
             kwargs.setdefault("audience", AUDIENCE)
             kwargs.setdefault("jwks", es_key.jwks())
         kwargs.setdefault("clock", clock)
+        kwargs.setdefault("monotonic", clock.monotonic)
         return TokenVerifier(**kwargs)
 
     return make
