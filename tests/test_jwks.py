@@ -8,10 +8,16 @@ refreshes are awaited by joining jwt_guard's fetch threads before counting.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -617,6 +623,263 @@ async def test_averify_keeps_the_event_loop_responsive_during_a_fetch(
     assert issuer.jwks_requests == 1
     # A fetch run on the loop would have frozen the ticker for the whole second.
     assert ticks >= 20
+
+
+def test_rotation_under_load_every_thread_waits_for_the_one_refetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Issue 10, item 31: right after a rotation, 32 concurrent requests carrying the new kid all
+    wait for one refetch and pass (before: 31 got 401 unknown_key at once)."""
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.verify(issuer.mint())
+    clock.advance(60)
+    new = issuer.rotate("ES256", keep_old=True)
+    issuer.set_fault(JWKSFault.SLOW, delay=0.5)  # everyone arrives while the refetch runs
+    tokens = [issuer.mint(key=new, subject=f"user-{n}") for n in range(32)]
+    barrier = threading.Barrier(32)
+
+    def one(tok: str) -> str | type[Exception]:
+        barrier.wait(timeout=30)
+        try:
+            return verifier.verify(tok).subject or ""
+        except Exception as exc:
+            return type(exc)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        outcomes = list(pool.map(one, tokens))
+    assert outcomes == [f"user-{n}" for n in range(32)]
+    assert issuer.jwks_requests == 2
+
+
+async def test_rotation_under_load_every_task_waits_for_the_one_refetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    await verifier.averify(issuer.mint())
+    clock.advance(60)
+    new = issuer.rotate("ES256", keep_old=True)
+    issuer.set_fault(JWKSFault.SLOW, delay=0.5)
+    tokens = [issuer.mint(key=new, subject=f"user-{n}") for n in range(32)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(verifier.averify(t) for t in tokens), return_exceptions=True), 30
+    )
+    assert [getattr(r, "subject", r) for r in results] == [f"user-{n}" for n in range(32)]
+    assert issuer.jwks_requests == 2
+
+
+def test_a_routine_refresh_starts_no_cooldown(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Issue 10, item 32: a rotation seconds after a routine refresh is picked up at once."""
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.prefetch()  # start-up
+    clock.advance(240)  # refresh-ahead: a background refresh
+    verifier.verify(issuer.mint())
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+    clock.advance(5)
+    new = issuer.rotate("ES256", keep_old=True)
+    assert verifier.verify(issuer.mint(key=new)).subject == "user-1"
+    assert issuer.jwks_requests == 3
+
+
+def test_a_due_refresh_is_started_by_unknown_kid_traffic_inside_the_cooldown(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Issue 10, item 32: the cool-down limits unknown-kid refetches, not the routine refresh."""
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 1000})
+    verifier.verify(issuer.mint())
+    with pytest.raises(UnknownKey):  # an unknown-kid refetch: the cool-down runs to t+1000
+        verifier.verify(issuer.mint(kid="nobody"))
+    assert issuer.jwks_requests == 2
+    new = issuer.rotate("ES256", keep_old=True)
+    with pytest.raises(UnknownKey):  # inside the cool-down, the set not due yet
+        verifier.verify(issuer.mint(key=new))
+    assert issuer.jwks_requests == 2
+    clock.advance(240)  # the set is due for its refresh: this request starts and awaits it
+    assert verifier.verify(issuer.mint(key=new)).subject == "user-1"
+    assert issuer.jwks_requests == 3
+
+
+# -- clocks: every interval on the monotonic clock (issue 10, items 29 and 34) ----------------
+
+
+@pytest.mark.parametrize("step", [3600, -3600], ids=["forward", "back"])
+def test_a_wall_clock_step_moves_no_interval(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock, step: float
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.verify(issuer.mint())
+    clock.step_wall(step)
+    verifier.verify(issuer.mint())  # neither expired (forward) nor stretched (back)
+    assert issuer.jwks_requests == 1
+    status = _client(verifier).status()
+    assert status["age"] == 0
+    assert status["stale"] is False
+    clock.advance(240)  # the refresh comes on schedule, whatever the wall clock did
+    verifier.verify(issuer.mint())
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+
+
+def test_after_a_step_forward_and_back_a_rotated_key_is_fetched(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """The reported incident: an hour forward, a refetch, an hour back; the provider rotates.
+    Before, the last fetch and the cool-down both read "an hour from now": 401 for an hour."""
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.verify(issuer.mint())
+    clock.step_wall(3600)
+    first = issuer.rotate("ES256", keep_old=True)
+    assert verifier.verify(issuer.mint(key=first)).subject == "user-1"  # the cool-down starts
+    clock.step_wall(-3600)
+    clock.advance(31)
+    second = issuer.rotate("ES256", keep_old=True)
+    assert verifier.verify(issuer.mint(key=second)).subject == "user-1"
+    assert issuer.jwks_requests == 3
+
+
+def test_after_a_step_back_the_backoff_is_not_frozen(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Item 34: a cold start during an outage, the clock steps back an hour, the provider
+    recovers: Retry-After stays the back-off's, and the next attempt comes when it ends."""
+    verifier = make_verifier(issuer, jwks_options={**FAST, "backoff": (2.0, 60.0)})
+    issuer.set_fault(JWKSFault.DOWN)
+    with pytest.raises(KeysUnavailable) as first:
+        verifier.verify(issuer.mint())
+    assert first.value.retry_after == 2
+    clock.step_wall(-3600)
+    issuer.set_fault(None)
+    with pytest.raises(KeysUnavailable) as again:
+        verifier.verify(issuer.mint())
+    assert again.value.retry_after == 2
+    assert verifier.health()["ok"] is False
+    clock.advance(2)
+    assert verifier.verify(issuer.mint()).subject == "user-1"
+    assert verifier.health()["ok"] is True
+
+
+def test_after_a_step_back_a_removed_key_stops_verifying_on_schedule(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Item 34: before, a removed key kept verifying for an hour after a back-step."""
+    verifier = make_verifier(issuer)
+    old_key = issuer.key()
+    cached = issuer.mint(expires_in=7200)
+    verifier.verify(cached)
+    clock.step_wall(-3600)
+    issuer.rotate("ES256")  # the old key leaves the JWKS
+    clock.advance(300)  # the set's lifetime, on the monotonic clock
+    for token in (cached, issuer.mint(key=old_key)):
+        with pytest.raises(UnknownKey):
+            verifier.verify(token)
+    assert issuer.jwks_requests >= 2
+
+
+def test_health_never_reports_a_negative_age(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer)
+    verifier.verify(issuer.mint())
+    clock.advance(10)
+    clock.step_wall(-3600)
+    (status,) = verifier.health()["issuers"].values()
+    assert status["age"] == 10
+    assert status["fetched_at"] == clock() + 3600 - 10  # the wall-clock stamp of the fetch
+
+
+def test_both_clocks_reach_the_key_source(make_verifier: MakeVerifier, clock: Clock) -> None:
+    verifier = make_verifier(issuer="https://idp.example.com", audience="api")
+    client = _client(verifier)
+    assert (client.clock, client.monotonic) == (clock, clock.monotonic)
+    default = TokenVerifier(issuer="https://idp.example.com", audience="api")
+    assert _client(default).monotonic is time.monotonic
+
+
+# -- a fetch past its deadline, explicit refresh, fork ------------------------------------------
+
+
+def test_refresh_raises_the_public_error(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer, jwks_options=FAST)
+    client = _client(verifier)
+    client.refresh()  # fetches even with no request asking
+    client.refresh()  # and again, though the set is fresh
+    assert issuer.jwks_requests == 2
+    issuer.set_fault(JWKSFault.ERROR_500)
+    with pytest.raises(KeysUnavailable) as excinfo:
+        client.refresh()
+    assert "HTTP 500" in str(excinfo.value)
+    assert excinfo.value.retry_after == 1
+    assert verifier.verify(issuer.mint()).subject == "user-1"  # the last good set serves
+
+
+def test_a_fetch_in_flight_at_fork_time_does_not_hold_the_child(
+    issuer: LocalIssuer,
+) -> None:
+    """Issue 10, item 33: a worker forked while the parent's fetch was in flight (and its lock
+    held) fetches for itself; before, it waited on a fetch that does not exist in it."""
+    issuer.set_fault(JWKSFault.SLOW, delay=1.0)
+    token = issuer.mint(issued_at=int(time.time()))  # the script runs on the real clock
+    args = [issuer.jwks_url, issuer.issuer, issuer.audience, token]
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, *args],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert issuer.jwks_requests == 2  # the parent's fetch and the child's own
+
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, threading, warnings
+    import requests
+    from jwt_guard import TokenVerifier
+
+    signal.alarm(60)  # a hang fails the test instead of blocking it
+    url, issuer, audience, token = sys.argv[1:5]
+
+    class Signalling(requests.Session):
+        def __init__(self):
+            super().__init__()
+            self.sent = threading.Event()
+
+        def get(self, *args, **kwargs):
+            self.sent.set()
+            return super().get(*args, **kwargs)
+
+    session = Signalling()
+    verifier = TokenVerifier(
+        issuer=issuer, audience=audience, jwks_url=url,
+        jwks_options={"session": session, "timeout": (20.0, 20.0), "total_timeout": 30.0},
+    )
+    (client,) = verifier.key_sources().values()
+    threading.Thread(target=verifier.verify, args=(token,), daemon=True).start()
+    session.sent.wait(30)  # the parent's fetch is in flight (the server takes a second)
+    client._lock.acquire()  # as if a request thread held it at the moment of the fork
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the point
+        pid = os.fork()
+    if pid == 0:
+        signal.alarm(60)
+        try:
+            ok = verifier.verify(token).subject == "user-1"
+        except Exception as exc:
+            print(repr(exc), file=sys.stderr)
+            ok = False
+        os._exit(0 if ok else 1)
+    client._lock.release()
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
 
 
 # -- health ------------------------------------------------------------------------------------

@@ -47,7 +47,8 @@ FAST: dict[str, Any] = {
     "cooldown": COOLDOWN,
 }
 BOUND = 2.5
-"""No request may take longer: total_timeout + the 1 s grace a waiter gives a fetch + slack."""
+"""No request may take longer: total_timeout (a waiter gives up at the fetch's deadline) plus
+generous slack for a loaded 2-core machine; the point is "bounded", not "fast"."""
 
 
 @dataclass
@@ -215,8 +216,8 @@ def test_after_warm_up_cached_keys_serve_until_max_stale(
 ) -> None:
     assert_ok(rig.send(rig.fresh()))
     rig.issuer.set_fault(fault, **options)
-    # Past the lifetime: each request is answered at once from the stale set while a
-    # background refresh fails.
+    # Past the lifetime: a request waits for the refresh (bounded), and is answered from the
+    # stale set because it failed.
     rig.clock.advance(TTL + 1)
     assert_ok(rig.send(rig.fresh(subject="during-outage")), "during-outage")
     settle_jwks_threads()
@@ -406,19 +407,30 @@ def test_a_trickled_body_cannot_stretch_a_fetch_past_total_timeout(
 
 
 @pytest.mark.parametrize("raw_server", ["trickle-headers"], indirect=True)
-def test_trickled_headers_cannot_hold_a_request(adapter: str, raw_server: RawServer) -> None:
-    """The fetch itself outlives its deadline here (``requests`` has no overall timeout), but
-    no request waits for it longer than total_timeout + 1 s, and none starts a second one."""
+def test_a_fetch_stuck_past_total_timeout_fails_for_everyone(
+    adapter: str, raw_server: RawServer
+) -> None:
+    """Issue 10, item 35: a provider trickling its headers holds the fetch itself past its
+    deadline here, but at total_timeout it counts as failed for everyone: no request waits
+    longer, the back-off starts, and after it a new fetch starts though the stuck one still
+    runs. (Before, the stuck fetch counted as in flight until it ended: every request waited
+    for it and none was tried again.)"""
     with make_rig(adapter, url=raw_server.url, total_timeout=0.5) as rig:
         token = rig.fresh()
         for _ in range(2):
             started = time.monotonic()
             assert_unavailable(rig.send(token))
-            assert time.monotonic() - started < 0.5 + 1.0 + 0.5
-        assert raw_server.requests == 1
-        raw_server.close()  # ends the stuck fetch before the rig joins its thread
-        settle_jwks_threads()
+            assert time.monotonic() - started < 0.5 + 1.0  # the deadline plus generous slack
+        assert raw_server.requests == 1  # the second request came inside the back-off
         assert rig.client.status()["failures"] == 1
+        assert "longer than 0.5s" in str(rig.client.last_error)
+        rig.clock.advance(BACKOFF[0])
+        assert_unavailable(rig.send(token))
+        assert raw_server.requests == 2  # a new connection, while the first is still stuck
+        assert rig.client.status()["failures"] == 2
+        raw_server.close()  # ends the stuck fetches before the rig joins their threads
+        settle_jwks_threads()
+        assert rig.client.status()["failures"] == 2  # their late ends count nothing more
 
 
 @pytest.mark.parametrize("raw_server", ["stream"], indirect=True)

@@ -167,7 +167,7 @@ class JWKSPolicy(Generic[K]):
                 if self.fetching is not None:
                     return self._wait(self.fetching, expired)
                 if now >= self.retry_at:
-                    return self._wait(self._start(now, Reason.COLD), expired, started=True)
+                    return self._wait(self.start(now, Reason.COLD), expired, started=True)
             return self._unavailable(now, expired)
         known = kid is None or kid in entry.keyset
         if now >= entry.expires_at:  # past its lifetime: the set does not answer alone
@@ -175,7 +175,7 @@ class JWKSPolicy(Generic[K]):
                 if self.fetching is not None:
                     return self._wait(self.fetching, expired)
                 if now >= self.retry_at:
-                    return self._wait(self._start(now, Reason.REFRESH), expired, started=True)
+                    return self._wait(self.start(now, Reason.REFRESH), expired, started=True)
             return self._serve(entry, expired, stale=now - entry.fetched, unknown_kid=not known)
         due = now >= entry.refresh_at
         if known:
@@ -183,16 +183,16 @@ class JWKSPolicy(Generic[K]):
                 if self.fetching is not None:
                     return self._wait(self.fetching, expired)
                 if now >= self.retry_at:
-                    return self._wait(self._start(now, Reason.EXPLICIT), expired, started=True)
+                    return self._wait(self.start(now, Reason.EXPLICIT), expired, started=True)
             return self._serve(entry, expired, start=self._background(now) if due else None)
         if not settled:  # a kid the set lacks: the provider may just have rotated
             if self.fetching is not None:
                 return self._wait(self.fetching, expired)
             if now >= self.retry_at:
                 if due:
-                    return self._wait(self._start(now, Reason.REFRESH), expired, started=True)
+                    return self._wait(self.start(now, Reason.REFRESH), expired, started=True)
                 if now >= self._unknown_at + self.cooldown:
-                    attempt = self._start(now, Reason.UNKNOWN_KID)
+                    attempt = self.start(now, Reason.UNKNOWN_KID)
                     return self._wait(attempt, expired, started=True)
         return self._serve(entry, expired, unknown_kid=True)
 
@@ -217,7 +217,7 @@ class JWKSPolicy(Generic[K]):
         expired = self._expire(now)
         if self.fetching is not None:
             return self._wait(self.fetching, expired)
-        return self._wait(self._start(now, Reason.EXPLICIT), expired, started=True)
+        return self._wait(self.start(now, Reason.EXPLICIT), expired, started=True)
 
     def settle(self, now: float) -> Decision[K]:
         """Answer with what there is, fetching nothing: the usable set (stale or not), or none."""
@@ -244,6 +244,16 @@ class JWKSPolicy(Generic[K]):
         return max(1, math.ceil(wait)) if wait > 0 else 1
 
     # -- events --------------------------------------------------------------------------------
+
+    def start(self, now: float, reason: Reason) -> Attempt:
+        """A fetch starts at ``now`` for ``reason`` (the questions above call this themselves
+        when they start one); only ``UNKNOWN_KID`` starts the cool-down."""
+        self.started += 1
+        attempt = Attempt(self.started, reason, now, now + self.fetch_timeout)
+        self.fetching = attempt
+        if reason is Reason.UNKNOWN_KID:
+            self._unknown_at = now
+        return attempt
 
     def fetched(self, now: float, attempt: Attempt, keyset: K, ttl: float) -> bool:
         """``attempt`` brought ``keyset``, to live ``ttl`` seconds. False if it was superseded.
@@ -287,17 +297,9 @@ class JWKSPolicy(Generic[K]):
         self.failed(now, attempt, f"fetch took longer than {self.fetch_timeout:g}s")
         return attempt
 
-    def _start(self, now: float, reason: Reason) -> Attempt:
-        self.started += 1
-        attempt = Attempt(self.started, reason, now, now + self.fetch_timeout)
-        self.fetching = attempt
-        if reason is Reason.UNKNOWN_KID:
-            self._unknown_at = now
-        return attempt
-
     def _background(self, now: float) -> Attempt | None:
         if self.fetching is None and now >= self.retry_at:
-            return self._start(now, Reason.REFRESH)
+            return self.start(now, Reason.REFRESH)
         return None
 
     def _wait(
