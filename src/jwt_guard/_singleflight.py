@@ -128,16 +128,25 @@ class SingleFlight:
             if flight is not None:
                 return flight, False
             flight = self._flight = Flight(key)
-        self._launch(flight, work)
+        self.launch(flight, work)
         return flight, True
 
     def start(self, work: Callable[[], object], key: object = None) -> Flight:
         """A new flight running ``work``, replacing the one in progress (which then no longer
         counts: its waiters still wake when it ends)."""
+        flight = self.register(key)
+        self.launch(flight, work)
+        return flight
+
+    def register(self, key: object = None) -> Flight:
+        """The first half of :meth:`start`: the new flight counts (callers find it) from now.
+
+        For a caller that decides under its own lock: register under it, :meth:`launch` after
+        releasing it (starting a thread can take a while on a loaded machine).
+        """
         flight = Flight(key)
         with self._lock:
             self._flight = flight
-        self._launch(flight, work)
         return flight
 
     def abandon(self, flight: Flight) -> bool:
@@ -148,7 +157,9 @@ class SingleFlight:
                 return True
             return False
 
-    def _launch(self, flight: Flight, work: Callable[[], object]) -> None:
+    def launch(self, flight: Flight, work: Callable[[], object]) -> None:
+        """Run ``work`` for ``flight`` in a daemon thread; the flight finishes when it returns."""
+
         def run() -> None:
             try:
                 work()

@@ -205,7 +205,8 @@ class JWKSClient:
             return entry.keyset
         with self._lock:
             decision = self._policy.poll(self.monotonic())
-            self._begin(decision)
+            launch = self._begin(decision)
+        launch()
         self._expired(decision)
         if decision.action is not Action.SERVE:
             return None
@@ -244,12 +245,13 @@ class JWKSClient:
             if arrival is None:
                 arrival = policy.started
             decision = policy.decide(self.monotonic(), kid, arrival, eager=eager)
-            self._begin(decision)
+            launch = self._begin(decision)
             flight = None
             if decision.action is Action.WAIT:
                 flight = self._flights.current
                 if flight is not None and decision.attempt is not None:
                     flight = flight if flight.key == decision.attempt.number else None
+        launch()
         self._expired(decision)
         return decision, flight, arrival
 
@@ -280,11 +282,14 @@ class JWKSClient:
 
     # -- fetching --------------------------------------------------------------------------
 
-    def _begin(self, decision: Decision[KeySet]) -> None:
-        """Run the fetch ``decision`` started (under the lock, so waiters find its flight)."""
+    def _begin(self, decision: Decision[KeySet]) -> Callable[[], None]:
+        """Register the fetch ``decision`` started (under the lock, so waiters find its flight);
+        the caller calls the result after releasing the lock, which starts the worker thread."""
         attempt = decision.start
-        if attempt is not None:
-            self._flights.start(lambda: self._run(attempt), key=attempt.number)
+        if attempt is None:
+            return _nothing
+        flight = self._flights.register(key=attempt.number)
+        return lambda: self._flights.launch(flight, lambda: self._run(attempt))
 
     def _run(self, attempt: Attempt) -> None:
         """The worker thread of one fetch: tell the policy how it went, then log it."""
@@ -384,8 +389,9 @@ class JWKSClient:
         """
         with self._lock:
             decision = self._policy.refresh(self.monotonic())
-            self._begin(decision)
+            launch = self._begin(decision)
             flight = self._flights.current
+        launch()
         self._expired(decision)
         attempt, timeout = self._waiting(decision)
         if flight is None or flight.key != attempt.number or not flight.wait(timeout):
@@ -477,6 +483,10 @@ class JWKSClient:
             )
         if self.observer is not None:
             emit(self.observer, "keys_stale", self.name, age)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _pair(name: str, value: object) -> tuple[float, float]:
