@@ -34,6 +34,7 @@ from jwt_guard import (
     UnknownKey,
     WrongIssuer,
 )
+from jwt_guard._jwks_policy import Action, Attempt, Decision, Reason
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 MakeIssuer = Callable[..., LocalIssuer]
@@ -798,6 +799,26 @@ def test_both_clocks_reach_the_key_source(make_verifier: MakeVerifier, clock: Cl
 
 
 # -- a fetch past its deadline, explicit refresh, fork ------------------------------------------
+
+
+def test_a_request_waits_total_timeout_in_all(clock: Clock) -> None:
+    """Each wait ends at the fetch's deadline, and a request that joined an older fetch and then
+    needs one of its own stops at ``total_timeout`` after its first wait (the fetch runs on)."""
+    client = JWKSClient("https://idp.example.com/jwks", monotonic=clock.monotonic)
+    now = clock.monotonic()
+    own_fetch = Attempt(1, Reason.COLD, now, now + 10)
+    assert client._waiting(Decision(Action.WAIT, attempt=own_fetch), None)[1:] == (
+        10,
+        now + 10,
+        False,
+    )
+    older = Attempt(1, Reason.REFRESH, now - 8, now + 2)  # joined 8 s into its 10
+    _, seconds, until, own = client._waiting(Decision(Action.WAIT, attempt=older), None)
+    assert (seconds, until, own) == (2, now + 10, False)
+    clock.advance(2)
+    refetch = Attempt(2, Reason.UNKNOWN_KID, now + 2, now + 12)
+    _, seconds, until, own = client._waiting(Decision(Action.WAIT, attempt=refetch), until)
+    assert (seconds, until, own) == (8, now + 10, True)
 
 
 def test_refresh_raises_the_public_error(

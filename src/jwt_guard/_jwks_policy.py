@@ -219,14 +219,16 @@ class JWKSPolicy(Generic[K]):
             return self._wait(self.fetching, expired)
         return self._wait(self.start(now, Reason.EXPLICIT), expired, started=True)
 
-    def settle(self, now: float) -> Decision[K]:
-        """Answer with what there is, fetching nothing: the usable set (stale or not), or none."""
+    def settle(self, now: float, kid: str | None = None) -> Decision[K]:
+        """Answer with what there is, fetching nothing: the usable set (stale or not), or none
+        (for a request whose own deadline has passed, or a prefetch that waited)."""
         expired = self._expire(now)
         entry = self.entry
         if entry is None or now >= entry.expires_at + self.max_stale:
             return self._unavailable(now, expired)
         stale = now - entry.fetched if now >= entry.expires_at else None
-        return self._serve(entry, expired, stale=stale)
+        unknown = kid is not None and kid not in entry.keyset
+        return self._serve(entry, expired, stale=stale, unknown_kid=unknown)
 
     def usable(self, now: float) -> bool:
         """Whether a set may answer at ``now`` (fresh, or stale within ``max_stale``)."""

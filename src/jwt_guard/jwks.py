@@ -21,6 +21,7 @@ flight.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -215,26 +216,34 @@ class JWKSClient:
         return decision.keyset
 
     def _resolve(self, kid: str | None, *, eager: bool = False) -> KeySet:
+        until: float | None = None  # this request's own deadline, set at its first wait
         arrival: int | None = None
         for _ in range(_MAX_STEPS):
             decision, flight, arrival = self._step(kid, arrival, eager)
             if decision.action is not Action.WAIT:
                 return self._answer(decision, kid)
-            attempt, timeout = self._waiting(decision)
-            if flight is None or not flight.wait(timeout):
-                self._timed_out(attempt, flight)
-        return self._answer(self._settle(), kid)
+            attempt, timeout, until, own = self._waiting(decision, until)
+            if flight is not None and flight.wait(timeout):
+                continue
+            if own:  # the request's deadline, not the fetch's: it answers, the fetch runs on
+                break
+            self._timed_out(attempt, flight)
+        return self._answer(self._settle(kid), kid)
 
     async def _aresolve(self, kid: str | None, *, eager: bool = False) -> KeySet:
+        until: float | None = None
         arrival: int | None = None
         for _ in range(_MAX_STEPS):
             decision, flight, arrival = self._step(kid, arrival, eager)
             if decision.action is not Action.WAIT:
                 return self._answer(decision, kid)
-            attempt, timeout = self._waiting(decision)
-            if flight is None or not await flight.wait_async(timeout):
-                self._timed_out(attempt, flight)
-        return self._answer(self._settle(), kid)
+            attempt, timeout, until, own = self._waiting(decision, until)
+            if flight is not None and await flight.wait_async(timeout):
+                continue
+            if own:
+                break
+            self._timed_out(attempt, flight)
+        return self._answer(self._settle(kid), kid)
 
     def _step(
         self, kid: str | None, arrival: int | None, eager: bool
@@ -255,16 +264,27 @@ class JWKSClient:
         self._expired(decision)
         return decision, flight, arrival
 
-    def _waiting(self, decision: Decision[KeySet]) -> tuple[Attempt, float]:
-        """The attempt a ``WAIT`` decision names, and the seconds left until its deadline."""
+    def _waiting(
+        self, decision: Decision[KeySet], until: float | None
+    ) -> tuple[Attempt, float, float, bool]:
+        """The attempt a ``WAIT`` decision names, the seconds to wait for it, the request's own
+        deadline, and whether that deadline (rather than the fetch's) bounds this wait.
+
+        A request waits ``total_timeout`` in all from its first wait, or until the deadline of
+        the fetch it first waits for if that is later (one it starts itself ends a moment
+        after): so the first wait always runs to the fetch's deadline.
+        """
         attempt = decision.attempt
         if attempt is None:  # pragma: no cover - the policy never says WAIT without one
             raise KeysUnavailable(f"no fetch to wait for from {self.name}")
-        return attempt, attempt.deadline - self.monotonic()
+        now = self.monotonic()
+        if until is None:
+            until = max(now + self.total_timeout, attempt.deadline)
+        return attempt, min(until, attempt.deadline) - now, until, until < attempt.deadline
 
-    def _settle(self) -> Decision[KeySet]:
+    def _settle(self, kid: str | None = None) -> Decision[KeySet]:
         with self._lock:
-            decision = self._policy.settle(self.monotonic())
+            decision = self._policy.settle(self.monotonic(), kid)
         self._expired(decision)
         return decision
 
@@ -393,7 +413,7 @@ class JWKSClient:
             flight = self._flights.current
         launch()
         self._expired(decision)
-        attempt, timeout = self._waiting(decision)
+        attempt, timeout, _, _ = self._waiting(decision, math.inf)  # to the fetch's deadline
         if flight is None or flight.key != attempt.number or not flight.wait(timeout):
             self._timed_out(attempt, flight)
         with self._lock:
