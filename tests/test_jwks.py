@@ -840,8 +840,9 @@ def test_refresh_raises_the_public_error(
 def test_a_fetch_in_flight_at_fork_time_does_not_hold_the_child(
     issuer: LocalIssuer,
 ) -> None:
-    """Issue 10, item 33: a worker forked while the parent's fetch was in flight (and its lock
-    held) fetches for itself; before, it waited on a fetch that does not exist in it."""
+    """Issue 10, item 33: a worker forked while the parent's fetch was in flight (and the key
+    source's and the token cache's locks held) fetches for itself; before, it waited on a fetch
+    that does not exist in it."""
     issuer.set_fault(JWKSFault.SLOW, delay=1.0)
     token = issuer.mint(issued_at=int(time.time()))  # the script runs on the real clock
     args = [issuer.jwks_url, issuer.issuer, issuer.audience, token]
@@ -884,7 +885,8 @@ FORK_SCRIPT = textwrap.dedent(
     (client,) = verifier.key_sources().values()
     threading.Thread(target=verifier.verify, args=(token,), daemon=True).start()
     session.sent.wait(30)  # the parent's fetch is in flight (the server takes a second)
-    client._lock.acquire()  # as if a request thread held it at the moment of the fork
+    client._lock.acquire()  # as if request threads held the locks at the moment of the fork
+    verifier._cache._lock.acquire()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the point
         pid = os.fork()
@@ -897,6 +899,7 @@ FORK_SCRIPT = textwrap.dedent(
             ok = False
         os._exit(0 if ok else 1)
     client._lock.release()
+    verifier._cache._lock.release()
     _, status = os.waitpid(pid, 0)
     sys.exit(os.waitstatus_to_exitcode(status))
     """

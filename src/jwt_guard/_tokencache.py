@@ -16,6 +16,7 @@ from typing import Any
 from cachetools import FIFOCache
 
 from ._issuers import IssuerState
+from ._singleflight import reset_after_fork
 from .claims import Claims
 from .errors import NotYetValid, TokenTooOld
 from .keys import KeySet
@@ -81,6 +82,11 @@ class TokenCache:
         self._entries: FIFOCache[str, _Entry] = FIFOCache(maxsize=maxsize)
         self._lock = threading.Lock()
         self.ttl, self.leeway = ttl, leeway
+        reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # A forked child: another thread of the parent may have held the lock at the fork.
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
