@@ -821,6 +821,26 @@ def test_a_request_waits_total_timeout_in_all(clock: Clock) -> None:
     assert (seconds, until, own) == (8, now + 10, True)
 
 
+def test_a_fetch_thread_that_cannot_start_is_a_failed_fetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of threads: 503 with the back-off, not an unexpected error (and no waiter hangs)."""
+    verifier = make_verifier(issuer)
+    client = _client(verifier)
+
+    def cannot_start(*args: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(client._flights, "launch", cannot_start)
+    with pytest.raises(KeysUnavailable) as excinfo:
+        verifier.verify(issuer.mint())
+    assert excinfo.value.retry_after == 1
+    assert "could not start a fetch" in str(client.last_error)
+    monkeypatch.undo()
+    clock.advance(1)
+    assert verifier.verify(issuer.mint()).subject == "user-1"
+
+
 def test_refresh_raises_the_public_error(
     issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
 ) -> None:

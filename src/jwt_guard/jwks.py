@@ -309,7 +309,20 @@ class JWKSClient:
         if attempt is None:
             return _nothing
         flight = self._flights.register(key=attempt.number)
-        return lambda: self._flights.launch(flight, lambda: self._run(attempt))
+        return lambda: self._launch(flight, attempt)
+
+    def _launch(self, flight: Flight, attempt: Attempt) -> None:
+        try:
+            self._flights.launch(flight, lambda: self._run(attempt))
+        except RuntimeError as exc:  # no thread could be started: a failed fetch, not a crash
+            error = f"could not start a fetch: {exc}"
+            with self._lock:
+                counted = self._policy.failed(self.monotonic(), attempt, error)
+                serving = self._policy.usable(self.monotonic())
+                self._flights.abandon(flight)
+            flight.finish()
+            if counted:
+                self._failed(error, 0.0, serving)
 
     def _run(self, attempt: Attempt) -> None:
         """The worker thread of one fetch: tell the policy how it went, then log it."""
