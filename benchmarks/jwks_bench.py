@@ -1,7 +1,8 @@
 """JWKS behaviour, counted on the ``LocalIssuer`` server: requests it served, loop lag, waits.
 
-The verifier's clock is a :class:`ManualClock` (real time plus an offset) so the run can step
-past the cool-down and the refresh-ahead point without waiting for them.
+The verifier's clocks are a :class:`ManualClock` (real time plus an offset, for the wall clock
+and the monotonic clock alike) so the run can step past the cool-down and the refresh-ahead point
+without waiting for them.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ COOLDOWN = 30.0
 
 
 class ManualClock:
-    """``time.time()`` plus an offset that only :meth:`advance` changes."""
+    """``time.time()`` (call it) and ``time.monotonic()`` (:meth:`monotonic`), plus an offset
+    that only :meth:`advance` changes."""
 
     def __init__(self) -> None:
         self.offset = 0.0
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
@@ -62,6 +67,7 @@ async def _scenario(issuer: LocalIssuer, mode: Any, results: dict[str, Any]) -> 
         jwks_url=issuer.jwks_url,
         algorithms=["RS256"],
         clock=clock,
+        monotonic=clock.monotonic,
         jwks_options={"cooldown": COOLDOWN},
     )
     source: Any = verifier.key_sources()[issuer.issuer]
@@ -89,7 +95,7 @@ async def _scenario(issuer: LocalIssuer, mode: Any, results: dict[str, Any]) -> 
     )
 
     # 2. random unknown kids inside one cool-down: at most one extra fetch
-    clock.advance(COOLDOWN + 1)  # the cool-down allows one refetch again
+    clock.advance(COOLDOWN + 1)  # (the start-up fetch starts no cool-down anyway)
     unknown = [unknown_kid_token(issuer.issuer, issuer.audience) for _ in range(mode.unknown_kids)]
     before = issuer.jwks_requests
     outcomes = await _gather(verifier, unknown, chunk=500)
@@ -183,7 +189,7 @@ async def _scenario(issuer: LocalIssuer, mode: Any, results: dict[str, Any]) -> 
     # after refresh_ahead of that: step to halfway between refresh-ahead and expiry.
     fetched_at = source.status()["fetched_at"]
     ttl = float(issuer.cache_max_age or 300)
-    clock.advance(fetched_at + ttl * (1 + source.refresh_ahead) / 2 - clock())
+    clock.advance(ttl * (1 + source.refresh_ahead) / 2 - source.status()["age"])
     issuer.set_fault(JWKSFault.SLOW, delay=mode.slow_delay)  # a waiting request would show
     before = issuer.jwks_requests
     fresh = [mint(expires_in=3600) for _ in range(20 if not mode.quick else 5)]

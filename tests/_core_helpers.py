@@ -209,16 +209,32 @@ def flip_signature_bit(tok: str, bit: int = 0) -> str:
 
 
 class Clock:
-    """A hand-advanced ``time.time`` replacement."""
+    """A hand-advanced wall clock (call it: the ``time.time`` replacement) with its monotonic
+    clock (:meth:`monotonic`: the ``time.monotonic`` replacement).
+
+    :meth:`advance` moves both, as time passing does; :meth:`step_wall` moves the wall clock
+    alone, as NTP or a resumed VM does. Pass ``clock=clock, monotonic=clock.monotonic``.
+    """
 
     def __init__(self, now: float = 1_700_000_000.0) -> None:
         self.now = now
+        self.ticks = 1_000.0
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
         return self.now
 
+    def monotonic(self) -> float:
+        return self.ticks
+
     def advance(self, seconds: float) -> float:
+        with self._lock:
+            self.now += seconds
+            self.ticks += seconds
+            return self.now
+
+    def step_wall(self, seconds: float) -> float:
+        """Step the wall clock alone, forwards or backwards."""
         with self._lock:
             self.now += seconds
             return self.now

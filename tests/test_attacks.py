@@ -392,6 +392,7 @@ def test_a_flood_of_unknown_kids_fetches_once_per_cooldown(kit: Kit) -> None:
             audience=issuer.audience,
             jwks_url=issuer.jwks_url,
             clock=clock,
+            monotonic=clock.monotonic,
             jwks_options={"session": session, "cooldown": 30.0},
         )
         asgi = AsgiDriver(asgi_app(verifier))
@@ -409,19 +410,21 @@ def test_a_flood_of_unknown_kids_fetches_once_per_cooldown(kit: Kit) -> None:
 
             flood("a")
             settle_jwks_threads()
-            assert issuer.jwks_requests == 1  # the fetch just made starts the cool-down
+            # The start-up fetch starts no cool-down: the first unknown kid refetches once,
+            # and that refetch starts it.
+            assert issuer.jwks_requests == 2
             clock.advance(31)
             flood("a2")
             settle_jwks_threads()
-            assert issuer.jwks_requests == 2  # the first unknown kid after it: one refetch
+            assert issuer.jwks_requests == 3  # the first unknown kid after it: one refetch
             clock.advance(10)
             flood("b")
             settle_jwks_threads()
-            assert issuer.jwks_requests == 2  # inside the cool-down: none
+            assert issuer.jwks_requests == 3  # inside the cool-down: none
             clock.advance(25)
             flood("c")
             settle_jwks_threads()
-            assert issuer.jwks_requests == 3  # the next window: one more
+            assert issuer.jwks_requests == 4  # the next window: one more
             assert asgi(good).status == 200
         finally:
             asgi.close()

@@ -8,10 +8,16 @@ refreshes are awaited by joining jwt_guard's fetch threads before counting.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +34,7 @@ from jwt_guard import (
     UnknownKey,
     WrongIssuer,
 )
+from jwt_guard._jwks_policy import Action, Attempt, Decision, Reason
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 MakeIssuer = Callable[..., LocalIssuer]
@@ -80,7 +87,7 @@ def make_verifier(clock: Clock) -> Iterator[MakeVerifier]:
             kwargs.setdefault("issuer", local.issuer)
             kwargs.setdefault("audience", local.audience)
             kwargs.setdefault("jwks_url", local.jwks_url)
-        return TokenVerifier(clock=clock, jwks_options=options, **kwargs)
+        return TokenVerifier(clock=clock, monotonic=clock.monotonic, jwks_options=options, **kwargs)
 
     yield make
     settle_jwks_threads()
@@ -193,19 +200,23 @@ def test_key_urls_in_the_token_are_never_fetched(
 # -- rotation ----------------------------------------------------------------------------------
 
 
-def test_a_new_kid_is_picked_up_after_the_cooldown(
+def test_a_new_kid_is_fetched_at_once_then_one_refetch_per_cooldown(
     issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
 ) -> None:
     verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
     verifier.verify(issuer.mint())
     new = issuer.rotate("ES256", keep_old=True)
-    with pytest.raises(UnknownKey):  # inside the cool-down: no refetch
-        verifier.verify(issuer.mint(key=new))
-    settle_jwks_threads()
-    assert issuer.jwks_requests == 1
-    clock.advance(30)
+    # The first fetch was no unknown-kid refetch: it starts no cool-down (issue 10, item 32).
     assert verifier.verify(issuer.mint(key=new)).subject == "user-1"
     assert issuer.jwks_requests == 2
+    newer = issuer.rotate("ES256", keep_old=True)
+    with pytest.raises(UnknownKey):  # inside the cool-down of that refetch: none
+        verifier.verify(issuer.mint(key=newer))
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+    clock.advance(30)
+    assert verifier.verify(issuer.mint(key=newer)).subject == "user-1"
+    assert issuer.jwks_requests == 3
 
 
 def test_a_removed_key_is_refused_after_the_next_successful_fetch(
@@ -227,20 +238,57 @@ def test_a_removed_key_is_refused_after_the_next_successful_fetch(
             verifier.verify(tok)
 
 
-def test_a_cached_token_is_dropped_when_a_refresh_removes_its_key(
+def test_past_its_lifetime_a_key_set_waits_for_the_refresh(
     issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
 ) -> None:
+    """Issue 10, item 36: after an idle period longer than the lifetime, a key the provider has
+    removed must not verify while the refresh runs, cached tokens included."""
     verifier = make_verifier(issuer, jwks_options={"refresh_ahead": 1.0})
+    old_key = issuer.key()
     tok = issuer.mint(expires_in=3600)
     first = verifier.verify(tok)
     assert verifier.verify(tok) is first  # from the token cache
     issuer.rotate("ES256")
-    clock.advance(300)  # max-age=300: the key set is due; a background refresh replaces it
-    verifier.verify(tok)  # served while the refresh runs
-    settle_jwks_threads()
+    issuer.set_fault(JWKSFault.SLOW, delay=0.3)  # the refresh takes a while
+    clock.advance(300)  # max-age=300: the set is past its lifetime
+    for token in (tok, issuer.mint(expires_in=3600, key=old_key)):
+        with pytest.raises(UnknownKey):  # waited for the refresh, which removed the key
+            verifier.verify(token)
+    # The refresh, then one refetch for the old kid (a routine refresh starts no cool-down).
+    assert issuer.jwks_requests == 3
+    assert verifier.verify(issuer.mint()).subject == "user-1"  # the new key answers
+
+
+async def test_past_its_lifetime_averify_waits_for_the_refresh_too(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer)
+    tok = issuer.mint(expires_in=3600)
+    await verifier.averify(tok)
+    issuer.rotate("ES256")
+    issuer.set_fault(JWKSFault.SLOW, delay=0.3)
+    clock.advance(300)
+    results = await asyncio.gather(
+        *(verifier.averify(tok) for _ in range(8)), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [UnknownKey] * 8
+    # The refresh, then one refetch for the removed kid that all the others share.
+    assert issuer.jwks_requests == 3
+
+
+def test_past_its_lifetime_the_stale_set_answers_only_when_the_refresh_fails(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={**FAST, "backoff": (5.0, 60.0)})
+    verifier.verify(issuer.mint())
+    issuer.set_fault(JWKSFault.ERROR_500)
+    clock.advance(300)
+    assert verifier.verify(issuer.mint()).subject == "user-1"  # the refresh failed: stale
     assert issuer.jwks_requests == 2
-    with pytest.raises(UnknownKey):
-        verifier.verify(tok)
+    assert _client(verifier).status()["stale"] is True
+    clock.advance(4)  # inside the back-off: stale at once, no new attempt
+    assert verifier.verify(issuer.mint()).subject == "user-1"
+    assert issuer.jwks_requests == 2
 
 
 # -- cache lifetime ----------------------------------------------------------------------------
@@ -535,16 +583,16 @@ def test_unknown_kids_cause_at_most_one_refetch_per_cooldown(
     verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
     verifier.verify(issuer.mint())
     tokens = [issuer.mint(kid=secrets.token_hex(8)) for _ in range(1000)]
-    for tok in tokens[:500]:  # inside the cool-down that follows the first fetch: no refetch
+    for tok in tokens[:500]:  # the first refetches once, and starts the cool-down
         with pytest.raises(UnknownKey):
             verifier.verify(tok)
-    assert issuer.jwks_requests == 1
+    assert issuer.jwks_requests == 2
     clock.advance(30)  # one refetch becomes possible, then a new cool-down
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcomes = list(pool.map(lambda t: _error_of(verifier, t), tokens[500:]))
     assert set(outcomes) == {UnknownKey}
     settle_jwks_threads()
-    assert issuer.jwks_requests == 2
+    assert issuer.jwks_requests == 3
 
 
 def _error_of(verifier: TokenVerifier, tok: str) -> type[Exception] | None:
@@ -577,6 +625,308 @@ async def test_averify_keeps_the_event_loop_responsive_during_a_fetch(
     assert issuer.jwks_requests == 1
     # A fetch run on the loop would have frozen the ticker for the whole second.
     assert ticks >= 20
+
+
+def test_rotation_under_load_every_thread_waits_for_the_one_refetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Issue 10, item 31: right after a rotation, 32 concurrent requests carrying the new kid all
+    wait for one refetch and pass (before: 31 got 401 unknown_key at once)."""
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.verify(issuer.mint())
+    clock.advance(60)
+    new = issuer.rotate("ES256", keep_old=True)
+    issuer.set_fault(JWKSFault.SLOW, delay=0.5)  # everyone arrives while the refetch runs
+    tokens = [issuer.mint(key=new, subject=f"user-{n}") for n in range(32)]
+    barrier = threading.Barrier(32)
+
+    def one(tok: str) -> str | type[Exception]:
+        barrier.wait(timeout=30)
+        try:
+            return verifier.verify(tok).subject or ""
+        except Exception as exc:
+            return type(exc)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        outcomes = list(pool.map(one, tokens))
+    assert outcomes == [f"user-{n}" for n in range(32)]
+    assert issuer.jwks_requests == 2
+
+
+async def test_rotation_under_load_every_task_waits_for_the_one_refetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    await verifier.averify(issuer.mint())
+    clock.advance(60)
+    new = issuer.rotate("ES256", keep_old=True)
+    issuer.set_fault(JWKSFault.SLOW, delay=0.5)
+    tokens = [issuer.mint(key=new, subject=f"user-{n}") for n in range(32)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(verifier.averify(t) for t in tokens), return_exceptions=True), 30
+    )
+    assert [getattr(r, "subject", r) for r in results] == [f"user-{n}" for n in range(32)]
+    assert issuer.jwks_requests == 2
+
+
+def test_a_routine_refresh_starts_no_cooldown(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Issue 10, item 32: a rotation seconds after a routine refresh is picked up at once."""
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.prefetch()  # start-up
+    clock.advance(240)  # refresh-ahead: a background refresh
+    verifier.verify(issuer.mint())
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+    clock.advance(5)
+    new = issuer.rotate("ES256", keep_old=True)
+    assert verifier.verify(issuer.mint(key=new)).subject == "user-1"
+    assert issuer.jwks_requests == 3
+
+
+def test_a_due_refresh_is_started_by_unknown_kid_traffic_inside_the_cooldown(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Issue 10, item 32: the cool-down limits unknown-kid refetches, not the routine refresh."""
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 1000})
+    verifier.verify(issuer.mint())
+    with pytest.raises(UnknownKey):  # an unknown-kid refetch: the cool-down runs to t+1000
+        verifier.verify(issuer.mint(kid="nobody"))
+    assert issuer.jwks_requests == 2
+    new = issuer.rotate("ES256", keep_old=True)
+    with pytest.raises(UnknownKey):  # inside the cool-down, the set not due yet
+        verifier.verify(issuer.mint(key=new))
+    assert issuer.jwks_requests == 2
+    clock.advance(240)  # the set is due for its refresh: this request starts and awaits it
+    assert verifier.verify(issuer.mint(key=new)).subject == "user-1"
+    assert issuer.jwks_requests == 3
+
+
+# -- clocks: every interval on the monotonic clock (issue 10, items 29 and 34) ----------------
+
+
+@pytest.mark.parametrize("step", [3600, -3600], ids=["forward", "back"])
+def test_a_wall_clock_step_moves_no_interval(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock, step: float
+) -> None:
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.verify(issuer.mint())
+    clock.step_wall(step)
+    verifier.verify(issuer.mint())  # neither expired (forward) nor stretched (back)
+    assert issuer.jwks_requests == 1
+    status = _client(verifier).status()
+    assert status["age"] == 0
+    assert status["stale"] is False
+    clock.advance(240)  # the refresh comes on schedule, whatever the wall clock did
+    verifier.verify(issuer.mint())
+    settle_jwks_threads()
+    assert issuer.jwks_requests == 2
+
+
+def test_after_a_step_forward_and_back_a_rotated_key_is_fetched(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """The reported incident: an hour forward, a refetch, an hour back; the provider rotates.
+    Before, the last fetch and the cool-down both read "an hour from now": 401 for an hour."""
+    verifier = make_verifier(issuer, jwks_options={"cooldown": 30})
+    verifier.verify(issuer.mint())
+    clock.step_wall(3600)
+    first = issuer.rotate("ES256", keep_old=True)
+    assert verifier.verify(issuer.mint(key=first)).subject == "user-1"  # the cool-down starts
+    clock.step_wall(-3600)
+    clock.advance(31)
+    second = issuer.rotate("ES256", keep_old=True)
+    assert verifier.verify(issuer.mint(key=second)).subject == "user-1"
+    assert issuer.jwks_requests == 3
+
+
+def test_after_a_step_back_the_backoff_is_not_frozen(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Item 34: a cold start during an outage, the clock steps back an hour, the provider
+    recovers: Retry-After stays the back-off's, and the next attempt comes when it ends."""
+    verifier = make_verifier(issuer, jwks_options={**FAST, "backoff": (2.0, 60.0)})
+    issuer.set_fault(JWKSFault.DOWN)
+    with pytest.raises(KeysUnavailable) as first:
+        verifier.verify(issuer.mint())
+    assert first.value.retry_after == 2
+    clock.step_wall(-3600)
+    issuer.set_fault(None)
+    with pytest.raises(KeysUnavailable) as again:
+        verifier.verify(issuer.mint())
+    assert again.value.retry_after == 2
+    assert verifier.health()["ok"] is False
+    clock.advance(2)
+    assert verifier.verify(issuer.mint()).subject == "user-1"
+    assert verifier.health()["ok"] is True
+
+
+def test_after_a_step_back_a_removed_key_stops_verifying_on_schedule(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    """Item 34: before, a removed key kept verifying for an hour after a back-step."""
+    verifier = make_verifier(issuer)
+    old_key = issuer.key()
+    cached = issuer.mint(expires_in=7200)
+    verifier.verify(cached)
+    clock.step_wall(-3600)
+    issuer.rotate("ES256")  # the old key leaves the JWKS
+    clock.advance(300)  # the set's lifetime, on the monotonic clock
+    for token in (cached, issuer.mint(key=old_key)):
+        with pytest.raises(UnknownKey):
+            verifier.verify(token)
+    assert issuer.jwks_requests >= 2
+
+
+def test_health_never_reports_a_negative_age(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer)
+    verifier.verify(issuer.mint())
+    clock.advance(10)
+    clock.step_wall(-3600)
+    (status,) = verifier.health()["issuers"].values()
+    assert status["age"] == 10
+    assert status["fetched_at"] == clock() + 3600 - 10  # the wall-clock stamp of the fetch
+
+
+def test_both_clocks_reach_the_key_source(make_verifier: MakeVerifier, clock: Clock) -> None:
+    verifier = make_verifier(issuer="https://idp.example.com", audience="api")
+    client = _client(verifier)
+    assert (client.clock, client.monotonic) == (clock, clock.monotonic)
+    default = TokenVerifier(issuer="https://idp.example.com", audience="api")
+    assert _client(default).monotonic is time.monotonic
+
+
+# -- a fetch past its deadline, explicit refresh, fork ------------------------------------------
+
+
+def test_a_request_waits_total_timeout_in_all(clock: Clock) -> None:
+    """Each wait ends at the fetch's deadline, and a request that joined an older fetch and then
+    needs one of its own stops at ``total_timeout`` after its first wait (the fetch runs on)."""
+    client = JWKSClient("https://idp.example.com/jwks", monotonic=clock.monotonic)
+    now = clock.monotonic()
+    own_fetch = Attempt(1, Reason.COLD, now, now + 10)
+    assert client._waiting(Decision(Action.WAIT, attempt=own_fetch), None)[1:] == (
+        10,
+        now + 10,
+        False,
+    )
+    older = Attempt(1, Reason.REFRESH, now - 8, now + 2)  # joined 8 s into its 10
+    _, seconds, until, own = client._waiting(Decision(Action.WAIT, attempt=older), None)
+    assert (seconds, until, own) == (2, now + 10, False)
+    clock.advance(2)
+    refetch = Attempt(2, Reason.UNKNOWN_KID, now + 2, now + 12)
+    _, seconds, until, own = client._waiting(Decision(Action.WAIT, attempt=refetch), until)
+    assert (seconds, until, own) == (8, now + 10, True)
+
+
+def test_a_fetch_thread_that_cannot_start_is_a_failed_fetch(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of threads: 503 with the back-off, not an unexpected error (and no waiter hangs)."""
+    verifier = make_verifier(issuer)
+    client = _client(verifier)
+
+    def cannot_start(*args: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(client._flights, "launch", cannot_start)
+    with pytest.raises(KeysUnavailable) as excinfo:
+        verifier.verify(issuer.mint())
+    assert excinfo.value.retry_after == 1
+    assert "could not start a fetch" in str(client.last_error)
+    monkeypatch.undo()
+    clock.advance(1)
+    assert verifier.verify(issuer.mint()).subject == "user-1"
+
+
+def test_refresh_raises_the_public_error(
+    issuer: LocalIssuer, make_verifier: MakeVerifier, clock: Clock
+) -> None:
+    verifier = make_verifier(issuer, jwks_options=FAST)
+    client = _client(verifier)
+    client.refresh()  # fetches even with no request asking
+    client.refresh()  # and again, though the set is fresh
+    assert issuer.jwks_requests == 2
+    issuer.set_fault(JWKSFault.ERROR_500)
+    with pytest.raises(KeysUnavailable) as excinfo:
+        client.refresh()
+    assert "HTTP 500" in str(excinfo.value)
+    assert excinfo.value.retry_after == 1
+    assert verifier.verify(issuer.mint()).subject == "user-1"  # the last good set serves
+
+
+def test_a_fetch_in_flight_at_fork_time_does_not_hold_the_child(
+    issuer: LocalIssuer,
+) -> None:
+    """Issue 10, item 33: a worker forked while the parent's fetch was in flight (and the key
+    source's and the token cache's locks held) fetches for itself; before, it waited on a fetch
+    that does not exist in it."""
+    issuer.set_fault(JWKSFault.SLOW, delay=1.0)
+    token = issuer.mint(issued_at=int(time.time()))  # the script runs on the real clock
+    args = [issuer.jwks_url, issuer.issuer, issuer.audience, token]
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, *args],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert issuer.jwks_requests == 2  # the parent's fetch and the child's own
+
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, threading, warnings
+    import requests, requests.adapters
+    from jwt_guard import TokenVerifier
+
+    signal.alarm(60)  # a hang fails the test instead of blocking it
+    url, issuer, audience, token = sys.argv[1:5]
+
+    class Signalling(requests.adapters.HTTPAdapter):
+        def __init__(self):
+            super().__init__()
+            self.sent = threading.Event()
+
+        def send(self, *args, **kwargs):
+            self.sent.set()
+            return super().send(*args, **kwargs)
+
+    adapter = Signalling()
+    session = requests.Session()
+    session.mount("http://", adapter)
+    verifier = TokenVerifier(
+        issuer=issuer, audience=audience, jwks_url=url,
+        jwks_options={"session": session, "timeout": (20.0, 20.0), "total_timeout": 30.0},
+    )
+    (client,) = verifier.key_sources().values()
+    threading.Thread(target=verifier.verify, args=(token,), daemon=True).start()
+    assert adapter.sent.wait(30)  # the parent's fetch is in flight (the server takes a second)
+    client._lock.acquire()  # as if request threads held the locks at the moment of the fork
+    verifier._cache._lock.acquire()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the point
+        pid = os.fork()
+    if pid == 0:
+        signal.alarm(60)
+        try:
+            ok = verifier.verify(token).subject == "user-1"
+        except Exception as exc:
+            print(repr(exc), file=sys.stderr)
+            ok = False
+        os._exit(0 if ok else 1)
+    client._lock.release()
+    verifier._cache._lock.release()
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
 
 
 # -- health ------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ def make_verifier(clock: Clock, es_key: Key) -> MakeVerifier:
             kwargs.setdefault("audience", AUDIENCE)
             kwargs.setdefault("jwks", es_key.jwks())
         kwargs.setdefault("clock", clock)
+        kwargs.setdefault("monotonic", clock.monotonic)
         return TokenVerifier(**kwargs)
 
     return make
@@ -801,3 +802,19 @@ def test_signed_tokens_with_arbitrary_claims_raise_only_jwtguard_errors(
         error = exc
     # A bare InvalidToken is the catch-all for an unexpected exception inside jwt_guard.
     assert type(error) is not InvalidToken, f"unexpected error path: {error.__cause__!r}"
+
+
+def test_a_wall_clock_step_back_does_not_stretch_the_token_cache_lifetime(
+    make_verifier: MakeVerifier, mint: Any, clock: Clock
+) -> None:
+    """Issue 10, item 29: the cache lifetime runs on the monotonic clock (``exp`` on the wall
+    clock), so a step back of the wall clock keeps no entry longer."""
+    verifier = make_verifier(token_cache_ttl=100)
+    tok = mint(iat=None, exp=int(clock()) + 7200)
+    first = verifier.verify(tok)
+    assert verifier.verify(tok) is first
+    clock.step_wall(-3600)
+    clock.advance(99)
+    assert verifier.verify(tok) is first
+    clock.advance(1)
+    assert verifier.verify(tok) is not first  # verified afresh

@@ -51,7 +51,7 @@ class StaticKeys:
         return self.keyset
 
     def current(self, now: float | None = None) -> KeySet | None:
-        """The fixed key set."""
+        """The fixed key set (``now``, a monotonic reading, does not matter)."""
         return self.keyset
 
     def status(self) -> dict[str, Any]:
@@ -77,7 +77,7 @@ class IssuerState:
     allowed: frozenset[str]
     source: KeySource
     scope_claims: tuple[str, ...]
-    same_clock: bool = False  # the key source reads the verifier's clock: share one reading
+    same_clock: bool = False  # the key source reads the verifier's monotonic clock: share it
 
 
 def names(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -94,7 +94,7 @@ def build_state(
     scope_claims: Sequence[str],
     *,
     leeway: float,
-    clock: Callable[[], float],
+    monotonic: Callable[[], float],
     jwks_options: Mapping[str, Any],
 ) -> IssuerState:
     """Check one ``Issuer`` and build its claim rules, allowlist and key source."""
@@ -130,5 +130,5 @@ def build_state(
             **jwks_options,
         )
     scopes = names(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
-    same_clock = isinstance(source, StaticKeys) or source.clock is clock
+    same_clock = isinstance(source, StaticKeys) or source.monotonic is monotonic
     return IssuerState(rules, allowed, source, scopes, same_clock)

@@ -1,7 +1,8 @@
 """The verified-token cache: a repeated token answers without parsing or cryptography.
 
 Bounded (a cachetools ``FIFOCache``), keyed on the exact token. An entry never outlives the token's
-``exp`` (plus leeway) nor the cache lifetime, and answers only while the key source still holds
+``exp`` (plus leeway, on the wall clock) nor the cache lifetime (on the monotonic clock, so a step
+of the wall clock cannot stretch it), and answers only while the key source still holds
 the key that verified it (compared by RFC 7638 thumbprint, so a refetch that keeps the key keeps
 the entry); ``nbf`` and the maximum age are re-checked on every use. Reads take no lock (a FIFO
 read only looks the key up); writes do.
@@ -15,6 +16,7 @@ from typing import Any
 from cachetools import FIFOCache
 
 from ._issuers import IssuerState
+from ._singleflight import reset_after_fork
 from .claims import Claims
 from .errors import NotYetValid, TokenTooOld
 from .keys import KeySet
@@ -33,6 +35,7 @@ class _Entry:
         "kid",
         "max_age",
         "nbf",
+        "retire_at",
         "source",
         "state",
         "until",
@@ -48,7 +51,7 @@ class _Entry:
         keyset: KeySet,
         payload: dict[str, Any],
         leeway: float,
-        until: float,
+        retire_at: float,
     ) -> None:
         self.claims, self.state, self.source = claims, state, state.source
         self.kid, self.alg = kid, alg
@@ -59,8 +62,10 @@ class _Entry:
         self.nbf = _float(payload.get("nbf"), float("-inf"))
         self.iat = _float(payload.get("iat"), float("nan"))
         # The bounds the time checks compare with, computed once (the same float operations).
-        # Served until `until`, never later: the token's exp (+ leeway) or the cache lifetime.
-        self.until = min(self.exp + leeway, until)
+        # Served until `until` (wall clock: the token's exp + leeway) and `retire_at`
+        # (monotonic: the cache lifetime), never later.
+        self.until = self.exp + leeway
+        self.retire_at = retire_at
         self.valid_from = self.nbf - leeway
         max_age = state.rules.max_age
         self.max_age = None if max_age is None else max_age + leeway
@@ -77,6 +82,11 @@ class TokenCache:
         self._entries: FIFOCache[str, _Entry] = FIFOCache(maxsize=maxsize)
         self._lock = threading.Lock()
         self.ttl, self.leeway = ttl, leeway
+        reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # A forked child: another thread of the parent may have held the lock at the fork.
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -91,15 +101,17 @@ class TokenCache:
         keyset: KeySet,
         payload: dict[str, Any],
         now: float,
+        monotonic: float,
     ) -> None:
-        """Remember a token just verified at ``now``."""
-        entry = _Entry(claims, state, kid, alg, keyset, payload, self.leeway, now + self.ttl)
-        if now < entry.until:
+        """Remember a token just verified at ``now`` (wall clock; ``monotonic`` the same moment)."""
+        entry = _Entry(claims, state, kid, alg, keyset, payload, self.leeway, monotonic + self.ttl)
+        if now < entry.until and self.ttl > 0:
             with self._lock:
                 self._entries[token] = entry
 
-    def get(self, token: str, now: float) -> Claims | None:
-        """The claims of ``token`` if it may be answered from the cache at ``now``.
+    def get(self, token: str, now: float, monotonic: float) -> Claims | None:
+        """The claims of ``token`` if it may be answered from the cache at ``now`` (wall clock;
+        ``monotonic``: the same moment on the monotonic clock).
 
         Raises ``NotYetValid`` or ``TokenTooOld`` when a time-based claim refuses it now.
         """
@@ -107,10 +119,10 @@ class TokenCache:
             entry = self._entries[token]
         except KeyError:
             return None
-        if now >= entry.until:  # past exp (+ leeway) or the cache lifetime: verify afresh
+        if now >= entry.until or monotonic >= entry.retire_at:  # past exp or the lifetime
             self._drop(token)
             return None
-        keyset = entry.source.current(now if entry.state.same_clock else None)
+        keyset = entry.source.current(monotonic if entry.state.same_clock else None)
         if keyset is not entry.keyset:
             if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.fingerprint):
                 self._drop(token)

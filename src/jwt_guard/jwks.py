@@ -1,46 +1,51 @@
 """The remote key source: fetch, cache, refresh ahead, cool down, single flight, serve stale.
 
-``JWKSClient.keys_for(kid)`` answers from the current key set whenever it can; it waits on the
-network only when there is no usable key set yet, or when the token names a kid the set lacks and
-the cool-down allows one refetch. All callers, threads and asyncio tasks alike, share one fetch in
-flight. A failed fetch keeps the last good key set serving for ``max_stale`` seconds past its
-expiry, with retries backing off; a successful fetch replaces the set (removed kids stop
-verifying). ``akeys_for`` runs the fetch in a worker thread, never on the event loop.
+Three parts, composed by :class:`JWKSClient`:
+
+* the policy (``_jwks_policy.JWKSPolicy``), a pure state machine on a monotonic clock that decides
+  whether a request is answered from the key set in memory, waits for a fetch, or is refused;
+* single flight (``_singleflight.SingleFlight``): the fetch runs in a worker thread that every
+  waiting thread and asyncio task shares, each wait bounded by the fetch's deadline;
+* HTTP (``_fetch.HTTPFetcher``): discovery, redirects, size and time limits.
+
+Every interval (lifetime, refresh-ahead, cool-down, back-off, staleness, ages) is measured on the
+monotonic clock, so a step of the wall clock (NTP, a resumed VM) changes none of them; the wall
+clock only stamps ``fetched_at`` in :meth:`JWKSClient.status`. ``keys_for`` answers from memory
+while the set is within its lifetime; it waits on the network when there is no usable set, when
+the set is past its lifetime (falling back to it, stale, only if the refresh fails), or when the
+token names a kid the set lacks and the cool-down allows a refetch. ``akeys_for`` waits without
+blocking the event loop. After ``os.fork`` the child starts with fresh locks and no fetch in
+flight.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from ._fetch import FetchError, HTTPFetcher, check_url, ttl
+from ._jwks_policy import Action, Attempt, Backoff, Decision, Entry, JWKSPolicy
+from ._logsafe import safe
+from ._options import duration, positive_int
+from ._singleflight import Flight, SingleFlight, reset_after_fork
 from .errors import ConfigurationError, KeysUnavailable
 from .events import GuardObserver, emit
 from .keys import KeySet
 
-__all__ = ["FetchError", "JWKSClient", "check_url"]
+__all__ = ["JWKSClient"]
 
 logger = logging.getLogger("jwt_guard.jwks")
 
-_DONE: Future[None] = Future()
-_DONE.set_result(None)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    keyset: KeySet
-    fetched_at: float
-    refresh_at: float
-    expires_at: float
+_OWNER = "JWKSClient"
+# A request waits for at most one fetch that was in flight when it arrived and one that started
+# after: two waits; the rest is slack against a bug turning into a loop.
+_MAX_STEPS = 6
 
 
 class JWKSClient:
@@ -56,16 +61,22 @@ class JWKSClient:
         allow_link_local: allow link-local and cloud metadata addresses (169.254.0.0/16,
             fe80::/10, fd00:ec2::254) in the URL, a discovered ``jwks_uri`` or a redirect (off).
         session: the ``requests.Session`` to use (the I/O seam; one is made if omitted).
-        timeout: ``(connect, read)`` seconds; ``total_timeout`` bounds a whole fetch.
+        timeout: ``(connect, read)`` seconds; ``total_timeout`` bounds a whole fetch, and no
+            request waits on a fetch longer than that.
         max_bytes: the largest response body accepted.
         default_ttl / min_ttl / max_ttl: cache lifetime when ``Cache-Control: max-age`` is absent,
             and the bounds it is clamped to.
         refresh_ahead: fraction of the lifetime after which a background refresh starts.
-        cooldown: at most one refetch for unknown kids per this many seconds.
-        max_stale: how long past expiry the last good set keeps serving while fetches fail.
-        clock: ``time.time``-like callable (inject one in tests).
+        cooldown: at most one refetch caused by unknown kids per this many seconds.
+        max_stale: how long past its lifetime the last good set keeps serving while fetches fail.
+        backoff: ``(first, longest)`` seconds between failed fetches, doubling in between.
+        clock: ``time.time``-like callable; only stamps ``fetched_at`` in :meth:`status`.
+        monotonic: ``time.monotonic``-like callable every interval is measured on (inject one
+            in tests).
         observer: a :class:`~jwt_guard.events.GuardObserver` told of fetches, failures,
             stale serving and unknown kids.
+
+    Durations are seconds or ``datetime.timedelta``.
 
     Example::
 
@@ -94,6 +105,7 @@ class JWKSClient:
         max_stale: float = 3600.0,
         backoff: tuple[float, float] = (1.0, 60.0),
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         observer: GuardObserver | None = None,
     ) -> None:
         if (url is None) == (discovery_issuer is None):
@@ -102,238 +114,265 @@ class JWKSClient:
         problem = check_url(target, allow_http=allow_http, allow_link_local=allow_link_local)
         if problem:
             raise ConfigurationError(f"JWKS source {target!r}: {problem}")
-        if not 0 < min_ttl <= default_ttl <= max_ttl:
-            raise ConfigurationError("need 0 < min_ttl <= default_ttl <= max_ttl")
-        if not 0 < refresh_ahead <= 1:
-            raise ConfigurationError("refresh_ahead must be in (0, 1]")
+        self.timeout = _pair("timeout", timeout)
+        self.total_timeout = duration(_OWNER, "total_timeout", total_timeout, allow_zero=False)
+        self.max_bytes = positive_int(_OWNER, "max_bytes", max_bytes, minimum=1)
+        self.default_ttl = duration(_OWNER, "default_ttl", default_ttl)
+        self.min_ttl = duration(_OWNER, "min_ttl", min_ttl)
+        self.max_ttl = duration(_OWNER, "max_ttl", max_ttl)
+        if not 0 < self.min_ttl <= self.default_ttl <= self.max_ttl:
+            raise ConfigurationError(f"{_OWNER}: need 0 < min_ttl <= default_ttl <= max_ttl")
+        if (
+            not isinstance(refresh_ahead, (int, float))
+            or isinstance(refresh_ahead, bool)
+            or not 0 < refresh_ahead <= 1
+        ):
+            raise ConfigurationError(f"{_OWNER}(refresh_ahead=...): must be a number in (0, 1]")
+        self.refresh_ahead = float(refresh_ahead)
+        self.cooldown = duration(_OWNER, "cooldown", cooldown)
+        self.max_stale = duration(_OWNER, "max_stale", max_stale)
+        self.backoff = _pair("backoff", backoff)
+        if self.backoff[1] < self.backoff[0]:
+            raise ConfigurationError(f"{_OWNER}(backoff=...): the longest wait is below the first")
+        for name, fn in (("clock", clock), ("monotonic", monotonic)):
+            if not callable(fn):
+                raise ConfigurationError(f"{_OWNER}({name}=...): must be a callable")
         self.url = url
         self.discovery_issuer = discovery_issuer
         self.algorithms = tuple(algorithms) if algorithms is not None else None
         self.allow_oct, self.allow_http = allow_oct, allow_http
         self.allow_link_local = allow_link_local
         self.session = session if session is not None else requests.Session()
-        self.timeout, self.total_timeout, self.max_bytes = timeout, total_timeout, max_bytes
-        self.default_ttl, self.min_ttl, self.max_ttl = default_ttl, min_ttl, max_ttl
-        self.refresh_ahead, self.cooldown, self.max_stale = refresh_ahead, cooldown, max_stale
-        self.backoff, self.clock, self.observer = backoff, clock, observer
-        self._stale_logged = False
+        self.clock, self.monotonic, self.observer = clock, monotonic, observer
+        self._policy: JWKSPolicy[KeySet] = JWKSPolicy(
+            refresh_ahead=self.refresh_ahead,
+            cooldown=self.cooldown,
+            max_stale=self.max_stale,
+            fetch_timeout=self.total_timeout,
+            backoff=Backoff(*self.backoff),
+        )
+        self._flights = SingleFlight("jwt_guard-jwks")
         self._lock = threading.Lock()
-        self._entry: _Entry | None = None
-        self._inflight: Future[None] | None = None
+        # The policy's entry, mirrored for the lock-free fast path (written under the lock).
+        self._entry: Entry[KeySet] | None = None
+        self._fetched_at: float | None = None  # wall clock, for status() only
         self._jwks_uri: str | None = url
-        self._last_attempt = float("-inf")
-        self._attempts = 0
-        self._retry_at = float("-inf")
-        self._failures = 0
-        self.last_error: str | None = None
+        self._stale_logged = False
         self.fetch_count = 0
-
-    # -- answering -------------------------------------------------------------------------
-
-    def keys_for(self, kid: str | None) -> KeySet:
-        """The key set to verify a token with ``kid``, fetching only when it must (blocking)."""
-        seen = self._attempts
-        keyset = self._answer(kid)
-        if keyset is not None:
-            return keyset
-        self._wait_for_fetch(seen)
-        return self._after_fetch(kid)
-
-    async def akeys_for(self, kid: str | None) -> KeySet:
-        """Like :meth:`keys_for`, but the fetch runs in a worker thread, off the event loop."""
-        seen = self._attempts
-        keyset = self._answer(kid)
-        if keyset is not None:
-            return keyset
-        await self._await_fetch(seen)
-        return self._after_fetch(kid)
-
-    def _wait_for_fetch(self, seen: int | None = None) -> None:
-        future, owner = self._claim(seen)
-        if owner:
-            # In a worker thread, so this request waits no longer than any other does: a fetch
-            # can outlive total_timeout (requests cannot bound trickled headers or DNS).
-            self._spawn(future)
-        with contextlib.suppress(Exception):  # the outcome is read from the state afterwards
-            future.result(timeout=self.total_timeout + 1.0)
-
-    async def _await_fetch(self, seen: int | None = None) -> None:
-        future, owner = self._claim(seen)
-        if owner:
-            self._spawn(future)
-        with contextlib.suppress(Exception):  # the outcome is read from the state afterwards
-            # shield: a waiter that times out must not cancel the fetch all others wait on
-            # (wrap_future passes cancellation on; the next waiter then got CancelledError).
-            await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(future)), self.total_timeout + 1.0
-            )
-
-    def _due(self) -> bool:
-        """Whether a prefetch should fetch: the set is not fresh and no back-off holds."""
-        entry = self._entry
-        now = self.clock()
-        return (entry is None or now >= entry.refresh_at) and now >= self._retry_at
-
-    def _answer(self, kid: str | None) -> KeySet | None:
-        now = self.clock()
-        entry = self._entry
-        if entry is None or now >= entry.expires_at + self.max_stale:
-            if now < self._retry_at:
-                raise self._unavailable(now)
-            return None
-        if kid is not None and kid not in entry.keyset:
-            if now >= self._last_attempt + self.cooldown and now >= self._retry_at:
-                return None
-            self._unknown_kid(kid)
-            return entry.keyset
-        if now >= entry.refresh_at:
-            if now >= self._retry_at and self._inflight is None:
-                future, owner = self._claim()
-                if owner:
-                    self._spawn(future)
-            if now >= entry.expires_at:
-                self._serving_stale(now - entry.fetched_at)
-        return entry.keyset
-
-    def _unknown_kid(self, kid: str) -> None:
-        logger.info(
-            "jwks unknown kid source=%s kid=%r (no refetch inside the cool-down)",
-            self.name,
-            kid[:64],
-        )
-        if self.observer is not None:
-            emit(self.observer.unknown_kid, self.name, kid)
-
-    def _serving_stale(self, age: float) -> None:
-        if not self._stale_logged:
-            self._stale_logged = True
-            logger.warning(
-                "jwks serving stale keys source=%s age=%.0fs last_error=%s",
-                self.name,
-                age,
-                self.last_error,
-            )
-        if self.observer is not None:
-            emit(self.observer.keys_stale, self.name, age)
-
-    def current(self, now: float | None = None) -> KeySet | None:
-        """The usable key set without waiting on the network (``None`` if there is none).
-
-        Starts a background refresh when the set is due for one. ``now``: the caller's reading
-        of this client's clock, if it has one.
-        """
-        entry = self._entry  # fast path (every token-cache hit): a set not yet due for refresh
-        if entry is not None and (self.clock() if now is None else now) < entry.refresh_at:
-            return entry.keyset
-        try:
-            return self._answer(None)
-        except KeysUnavailable:
-            return None
-
-    def _after_fetch(self, kid: str | None) -> KeySet:
-        now = self.clock()
-        entry = self._entry
-        if entry is not None and now < entry.expires_at + self.max_stale:
-            if now >= entry.expires_at:
-                self._serving_stale(now - entry.fetched_at)
-            if kid is not None and kid not in entry.keyset:
-                self._unknown_kid(kid)
-            return entry.keyset
-        raise self._unavailable(now)
-
-    def _unavailable(self, now: float) -> KeysUnavailable:
-        retry = max(1, int(self._retry_at - now + 0.999)) if self._retry_at > now else 1
-        return KeysUnavailable(
-            f"no usable keys from {self.name}: {self.last_error}", retry_after=retry
-        )
+        reset_after_fork(self)
 
     @property
     def name(self) -> str:
         """The configured source, for logs and metrics: the JWKS URL or the discovery issuer."""
         return self.url or f"discovery:{self.discovery_issuer}"
 
-    # -- single flight ---------------------------------------------------------------------
+    @property
+    def last_error(self) -> str | None:
+        """Why the last fetch failed (``None`` after a success)."""
+        return self._policy.last_error
 
-    def _claim(self, seen: int | None = None) -> tuple[Future[None], bool]:
-        """Join the fetch in flight or start one (``owner`` True: the caller must run it).
+    # -- answering -------------------------------------------------------------------------
 
-        With ``seen`` (the attempt count read before deciding to fetch), a fetch that started
-        since then is taken as the answer and none is started: two threads that both saw an
-        unknown kid cannot make two fetches in one cool-down.
+    def keys_for(self, kid: str | None) -> KeySet:
+        """The key set to verify a token with ``kid``, fetching only when it must (blocking).
+
+        Raises ``KeysUnavailable`` when no usable key set can be had.
         """
+        entry = self._entry  # fast path: a set not yet due for refresh that knows the kid
+        if (
+            entry is not None
+            and self.monotonic() < entry.refresh_at
+            and (kid is None or kid in entry.keyset)
+        ):
+            return entry.keyset
+        return self._resolve(kid)
+
+    async def akeys_for(self, kid: str | None) -> KeySet:
+        """Like :meth:`keys_for`; a fetch runs in a worker thread, never on the event loop."""
+        entry = self._entry
+        if (
+            entry is not None
+            and self.monotonic() < entry.refresh_at
+            and (kid is None or kid in entry.keyset)
+        ):
+            return entry.keyset
+        return await self._aresolve(kid)
+
+    def current(self, now: float | None = None) -> KeySet | None:
+        """The key set that may answer now without waiting on the network (``None`` if none).
+
+        Starts a background refresh when the set is due for one. ``None`` too when the set is
+        past its lifetime and a refresh must be waited for (use :meth:`keys_for`). ``now``: the
+        caller's reading of this client's ``monotonic`` clock, if it has one.
+        """
+        entry = self._entry  # fast path (every token-cache hit): a set not yet due for refresh
+        if entry is not None and (self.monotonic() if now is None else now) < entry.refresh_at:
+            return entry.keyset
         with self._lock:
-            if self._inflight is not None:
-                return self._inflight, False
-            if seen is not None and seen != self._attempts:
-                return _DONE, False
-            future: Future[None] = Future()
-            self._inflight = future
-            self._attempts += 1
-            self._last_attempt = self.clock()
-            return future, True
+            decision = self._policy.poll(self.monotonic())
+            launch = self._begin(decision)
+        launch()
+        self._expired(decision)
+        if decision.action is not Action.SERVE:
+            return None
+        if decision.stale is not None:
+            self._serving_stale(decision.stale)
+        return decision.keyset
 
-    def _spawn(self, future: Future[None]) -> None:
-        threading.Thread(
-            target=self._run, args=(future,), name="jwt_guard-jwks", daemon=True
-        ).start()
+    def _resolve(self, kid: str | None, *, eager: bool = False) -> KeySet:
+        until: float | None = None  # this request's own deadline, set at its first wait
+        arrival: int | None = None
+        for _ in range(_MAX_STEPS):
+            decision, flight, arrival = self._step(kid, arrival, eager)
+            if decision.action is not Action.WAIT:
+                return self._answer(decision, kid)
+            attempt, timeout, until, own = self._waiting(decision, until)
+            if flight is not None and flight.wait(timeout):
+                continue
+            if own:  # the request's deadline, not the fetch's: it answers, the fetch runs on
+                break
+            self._timed_out(attempt, flight)
+        return self._answer(self._settle(kid), kid)
 
-    def _run(self, future: Future[None]) -> None:
-        try:
-            self.refresh()
-        except BaseException as exc:  # handed to the waiters
-            with self._lock:
-                self._inflight = None
-            future.set_exception(exc)
-        else:
-            with self._lock:
-                self._inflight = None
-            future.set_result(None)
+    async def _aresolve(self, kid: str | None, *, eager: bool = False) -> KeySet:
+        until: float | None = None
+        arrival: int | None = None
+        for _ in range(_MAX_STEPS):
+            decision, flight, arrival = self._step(kid, arrival, eager)
+            if decision.action is not Action.WAIT:
+                return self._answer(decision, kid)
+            attempt, timeout, until, own = self._waiting(decision, until)
+            if flight is not None and await flight.wait_async(timeout):
+                continue
+            if own:
+                break
+            self._timed_out(attempt, flight)
+        return self._answer(self._settle(kid), kid)
 
-    def refresh(self) -> None:
-        """Fetch now and update the state; on failure keep the last good set and back off."""
-        started = time.monotonic()
-        now = self.clock()
-        try:
-            keyset, ttl = self._fetch()
-        except Exception as exc:
-            self._failures += 1
-            base, cap = self.backoff
-            now = self.clock()  # the back-off counts from the failure: a fetch can take seconds
-            self._retry_at = now + min(cap, base * 2 ** (self._failures - 1))
-            self.last_error = str(exc)
-            stale = self._entry is not None and now < self._entry.expires_at + self.max_stale
-            logger.warning(
-                "jwks fetch failed source=%s error=%s failures=%d ms=%.1f serving=%s",
-                self.name,
-                exc,
-                self._failures,
-                (time.monotonic() - started) * 1000,
-                "stale" if stale else "none",
-            )
-            if self.observer is not None:
-                emit(self.observer.keys_failed, self.name, str(exc))
-            raise
-        old = self._entry
-        self._entry = _Entry(keyset, now, now + ttl * self.refresh_ahead, now + ttl)
-        self._failures, self._retry_at, self.last_error = 0, float("-inf"), None
-        self.fetch_count += 1
-        self._stale_logged = False
-        seconds = time.monotonic() - started
-        if self.observer is not None:
-            emit(self.observer.keys_fetched, self.name, len(keyset), seconds)
-        added = keyset.kids - (old.keyset.kids if old else frozenset())
-        removed = (old.keyset.kids if old else frozenset()) - keyset.kids
-        logger.info(
-            "jwks fetched source=%s keys=%d ttl=%.0fs ms=%.1f added=%s removed=%s",
-            self.name,
-            len(keyset),
-            ttl,
-            (time.monotonic() - started) * 1000,
-            sorted(added),
-            sorted(removed),
+    def _step(
+        self, kid: str | None, arrival: int | None, eager: bool
+    ) -> tuple[Decision[KeySet], Flight | None, int]:
+        """One decision under the lock: start the fetch it asks for, find the flight to wait on."""
+        with self._lock:
+            policy = self._policy
+            if arrival is None:
+                arrival = policy.started
+            decision = policy.decide(self.monotonic(), kid, arrival, eager=eager)
+            launch = self._begin(decision)
+            flight = None
+            if decision.action is Action.WAIT:
+                flight = self._flights.current
+                if flight is not None and decision.attempt is not None:
+                    flight = flight if flight.key == decision.attempt.number else None
+        launch()
+        self._expired(decision)
+        return decision, flight, arrival
+
+    def _waiting(
+        self, decision: Decision[KeySet], until: float | None
+    ) -> tuple[Attempt, float, float, bool]:
+        """The attempt a ``WAIT`` decision names, the seconds to wait for it, the request's own
+        deadline, and whether that deadline (rather than the fetch's) bounds this wait.
+
+        A request waits ``total_timeout`` in all from its first wait, or until the deadline of
+        the fetch it first waits for if that is later (one it starts itself ends a moment
+        after): so the first wait always runs to the fetch's deadline.
+        """
+        attempt = decision.attempt
+        if attempt is None:  # pragma: no cover - the policy never says WAIT without one
+            raise KeysUnavailable(f"no fetch to wait for from {self.name}")
+        now = self.monotonic()
+        if until is None:
+            until = max(now + self.total_timeout, attempt.deadline)
+        return attempt, min(until, attempt.deadline) - now, until, until < attempt.deadline
+
+    def _settle(self, kid: str | None = None) -> Decision[KeySet]:
+        with self._lock:
+            decision = self._policy.settle(self.monotonic(), kid)
+        self._expired(decision)
+        return decision
+
+    def _answer(self, decision: Decision[KeySet], kid: str | None) -> KeySet:
+        if decision.action is Action.SERVE and decision.keyset is not None:
+            if decision.stale is not None:
+                self._serving_stale(decision.stale)
+            if decision.unknown_kid and kid is not None:
+                self._unknown_kid(kid)
+            return decision.keyset
+        raise KeysUnavailable(
+            f"no usable keys from {self.name}: {self.last_error}",
+            retry_after=decision.retry_after,
         )
 
-    # -- HTTP ------------------------------------------------------------------------------
+    # -- fetching --------------------------------------------------------------------------
+
+    def _begin(self, decision: Decision[KeySet]) -> Callable[[], None]:
+        """Register the fetch ``decision`` started (under the lock, so waiters find its flight);
+        the caller calls the result after releasing the lock, which starts the worker thread."""
+        attempt = decision.start
+        if attempt is None:
+            return _nothing
+        flight = self._flights.register(key=attempt.number)
+        return lambda: self._launch(flight, attempt)
+
+    def _launch(self, flight: Flight, attempt: Attempt) -> None:
+        try:
+            self._flights.launch(flight, lambda: self._run(attempt))
+        except RuntimeError as exc:  # no thread could be started: a failed fetch, not a crash
+            error = f"could not start a fetch: {exc}"
+            with self._lock:
+                counted = self._policy.failed(self.monotonic(), attempt, error)
+                serving = self._policy.usable(self.monotonic())
+                self._flights.abandon(flight)
+            flight.finish()
+            if counted:
+                self._failed(error, 0.0, serving)
+
+    def _run(self, attempt: Attempt) -> None:
+        """The worker thread of one fetch: tell the policy how it went, then log it."""
+        started = time.perf_counter()
+        try:
+            keyset, lifetime = self._fetch()
+        except BaseException as exc:
+            error = str(exc) or type(exc).__name__
+            with self._lock:
+                now = self.monotonic()
+                counted = self._policy.failed(now, attempt, error)
+                serving = self._policy.usable(now)
+            if counted:
+                self._failed(error, time.perf_counter() - started, serving)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        with self._lock:
+            old = self._policy.entry
+            applied = self._policy.fetched(self.monotonic(), attempt, keyset, lifetime)
+            if applied:
+                self._entry = self._policy.entry
+                self._fetched_at = self.clock()
+                self.fetch_count += 1
+                self._stale_logged = False
+        if applied:
+            self._fetched(keyset, lifetime, time.perf_counter() - started, old)
+
+    def _timed_out(self, attempt: Attempt, flight: Flight | None) -> None:
+        """A waiter reached the fetch's deadline: it failed, for everyone."""
+        error = f"fetch took longer than {self.total_timeout:g}s"
+        with self._lock:
+            now = self.monotonic()
+            counted = self._policy.failed(now, attempt, error)
+            serving = self._policy.usable(now)
+            if flight is not None:
+                self._flights.abandon(flight)
+        if counted:
+            self._failed(error, self.total_timeout, serving)
+
+    def _expired(self, decision: Decision[KeySet]) -> None:
+        if decision.expired is not None:
+            with self._lock:
+                serving = self._policy.usable(self.monotonic())
+            error = f"fetch took longer than {self.total_timeout:g}s"
+            self._failed(error, self.total_timeout, serving)
 
     def _fetch(self) -> tuple[KeySet, float]:
         http = HTTPFetcher(
@@ -347,13 +386,14 @@ class JWKSClient:
         deadline = time.monotonic() + self.total_timeout
         if self._jwks_uri is None:
             self._jwks_uri = http.discover(self.discovery_issuer, deadline)
+        jwks_uri = self._jwks_uri
         try:
-            document, headers = http.get_json(self._jwks_uri, deadline)
+            document, headers = http.get_json(jwks_uri, deadline)
             keyset = KeySet.from_jwks(
                 document,
                 algorithms=self.algorithms,
                 allow_oct=self.allow_oct,
-                source=self._jwks_uri,
+                source=jwks_uri,
             )
         except (FetchError, ValueError) as exc:
             if self.url is None:
@@ -367,37 +407,135 @@ class JWKSClient:
         )
         return keyset, lifetime
 
-    # -- health ----------------------------------------------------------------------------
+    # -- start-up, explicit refresh, health ------------------------------------------------
 
     def prefetch(self) -> None:
         """Fetch now unless a fresh set is held; raise ``KeysUnavailable`` if none can be had.
 
-        For start-up and readiness: unlike a request, it waits for the fetch even when older
-        keys could still serve. After a failure it does not retry before the back-off ends.
+        For start-up and readiness: unlike a request, it waits for a due refresh even when the
+        current keys could still answer. After a failure it does not retry before the back-off
+        ends. It never starts the unknown-kid cool-down.
         """
-        if self._due():
-            self._wait_for_fetch()
-        self._after_fetch(None)
+        self._resolve(None, eager=True)
 
     async def aprefetch(self) -> None:
         """Like :meth:`prefetch`, without blocking the event loop."""
-        if self._due():
-            await self._await_fetch()
-        self._after_fetch(None)
+        await self._aresolve(None, eager=True)
+
+    def refresh(self) -> None:
+        """Fetch now, whatever the schedule and the back-off, and wait for it (at most
+        ``total_timeout``); join the fetch in flight if there is one.
+
+        Raises ``KeysUnavailable`` (its ``retry_after`` the back-off now in force) when the fetch
+        fails; the last good key set keeps serving as for any failed fetch.
+        """
+        with self._lock:
+            decision = self._policy.refresh(self.monotonic())
+            launch = self._begin(decision)
+            flight = self._flights.current
+        launch()
+        self._expired(decision)
+        attempt, timeout, _, _ = self._waiting(decision, math.inf)  # to the fetch's deadline
+        if flight is None or flight.key != attempt.number or not flight.wait(timeout):
+            self._timed_out(attempt, flight)
+        with self._lock:
+            entry = self._policy.entry
+            if entry is not None and entry.attempt >= attempt.number:
+                return
+            retry = self._policy.retry_after(self.monotonic())
+        raise KeysUnavailable(
+            f"refreshing {self.name} failed: {self.last_error}", retry_after=retry
+        )
 
     def status(self) -> dict[str, Any]:
-        """A snapshot for health checks: age of the keys, staleness, last error."""
-        now = self.clock()
-        entry = self._entry
-        return {
-            "source": self.name,
-            "jwks_uri": self._jwks_uri,
-            "keys": len(entry.keyset) if entry else 0,
-            "kids": sorted(entry.keyset.kids) if entry else [],
-            "fetched_at": entry.fetched_at if entry else None,
-            "age": (now - entry.fetched_at) if entry else None,
-            "stale": bool(entry and now >= entry.expires_at),
-            "usable": bool(entry and now < entry.expires_at + self.max_stale),
-            "last_error": self.last_error,
-            "failures": self._failures,
-        }
+        """A snapshot for health checks: age of the keys, staleness, last error.
+
+        ``age`` is measured on the monotonic clock (never negative); ``fetched_at`` is the wall
+        clock time of the fetch, for people reading it.
+        """
+        with self._lock:
+            policy = self._policy
+            now = self.monotonic()
+            entry = policy.entry
+            return {
+                "source": self.name,
+                "jwks_uri": self._jwks_uri,
+                "keys": len(entry.keyset) if entry else 0,
+                "kids": sorted(entry.keyset.kids) if entry else [],
+                "fetched_at": self._fetched_at if entry else None,
+                "age": max(0.0, now - entry.fetched) if entry else None,
+                "stale": policy.stale(now),
+                "usable": policy.usable(now),
+                "last_error": policy.last_error,
+                "failures": policy.failures,
+            }
+
+    def _after_fork(self) -> None:
+        # In a forked child: the parent's fetch thread is not here and its lock may be held.
+        self._lock = threading.Lock()
+        self._policy.forget_fetch()
+
+    # -- logs and events -------------------------------------------------------------------
+
+    def _fetched(
+        self, keyset: KeySet, lifetime: float, seconds: float, old: Entry[KeySet] | None
+    ) -> None:
+        if self.observer is not None:
+            emit(self.observer.keys_fetched, self.name, len(keyset), seconds)
+        before = old.keyset.kids if old is not None else frozenset()
+        logger.info(
+            "jwks fetched source=%s keys=%d ttl=%.0fs ms=%.1f added=%s removed=%s",
+            safe(self.name),
+            len(keyset),
+            lifetime,
+            seconds * 1000,
+            safe(sorted(keyset.kids - before)),
+            safe(sorted(before - keyset.kids)),
+        )
+
+    def _failed(self, error: str, seconds: float, serving: bool) -> None:
+        logger.warning(
+            "jwks fetch failed source=%s error=%s failures=%d ms=%.1f serving=%s",
+            safe(self.name),
+            safe(error),
+            self._policy.failures,
+            seconds * 1000,
+            "stale" if serving else "none",
+        )
+        if self.observer is not None:
+            emit(self.observer.keys_failed, self.name, error)
+
+    def _unknown_kid(self, kid: str) -> None:
+        logger.info(
+            "jwks unknown kid source=%s kid='%s' (no refetch now)",
+            safe(self.name),
+            safe(kid, 64),
+        )
+        if self.observer is not None:
+            emit(self.observer.unknown_kid, self.name, kid)
+
+    def _serving_stale(self, age: float) -> None:
+        if not self._stale_logged:
+            self._stale_logged = True
+            logger.warning(
+                "jwks serving stale keys source=%s age=%.0fs last_error=%s",
+                safe(self.name),
+                age,
+                safe(self.last_error),
+            )
+        if self.observer is not None:
+            emit(self.observer.keys_stale, self.name, age)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _pair(name: str, value: object) -> tuple[float, float]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigurationError(f"{_OWNER}({name}=...): must be a pair of durations")
+    first, second = value
+    return (
+        duration(_OWNER, name, first, allow_zero=False),
+        duration(_OWNER, name, second, allow_zero=False),
+    )

@@ -144,7 +144,10 @@ class TokenVerifier:
         token_cache_size: verified tokens remembered (0 turns the cache off). An entry never
             outlives the token's ``exp`` or the key that verified it; time claims and hooks are
             re-checked on every use.
-        clock: ``time.time``-like callable.
+        clock: ``time.time``-like callable: the wall clock, for ``exp``, ``nbf`` and ``iat``.
+        monotonic: ``time.monotonic``-like callable every interval is measured on (key-set
+            lifetimes, refresh, cool-down, back-off, the token cache's lifetime), so a step of
+            the wall clock moves none of them. Inject both in tests.
         jwks_options: keyword arguments for each :class:`~jwt_guard.jwks.JWKSClient`
             (timeouts, cache lifetimes, ``max_stale``, ``allow_http``, ``session``...).
         observer: a :class:`~jwt_guard.events.GuardObserver` that receives every outcome.
@@ -177,6 +180,7 @@ class TokenVerifier:
         token_cache_size: int = 4096,
         token_cache_ttl: float = 300.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         jwks_options: Mapping[str, Any] | None = None,
         observer: GuardObserver | None = None,
     ) -> None:
@@ -197,7 +201,7 @@ class TokenVerifier:
             raise ConfigurationError("issuers= must name at least one Issuer")
         if leeway < 0 or max_token_size < 64:
             raise ConfigurationError("leeway must be >= 0 and max_token_size >= 64")
-        self.clock = clock
+        self.clock, self.monotonic = clock, monotonic
         self.observer = observer
         self.leeway = float(leeway)
         self.max_token_size = max_token_size
@@ -209,6 +213,7 @@ class TokenVerifier:
         self._has_hooks = claims_check is not None or is_revoked is not None
         self._jwks_options = dict(jwks_options or {})
         self._jwks_options.setdefault("clock", clock)
+        self._jwks_options.setdefault("monotonic", monotonic)
         self._jwks_options.setdefault("observer", observer)
         self._issuers: dict[str, IssuerState] = {}
         for cfg in configs:
@@ -222,7 +227,7 @@ class TokenVerifier:
                 names(required_claims),
                 scope_claims,
                 leeway=self.leeway,
-                clock=clock,
+                monotonic=monotonic,
                 jwks_options=self._jwks_options,
             )
         self._allowed = frozenset().union(*(s.allowed for s in self._issuers.values()))
@@ -420,14 +425,22 @@ class TokenVerifier:
         claims = Claims._adopt(prep.payload, extract_scopes(prep.payload, state.scope_claims))
         if self._cache is not None and isinstance(prep.token, str):
             self._cache.put(
-                prep.token, claims, state, prep.kid, prep.alg, keyset, prep.payload, now
+                prep.token,
+                claims,
+                state,
+                prep.kid,
+                prep.alg,
+                keyset,
+                prep.payload,
+                now,
+                self.monotonic(),
             )
         return claims
 
     def _from_cache(self, token: Any) -> Claims | None:
         if self._cache is None or type(token) is not str:
             return None
-        return self._cache.get(token, self.clock())
+        return self._cache.get(token, self.clock(), self.monotonic())
 
     def _call_hooks(self, claims: Claims) -> list[Any]:
         results: list[Any] = []
