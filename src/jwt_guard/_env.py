@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._issuers import Issuer
 from .errors import ConfigurationError
 
 __all__ = ["ENV_VARIABLES", "middleware_options_from_env", "verifier_options_from_env"]
@@ -62,8 +63,6 @@ def _timeout(value: str) -> tuple[float, float]:
 
 
 def _issuers(value: str) -> list[Any]:
-    from .verifier import Issuer
-
     items = json.loads(value)
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise ValueError("expected a JSON list of objects")
