@@ -82,6 +82,13 @@ class _Credentials(AuthCredentials):
         self.scopes = tuple(sorted(scopes))  # type: ignore[assignment]
 
 
+_MEMO_KEY = object()  # this module's slot in Claims.memo: no other code can name it
+
+
+def _user_and_auth(claims: Claims) -> tuple[JWTUser, _Credentials]:
+    return JWTUser(claims), _Credentials(claims.scopes)
+
+
 class JWTGuard:
     """ASGI middleware that lets through only requests carrying a valid bearer token.
 
@@ -203,10 +210,8 @@ class JWTGuard:
             scope["auth"] = AuthCredentials()
         else:
             scope[CLAIMS_KEY] = claims
-            memo = claims._memo  # derived once per verified token, immutable, shared
-            if memo is None:
-                memo = claims._memo = (JWTUser(claims), _Credentials(claims.scopes))
-            scope["user"], scope["auth"] = memo
+            # Derived once per verified token, immutable, shared like the claims.
+            scope["user"], scope["auth"] = claims.memo(_MEMO_KEY, _user_and_auth)
         await self.app(scope, receive, send)
 
     @classmethod
