@@ -100,13 +100,6 @@ class FrozenDict(Mapping[str, Any]):
         frozen = {} if data is None else {k: _freeze(v, 1) for k, v in data.items()}
         _set(self, "_data", frozen)
 
-    @classmethod
-    def _wrap(cls, data: dict[str, Any]) -> FrozenDict:
-        """Around ``data``, whose values are frozen already and which nothing else holds."""
-        obj = object.__new__(cls)
-        _set(obj, "_data", data)
-        return obj
-
     __setattr__ = _read_only
     __delattr__ = _read_only
 
@@ -170,29 +163,41 @@ class FrozenDict(Mapping[str, Any]):
         return {k: _thaw(v) for k, v in self._data.items()}
 
 
-_EMPTY_OBJECT = FrozenDict._wrap({})  # every {} in every token: immutable, so one object
+_EMPTY_OBJECT = FrozenDict()  # every {} in every token: immutable, so one shared object
 _EMPTY_ARRAY = FrozenList()
 
 
 def _freeze(value: Any, depth: int) -> Any:
-    """``value`` with every object and array (at any depth) made read-only."""
+    """``value`` with every object and array (at any depth) made read-only.
+
+    ``depth`` is the JSON level ``value`` sits at minus one (a claim's value: 1). Leaves are
+    tested inline so the common case, a string or a number, costs no call.
+    """
     kind = type(value)
     if kind is dict:
         if not value:
             return _EMPTY_OBJECT
         if depth >= MAX_DEPTH:
             raise ValueError(f"claims nested deeper than {MAX_DEPTH} levels")
-        return FrozenDict._wrap({k: _freeze(v, depth + 1) for k, v in value.items()})
+        inner = depth + 1
+        frozen = _new(FrozenDict)
+        _set(
+            frozen,
+            "_data",
+            {k: v if type(v) in _LEAVES else _freeze(v, inner) for k, v in value.items()},
+        )
+        return frozen
     if kind is list:
         if not value:
             return _EMPTY_ARRAY
         if depth >= MAX_DEPTH:
             raise ValueError(f"claims nested deeper than {MAX_DEPTH} levels")
-        return FrozenList([_freeze(v, depth + 1) for v in value])
-    if kind in _LEAVES:
-        return value  # everything else the JSON parser makes
-    if isinstance(value, (FrozenDict, FrozenList)):
-        return value
+        inner = depth + 1
+        return _new_tuple(
+            FrozenList, [v if type(v) in _LEAVES else _freeze(v, inner) for v in value]
+        )
+    if kind in _LEAVES or isinstance(value, (FrozenDict, FrozenList)):
+        return value  # a JSON scalar, or frozen already
     if isinstance(value, Mapping):  # other mappings and sequences handed to Claims(...)
         return _freeze(dict(value), depth)
     if isinstance(value, (list, tuple)):
@@ -200,7 +205,10 @@ def _freeze(value: Any, depth: int) -> Any:
     return value
 
 
-_LEAVES = frozenset({str, int, float, bool, type(None), FrozenList})
+_new = object.__new__
+_new_tuple = tuple.__new__
+# What the JSON parser makes besides dicts and lists, and the frozen types: kept as they are.
+_LEAVES = frozenset({str, int, float, bool, type(None), FrozenList, FrozenDict})
 
 
 def _thaw(value: Any) -> Any:
@@ -285,7 +293,7 @@ class Claims(FrozenDict):
         parser has bounded their depth already (``_codec.MAX_DEPTH``).
         """
         for key, value in data.items():
-            if type(value) is dict or type(value) is list:
+            if type(value) not in _LEAVES:
                 data[key] = _freeze(value, 1)  # replaces a value: the dict's size never changes
         claims = object.__new__(cls)
         _set(claims, "_data", data)
