@@ -84,13 +84,12 @@ _BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 def _check_depth(data: bytes) -> None:
     """Raise ``ValueError`` if JSON ``data`` nests deeper than ``MAX_DEPTH``.
 
-    An upper bound of the depth the parser would reach, in C-speed passes: with at most
-    ``MAX_DEPTH`` opening brackets anywhere (strings included) nothing more is needed; otherwise
-    the string literals are dropped and the running sum of the brackets left gives the depth.
-    Bytes are enough: a UTF-8 multi-byte character never holds an ASCII byte.
+    An upper bound of the depth the parser would reach, in C-speed passes: the string literals
+    are dropped and the running sum of the brackets left gives the depth. Bytes are enough: a
+    UTF-8 multi-byte character never holds an ASCII byte. (``loads_object`` calls this only when
+    ``data`` holds more than ``MAX_DEPTH`` opening brackets, strings included: a token's few
+    brackets cost two ``bytes.count`` calls.)
     """
-    if data.count(b"{") + data.count(b"[") <= MAX_DEPTH:
-        return  # the common case: a few bytes.count() calls
     steps = _STRING.sub(b"", data).translate(_BRACKET_STEPS, _NOT_BRACKETS)
     if max(accumulate(array("b", steps)), default=0) > MAX_DEPTH:
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
@@ -102,7 +101,8 @@ def loads_object(data: bytes) -> dict[str, Any]:
     Raises ``ValueError`` for every bad input, including nesting deeper than ``MAX_DEPTH``
     (refused before the parser runs, so nothing downstream can recurse without bound).
     """
-    _check_depth(data)
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH:  # else it cannot be too deep
+        _check_depth(data)
     try:
         text = data.decode("utf-8")
         # What JSONDecoder.decode does, without its two regex calls.

@@ -181,10 +181,8 @@ def _freeze(value: Any, depth: int) -> Any:
             raise ValueError(f"claims nested deeper than {MAX_DEPTH} levels")
         inner = depth + 1
         frozen = _new(FrozenDict)
-        _set(
-            frozen,
-            "_data",
-            {k: v if type(v) in _LEAVES else _freeze(v, inner) for k, v in value.items()},
+        _set_data(
+            frozen, {k: v if type(v) in _LEAVES else _freeze(v, inner) for k, v in value.items()}
         )
         return frozen
     if kind is list:
@@ -293,12 +291,12 @@ class Claims(FrozenDict):
         parser has bounded their depth already (``_codec.MAX_DEPTH``).
         """
         for key, value in data.items():
-            if type(value) not in _LEAVES:
+            if type(value) is dict or type(value) is list:  # all the parser makes besides leaves
                 data[key] = _freeze(value, 1)  # replaces a value: the dict's size never changes
-        claims = object.__new__(cls)
-        _set(claims, "_data", data)
-        _set(claims, "_scopes", scopes)
-        _set(claims, "_memo", {})
+        claims = _new(cls)
+        _set_data(claims, data)
+        _set_scopes(claims, scopes)
+        _set_memo(claims, {})
         return claims
 
     def __repr__(self) -> str:
@@ -370,6 +368,13 @@ class Claims(FrozenDict):
     def has_scopes(self, *scopes: str) -> bool:
         """Whether every one of ``scopes`` was granted."""
         return self._scopes.issuperset(scopes)
+
+
+# The slots' own setters: how the read-only classes fill themselves in (object.__setattr__
+# would do too, at twice the cost on the path of every freshly verified token).
+_set_data = FrozenDict.__dict__["_data"].__set__
+_set_scopes = Claims.__dict__["_scopes"].__set__
+_set_memo = Claims.__dict__["_memo"].__set__
 
 
 @dataclass(frozen=True)
