@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import pickle
+import threading
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -18,7 +23,7 @@ from jwt_guard import (
     WrongAudience,
     WrongIssuer,
 )
-from jwt_guard._codec import loads_object
+from jwt_guard._codec import MAX_DEPTH, loads_object
 from jwt_guard.claims import ClaimRules, extract_scopes, validate_claims
 
 NOW = 1_700_000_000.0
@@ -104,19 +109,22 @@ def test_iat_in_the_future(check: Any, leeway: float, offset: float, error: type
             check(iat=iat, leeway=leeway)
 
 
+@pytest.mark.parametrize("leeway", [0, 60])
 @pytest.mark.parametrize(
     ("age", "error"),
     [
         pytest.param(600, None, id="exactly-max-age"),
         pytest.param(600.001, TokenTooOld, id="older"),
+        pytest.param(630, TokenTooOld, id="older-within-the-leeway"),
     ],
 )
-def test_max_age(check: Any, age: float, error: type | None) -> None:
+def test_max_age(check: Any, leeway: float, age: float, error: type | None) -> None:
+    # max_age means what it says: the leeway (for exp/nbf/iat skew) is not added to it.
     if error is None:
-        check(iat=NOW - age, max_age=600)
+        check(iat=NOW - age, max_age=600, leeway=leeway)
     else:
         with pytest.raises(error):
-            check(iat=NOW - age, max_age=600)
+            check(iat=NOW - age, max_age=600, leeway=leeway)
 
 
 def test_max_age_needs_iat(check: Any) -> None:
@@ -197,6 +205,55 @@ def test_aud(check: Any, aud: Any, error: type | None) -> None:
     else:
         with pytest.raises(error):
             check(aud=aud)
+
+
+@pytest.mark.parametrize(
+    ("claims", "error", "shown"),
+    [
+        pytest.param(
+            {"iss": ISS.rstrip("/")},
+            WrongIssuer,
+            ["'https://idp.example.test'", f"expected '{ISS}'", "only in a trailing slash"],
+            id="iss-trailing-slash",
+        ),
+        pytest.param(
+            {"iss": ISS.upper()}, WrongIssuer, ["only in letter case"], id="iss-letter-case"
+        ),
+        pytest.param({"iss": None}, WrongIssuer, ["'iss' is missing"], id="iss-missing"),
+        pytest.param({"iss": 7}, WrongIssuer, ["a number, not a string"], id="iss-number"),
+        pytest.param(
+            {"aud": "api/"},
+            WrongAudience,
+            ["'api/'", "['api']", "only in a trailing slash"],
+            id="aud-trailing-slash",
+        ),
+        pytest.param(
+            {"aud": ["a", "b", "c", "d", "e"]},
+            WrongAudience,
+            ["['a', 'b', 'c', ... 5 in all]", "['api']"],
+            id="aud-long-list",
+        ),
+        pytest.param({"aud": None}, WrongAudience, ["missing (expected ['api'])"], id="aud-none"),
+    ],
+)
+def test_iss_and_aud_errors_show_the_token_value_next_to_the_expected_one(
+    check: Any, claims: dict[str, Any], error: type, shown: list[str]
+) -> None:
+    with pytest.raises(error) as excinfo:
+        check(**claims)
+    for text in shown:
+        assert text in str(excinfo.value)
+
+
+@pytest.mark.parametrize("claim", ["iss", "aud"])
+def test_token_values_in_errors_are_escaped_and_cut(check: Any, claim: str) -> None:
+    hostile = "https://evil.example/\x1b[31m\r\nrejected code=none \u2028" + "x" * 5000
+    with pytest.raises((WrongIssuer, WrongAudience)) as excinfo:
+        check(**{claim: hostile})
+    text = str(excinfo.value)
+    assert not any(ch in text for ch in "\x1b\r\n\u2028")
+    assert "\\x1b[31m\\x0d\\x0arejected" in text
+    assert len(text) < 400
 
 
 def test_any_configured_audience_is_enough(check: Any) -> None:
@@ -345,3 +402,159 @@ def test_scopes(data: dict[str, Any], paths: tuple[str, ...] | None, expected: s
     else:
         assert extract_scopes(data, paths) == expected
         assert Claims(data, extract_scopes(data, paths)).scopes == expected
+
+
+# -- read-only all the way down, equal to plain JSON values -----------------------------------
+
+
+def test_nested_values_compare_equal_to_their_json_values(claims: Claims) -> None:
+    assert claims["aud"] == [AUD, "other"]
+    assert [AUD, "other"] == claims["aud"]  # noqa: SIM300 - the reflected comparison
+    assert claims["aud"] == (AUD, "other")  # still a tuple
+    assert claims["aud"] != [AUD]
+    assert (claims["aud"] != [AUD, "other"]) is False
+    assert claims["profile"] == {"email": "a@example.test", "tags": ["x"]}
+    assert {"email": "a@example.test", "tags": ["x"]} == claims["profile"]  # noqa: SIM300
+    assert claims["profile"] != {"email": "a@example.test", "tags": ["y"]}
+    assert claims == json.loads(json.dumps(claims.to_dict()))
+    assert hash(claims["aud"]) == hash((AUD, "other"))
+
+
+def test_to_dict_is_a_fresh_plain_deep_copy(claims: Claims) -> None:
+    plain = claims.to_dict()
+    assert type(plain) is dict
+    assert type(plain["aud"]) is list
+    assert type(plain["profile"]) is dict
+    assert type(plain["profile"]["tags"]) is list
+    plain["profile"]["tags"].append("y")
+    plain["aud"].clear()
+    assert claims["profile"]["tags"] == ["x"]
+    assert claims["aud"] == [AUD, "other"]
+    assert claims.to_dict() is not claims.to_dict()
+    assert json.loads(json.dumps(claims.to_dict())) == claims.to_dict()
+
+
+def test_to_dict_serialises_with_starlette_and_flask(claims: Claims) -> None:
+    import flask
+    from starlette.responses import JSONResponse
+
+    expected = json.loads(json.dumps(claims.to_dict()))
+    assert json.loads(JSONResponse(claims.to_dict()).body) == expected
+    app = flask.Flask(__name__)
+    with app.app_context():
+        assert flask.jsonify(claims.to_dict()).get_json() == expected
+        with pytest.raises(TypeError):  # what the issue saw: a shallow copy keeps read-only views
+            flask.json.dumps(dict(claims))
+
+
+def test_nothing_reachable_from_claims_can_be_changed(claims: Claims) -> None:
+    profile = claims["profile"]
+    for target, name in (
+        (claims, "_data"),
+        (claims, "_scopes"),
+        (claims, "_memo"),
+        (profile, "_data"),
+    ):
+        with pytest.raises(AttributeError):
+            setattr(target, name, {})
+        with pytest.raises(AttributeError):
+            delattr(target, name)
+    with pytest.raises(TypeError):
+        profile["email"] = "evil@example.test"
+    with pytest.raises(AttributeError):
+        profile.update({"email": "evil@example.test"})  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        profile["tags"][0] = "admin"
+    keys = profile.keys()
+    with pytest.raises(TypeError):
+        keys.mapping["email"] = "evil@example.test"  # type: ignore[index]
+    assert claims["profile"]["email"] == "a@example.test"
+
+
+def test_copies_and_pickles_stay_equal_and_read_only(claims: Claims) -> None:
+    assert copy.copy(claims) is claims
+    assert copy.deepcopy(claims) is claims
+    clone = pickle.loads(pickle.dumps(claims))
+    assert clone == claims
+    assert clone.scopes == claims.scopes
+    assert clone.to_dict() == claims.to_dict()
+    with pytest.raises(TypeError):
+        clone["profile"]["email"] = "x"
+
+
+def test_claims_from_other_mappings_and_sequences_are_frozen_too() -> None:
+    source = {"tuple": ({"a": [1]},), "mapping": MappingProxyType({"b": {"c": 1}})}
+    claims = Claims(source)
+    with pytest.raises(TypeError):
+        claims["tuple"][0]["a"] = 2
+    with pytest.raises(TypeError):
+        claims["mapping"]["b"]["c"] = 2
+    assert claims.to_dict() == {"tuple": [{"a": [1]}], "mapping": {"b": {"c": 1}}}
+
+
+def test_claims_built_by_hand_are_bounded_in_depth_too() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(MAX_DEPTH + 5):
+        node["k"] = {}
+        node = node["k"]
+    node["leaf"] = 1
+    with pytest.raises(ValueError, match="nested deeper"):
+        Claims(deep)
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="nested deeper"):
+        Claims(loop)
+
+
+def test_empty_objects_and_arrays_are_shared_not_copied() -> None:
+    # A token of 1,750 `{}` cost 197 KB per cache entry: one shared read-only object each now.
+    claims = Claims({"x": [{}, {}, [], []]})
+    first, second, third, fourth = claims["x"]
+    assert first is second
+    assert third is fourth
+    assert first == {}
+    assert third == []
+
+
+# -- the per-token memo: first value stays ----------------------------------------------------
+
+
+def test_memo_keeps_the_first_value_for_a_key() -> None:
+    claims = Claims({"sub": "a"})
+    key, other = object(), object()
+    calls: list[Claims] = []
+
+    def make(c: Claims) -> tuple[str, ...]:
+        calls.append(c)
+        return ("first",)
+
+    assert claims.memo(key, make) == ("first",)
+    assert claims.memo(key, lambda c: ("second",)) is claims.memo(key, make)
+    assert calls == [claims]
+    assert claims.memo(other, lambda c: ("other",)) == ("other",)
+    assert Claims({"sub": "a"}).memo(key, lambda c: ("fresh",)) == ("fresh",)
+
+
+def test_memo_racing_threads_all_get_the_value_stored_first() -> None:
+    claims = Claims({"sub": "a"})
+    key = object()
+    slow_started, fast_done = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def slow(c: Claims) -> str:
+        slow_started.set()
+        assert fast_done.wait(10)
+        return "slow"
+
+    def run_slow() -> None:
+        results["slow"] = claims.memo(key, slow)
+
+    thread = threading.Thread(target=run_slow)
+    thread.start()
+    assert slow_started.wait(10)
+    results["fast"] = claims.memo(key, lambda c: "fast")
+    fast_done.set()
+    thread.join(10)
+    assert results == {"fast": "fast", "slow": "fast"}
+    assert claims.memo(key, lambda c: "later") == "fast"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jwt_guard._codec import b64url_decode, b64url_encode, loads_object
+from jwt_guard._codec import MAX_DEPTH, b64url_decode, b64url_encode, loads_object
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -128,3 +130,75 @@ def test_loads_object_rejects_with_value_error(data: bytes) -> None:
 def test_loads_object_keeps_out_of_range_floats_for_the_claim_rules() -> None:
     # 1e400 is a valid JSON number; it parses to inf and the claim rules refuse it.
     assert loads_object(b'{"exp":1e400}') == {"exp": float("inf")}
+
+
+# -- nesting depth -----------------------------------------------------------------------------
+
+
+def _nested(depth: int, pattern: str) -> bytes:
+    """A JSON object ``depth`` levels deep (the outer object is level 1), cycling ``pattern``."""
+    opens = [("{" if pattern[i % len(pattern)] == "o" else "[") for i in range(depth - 1)]
+    inner = "".join('{"k":' if o == "{" else "[" for o in opens)
+    outer = "".join("}" if o == "{" else "]" for o in reversed(opens))
+    return ('{"a":' + inner + "1" + outer + "}").encode()
+
+
+@pytest.mark.parametrize("pattern", ["a", "o", "ao"], ids=["arrays", "objects", "mixed"])
+def test_nesting_up_to_max_depth_is_accepted_one_more_is_refused(pattern: str) -> None:
+    assert loads_object(_nested(MAX_DEPTH, pattern))
+    with pytest.raises(ValueError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        loads_object(_nested(MAX_DEPTH + 1, pattern))
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 500, 990, 100_000])
+def test_deep_nesting_is_refused_before_the_parser_recurses(depth: int) -> None:
+    # The message is the depth check's, not the parser's RecursionError turned into ValueError:
+    # 500 levels parse fine in C and then made Claims._freeze (Python) recurse out of stack.
+    with pytest.raises(ValueError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        loads_object(_nested(depth, "ao"))
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    # Escaped quotes and escaped backslashes decide where a string ends.
+    text = '{"a":"' + "[{" * 500 + '","b":"\\"' + "[" * 40 + '","c":["x\\\\","' + "{" * 40 + '"]}'
+    parsed = loads_object(text.encode())
+    assert parsed["a"] == "[{" * 500
+    assert parsed["b"] == '"' + "[" * 40
+    assert parsed["c"] == ["x\\", "{" * 40]
+
+
+def test_many_shallow_containers_are_not_deep() -> None:
+    wide = b'{"a":[' + b",".join([b"{}", b"[]", b'{"b":[1]}'] * 1000) + b"]}"
+    assert len(loads_object(wide)["a"]) == 3000
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_tricky_text = st.text(alphabet='[]{}"\\ab\u00e9\U0001f600', max_size=6)
+_values = st.recursive(
+    st.none() | st.integers() | _tricky_text,
+    lambda children: (
+        st.lists(children, max_size=2) | st.dictionaries(_tricky_text, children, max_size=2)
+    ),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_values, depth=st.integers(min_value=0, max_value=2 * MAX_DEPTH))
+def test_the_depth_check_agrees_with_the_real_depth(value: Any, depth: int) -> None:
+    for _ in range(depth):
+        value = [value]
+    document = {"v": value}
+    data = json.dumps(document, ensure_ascii=False).encode()
+    if _depth(document) <= MAX_DEPTH:
+        assert loads_object(data) == document
+    else:
+        with pytest.raises(ValueError, match="nested deeper"):
+            loads_object(data)

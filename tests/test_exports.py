@@ -23,7 +23,7 @@ OWN_NAMESPACE = {"cli", "django", "fastapi", "flask", "testing"}
 # blocks of the verification core, reachable through their module for advanced use and tests.
 NOT_REEXPORTED: dict[str, set[str]] = {
     "algorithms": {"AlgorithmSpec", "ECCurve", "EdDSAKey", "PSSKey", "SECP256K1Key", "make_key"},
-    "claims": {"ClaimRules", "extract_scopes", "validate_claims"},
+    "claims": {"ClaimRules", "FrozenDict", "FrozenList", "extract_scopes", "validate_claims"},
     "decorators": {"record_refusal"},
     "events": {"emit"},
     "jwks": {"FetchError", "check_url"},

@@ -6,10 +6,12 @@ Remote JWKS behaviour (fetching, rotation, faults) lives in test_jwks.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -211,6 +213,8 @@ def test_an_embedded_attacker_jwk_is_ignored(make_verifier: MakeVerifier, mint: 
         pytest.param(b'{"iss":"a","iss":"b"}', id="duplicate-iss"),
         pytest.param(b'{"exp":NaN}', id="nan"),
         pytest.param(b'{"a":' + b"[" * 2000 + b"]" * 2000 + b"}", id="deep-nesting"),
+        pytest.param(b'{"a":' + b"[" * 500 + b"]" * 500 + b"}", id="500-levels"),
+        pytest.param(b'{"a":' + b'{"b":' * 40 + b"1" + b"}" * 40 + b"}", id="41-levels"),
         pytest.param(b'{"a":' + b"1" * 4400 + b"}", id="integer-too-long-to-parse"),
         pytest.param(b"", id="empty"),
     ],
@@ -273,9 +277,14 @@ def test_iat_in_the_future(
         verifier.verify(mint(iat=clock() + leeway + 1))
 
 
+@pytest.mark.parametrize("leeway", [0, 60])
 @pytest.mark.parametrize("cache_size", CACHE)
-def test_max_age(make_verifier: MakeVerifier, mint: Any, clock: Clock, cache_size: int) -> None:
-    verifier = make_verifier(max_age=120, leeway=0, token_cache_size=cache_size)
+def test_max_age(
+    make_verifier: MakeVerifier, mint: Any, clock: Clock, cache_size: int, leeway: int
+) -> None:
+    # The issue's case: max_age=10 accepted tokens 30 s and 69 s old (max_age + leeway). The
+    # limit is max_age itself, leeway or not, fresh or from the cache.
+    verifier = make_verifier(max_age=120, leeway=leeway, token_cache_size=cache_size)
     tok = mint()
     verifier.verify(tok)
     clock.advance(120)
@@ -340,6 +349,68 @@ def test_iss_and_aud(
     else:
         with pytest.raises(error):
             make_verifier().verify(tok)
+
+
+_MISMATCHES = [
+    pytest.param({"iss": ISSUER.rstrip("/") + "\x1b[2J"}, "wrong_issuer", id="iss"),
+    pytest.param({"aud": AUDIENCE + "-probe\r\nX-Evil: 1"}, "wrong_audience", id="aud"),
+]
+
+
+@pytest.mark.parametrize(("claims", "code"), _MISMATCHES)
+def test_mismatched_iss_and_aud_are_in_the_detail_and_the_log_line_escaped(
+    make_verifier: MakeVerifier,
+    mint: Any,
+    caplog: pytest.LogCaptureFixture,
+    claims: dict[str, str],
+    code: str,
+) -> None:
+    (value,) = claims.values()
+    with pytest.raises(JWTGuardError) as excinfo, caplog.at_level(logging.INFO):
+        make_verifier().verify(mint(**claims))
+    assert excinfo.value.code == code
+    detail = str(excinfo.value)
+    expected = ISSUER if code == "wrong_issuer" else AUDIENCE
+    escaped = value.replace("\x1b", "\\x1b").replace("\r", "\\x0d").replace("\n", "\\x0a")
+    assert escaped in detail
+    assert repr(expected) in detail or f"'{expected}'" in detail
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected")]
+    assert not any(ch in line for ch in "\x1b\r\n")
+    assert value.split("\x1b")[0].split("\r")[0] in line
+
+
+@pytest.mark.parametrize(("claims", "code"), _MISMATCHES)
+def test_mismatched_iss_and_aud_never_reach_the_http_answer(
+    make_verifier: MakeVerifier, mint: Any, claims: dict[str, str], code: str
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+    from werkzeug.test import Client
+
+    from jwt_guard import JWTGuard, JWTGuardWSGI
+
+    (value,) = claims.values()
+    secret_part = value[len(ISSUER) - 1 :] if code == "wrong_issuer" else value
+    tok = mint(**claims)
+    headers = {"Authorization": f"Bearer {tok}"}
+
+    def wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    answers = []
+    with TestClient(JWTGuard(Starlette(), verifier=make_verifier())) as client:
+        response = client.get("/", headers=headers)
+        answers.append((response.status_code, response.headers.items(), response.content))
+    response = Client(JWTGuardWSGI(wsgi_app, verifier=make_verifier())).get("/", headers=headers)
+    answers.append((response.status_code, response.headers.items(), response.data))
+    for status, header_items, body in answers:
+        assert status == 401
+        shown = body.decode("latin-1") + "".join(f"{k}: {v}" for k, v in header_items)
+        assert '"error_description"' in shown
+        for fragment in ("x1b", "2J", "-probe", "X-Evil", secret_part):
+            assert fragment not in shown, (fragment, shown)
+        assert ISSUER not in shown
 
 
 def test_audience_none_turns_the_check_off(make_verifier: MakeVerifier, mint: Any) -> None:
@@ -431,9 +502,13 @@ async def test_hooks_with_averify(
 
 @pytest.mark.parametrize("option", ["is_revoked", "claims_check"])
 def test_an_async_hook_needs_averify(make_verifier: MakeVerifier, mint: Any, option: str) -> None:
+    # Documented: the one ConfigurationError after construction. It comes on every call,
+    # before the token is looked at, so no input decides whether it is raised.
     verifier = make_verifier(**{option: _arefuse})
-    with pytest.raises(ConfigurationError, match="averify"):
-        verifier.verify(mint())
+    assert verifier.async_hooks
+    for value in (mint(), "junk", None):
+        with pytest.raises(ConfigurationError, match=r"call averify\(\)"):
+            verifier.verify(value)
 
 
 class _AsyncCallable:
@@ -456,15 +531,26 @@ class _AsyncCallable:
     ],
 )
 async def test_an_awaitable_from_a_sync_looking_hook_never_passes_verify(
-    make_verifier: MakeVerifier, mint: Any, option: str, hook: Any
+    make_verifier: MakeVerifier,
+    mint: Any,
+    option: str,
+    hook: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # iscoroutinefunction() misses these; verify() cannot await them, so it must refuse (an
     # un-awaited coroutine is not False: a claims_check that refuses everything let all in).
     verifier = make_verifier(**{option: hook})
-    with pytest.raises(InvalidToken) as excinfo:
-        verifier.verify(mint(tenant="blocked"))
-    assert type(excinfo.value) is InvalidToken
-    assert "averify" in str(excinfo.value.__cause__)
+    assert not verifier.async_hooks
+    for tenant in ("blocked", "ok", "ok"):
+        with pytest.raises(InvalidToken) as excinfo:
+            verifier.verify(mint(tenant=tenant))
+        assert type(excinfo.value) is InvalidToken
+        assert "verify() cannot await" in str(excinfo.value)
+    # A programming error: said once at ERROR, without a traceback; each refusal at INFO.
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "averify()" in errors[0].getMessage()
+    assert errors[0].exc_info is None
     assert (await verifier.averify(mint(tenant="ok"))).subject == "user-1"
     with pytest.raises(InvalidClaim if option == "claims_check" else RevokedToken):
         await verifier.averify(mint(tenant="blocked"))
@@ -602,6 +688,133 @@ def test_configuration_errors_at_construction(
         make_verifier(**kwargs)
 
 
+class _NotAnObserver:
+    def verified(self, issuer: str, cached: bool) -> None:
+        pass
+
+
+_BAD_VERIFIER_OPTIONS = [
+    ("issuer", [123, b"https://idp/", "", ["https://idp/"]]),
+    ("audience", [123, "", [], ["ok", 5], {"aud": "x"}, b"api"]),
+    ("jwks_url", [123, "", ["https://idp/jwks"]]),
+    ("jwks", ["{}", ["keys"], 5]),
+    ("algorithms", [123, [], ["RS256", 5], [["RS256"]], ["none"], {"RS256": 1}]),
+    ("leeway", ["60", None, -1, float("nan"), float("inf"), True, timedelta(seconds=-1)]),
+    ("issuers", ["https://idp/", 5, [5], [{"issuer": "x"}], {"issuer": "x"}]),
+    ("require_exp", ["yes", 1, None]),
+    ("max_age", ["60", 0, -5, float("nan"), timedelta(0), True]),
+    ("required_claims", [5, [5], [""], {"sub": 1}]),
+    ("typ", [5, "", ["at+jwt"]]),
+    ("scope_claims", [5, [5], [""], None]),
+    ("claims_check", [5, "check", True]),
+    ("is_revoked", [5, "revoked"]),
+    ("max_token_size", ["8192", 10, 8192.0, True, None]),
+    ("token_cache_size", ["10", -1, 1.5, None]),
+    ("token_cache_ttl", ["300", 0, -1, None, float("inf")]),
+    ("token_cache_bytes", ["1", -1, 1.5, None]),
+    ("clock", [None, 5, "time"]),
+    ("jwks_options", [5, "timeout=3", ["timeout"], {"timeuot": 3}, {"url": "https://x/"}]),
+    ("observer", [5, "metrics", _NotAnObserver()]),
+]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        pytest.param(option, value, id=f"{option}-{i}")
+        for option, values in _BAD_VERIFIER_OPTIONS
+        for i, value in enumerate(values)
+    ],
+)
+def test_every_bad_option_value_is_a_configuration_error(
+    es_key: Key, option: str, value: Any
+) -> None:
+    options: dict[str, Any] = {"issuer": ISSUER, "audience": AUDIENCE, "jwks": es_key.jwks()}
+    if option == "issuers":
+        options = {}
+    if option in ("issuer", "audience", "jwks", "jwks_url"):
+        options.pop("jwks")
+        if option != "jwks_url":
+            options["jwks_url"] = "https://idp.example.test/jwks"
+    options[option] = value
+    with pytest.raises(ConfigurationError, match=rf"\b{option}="):
+        TokenVerifier(**options)
+
+
+def test_every_verifier_option_has_bad_values_in_the_table() -> None:
+    documented = set(inspect.signature(TokenVerifier.__init__).parameters) - {"self"}
+    assert documented <= {option for option, _ in _BAD_VERIFIER_OPTIONS} | {"monotonic"}
+
+
+_BAD_ISSUER_FIELDS = [
+    ("issuer", [None, 5, "", b"https://idp/"]),
+    ("audience", [5, "", [], ["ok", None], b"api"]),
+    ("jwks_url", [5, "", ["https://idp/jwks"]]),
+    ("jwks", ["{}", 5, ["keys"]]),
+    ("algorithms", [5, [], [5], ["XS256"], ["none"]]),
+    ("scope_claims", [5, [5], [""]]),
+    ("allow_remote_oct", ["yes", 1, None]),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param(field, value, id=f"{field}-{i}")
+        for field, values in _BAD_ISSUER_FIELDS
+        for i, value in enumerate(values)
+    ],
+)
+def test_every_bad_issuer_field_is_a_configuration_error(field: str, value: Any) -> None:
+    fields: dict[str, Any] = {"issuer": ISSUER, "audience": AUDIENCE}
+    fields[field] = value
+    with pytest.raises(ConfigurationError, match=rf"^Issuer\({field}=\.\.\.\): "):
+        Issuer(**fields)
+
+
+def test_every_issuer_field_has_bad_values_in_the_table() -> None:
+    assert {f.name for f in dataclasses.fields(Issuer)} == {f for f, _ in _BAD_ISSUER_FIELDS}
+
+
+def test_an_issuer_with_both_key_sources_is_refused_at_once(es_key: Key) -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        Issuer(ISSUER, AUDIENCE, jwks=es_key.jwks(), jwks_url="https://idp.example.test/jwks")
+
+
+def test_audience_next_to_issuers_is_refused_not_ignored(es_key: Key) -> None:
+    with pytest.raises(ConfigurationError, match="its own audience"):
+        TokenVerifier(issuers=[Issuer(ISSUER, AUDIENCE, jwks=es_key.jwks())], audience="other")
+
+
+def test_jwks_option_typos_are_named_with_a_suggestion() -> None:
+    with pytest.raises(ConfigurationError, match="did you mean 'timeout'"):
+        TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_options={"timeuot": 3})
+    with pytest.raises(ConfigurationError, match="set by the verifier; use jwks_url="):
+        TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_options={"url": "https://x.test/"})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "seconds"),
+    [
+        pytest.param("leeway", timedelta(minutes=2), 120.0, id="leeway"),
+        pytest.param("max_age", timedelta(minutes=2), 120.0, id="max_age"),
+        pytest.param("token_cache_ttl", timedelta(seconds=30), 30.0, id="token_cache_ttl"),
+    ],
+)
+def test_durations_take_a_timedelta(
+    make_verifier: MakeVerifier, mint: Any, clock: Clock, option: str, value: Any, seconds: float
+) -> None:
+    by_timedelta = make_verifier(**{option: value})
+    by_number = make_verifier(**{option: seconds})
+    assert repr(by_timedelta) == repr(by_number)
+    tok = mint()
+    assert by_timedelta.verify(tok) == by_number.verify(tok)
+    if option == "max_age":
+        clock.advance(seconds + 1)
+        with pytest.raises(TokenTooOld):
+            by_timedelta.verify(tok)
+
+
 def test_duplicate_issuer_is_a_configuration_error(es_key: Key) -> None:
     with pytest.raises(ConfigurationError, match="twice"):
         TokenVerifier(
@@ -610,6 +823,38 @@ def test_duplicate_issuer_is_a_configuration_error(es_key: Key) -> None:
                 Issuer(ISSUER, "other", jwks=es_key.jwks()),
             ]
         )
+
+
+def test_repr_shows_the_configuration_never_a_key() -> None:
+    secret = "a-very-secret-hmac-key-that-must-never-be-printed!!"
+    jwks = {"keys": [{"kty": "oct", "kid": "hs-1", "alg": "HS256", "k": b64e(secret.encode())}]}
+    verifier = TokenVerifier(
+        issuers=[
+            Issuer("https://a.example/", ["api-a", "api-b"], jwks=jwks),
+            Issuer("https://b.example/", None, jwks_url="https://b.example/jwks?key=abc"),
+            Issuer("https://c.example/", "api-c", algorithms=["RS256", "ES256"]),
+        ],
+        algorithms=["HS256", "RS256", "ES256"],
+        token_cache_size=0,
+    )
+    text = repr(verifier)
+    for expected in (
+        "TokenVerifier(",
+        "'https://a.example/': audience=['api-a', 'api-b'], keys=static(1)",
+        "'https://b.example/': audience=None, keys=jwks_url",
+        "'https://c.example/': audience=['api-c'], keys=discovery",
+        "algorithms=3 allowed",
+        "cache=off",
+    ):
+        assert expected in text
+    issuer_text = repr(Issuer("https://a.example/", "api", jwks=jwks))
+    assert "jwks=<1 keys>" in issuer_text
+    url_text = repr(Issuer("https://b.example/", None, jwks_url="https://b.example/jwks?key=abc"))
+    assert "jwks_url='https://b.example/jwks?...'" in url_text
+    for shown in (text, issuer_text, url_text):
+        assert secret not in shown
+        assert b64e(secret.encode()) not in shown
+        assert "key=abc" not in shown
 
 
 def test_configuration_error_is_not_a_request_error() -> None:
@@ -675,6 +920,9 @@ def test_a_tampered_copy_of_a_cached_token_is_not_served(
 
 def _odd_inputs(es_key: Key) -> list[Any]:
     deep = b'{"a":' + b"[" * 3000 + b"]" * 3000 + b"}"
+    # Validly signed, right issuer and audience: only the nesting is wrong (issue 10, item 6).
+    deep500 = json.dumps(claims_at(1_700_000_000)).encode()[:-1] + b', "d": ' + b"[" * 500
+    deep500 += b"]" * 500 + b"}"
     return [
         None,
         0,
@@ -709,6 +957,9 @@ def _odd_inputs(es_key: Key) -> list[Any]:
         token(es_key, claims_at(1_700_000_000)) + "\x00",
         token(es_key, deep),
         token(es_key, b"{}", header=deep),
+        token(es_key, deep500),
+        token(es_key, b"{}", header=deep500),
+        token(es_key, claims_at(1_700_000_000, x=[{}] * 1700)),
         token(es_key, b'{"exp": 1' + b"0" * 400 + b"}"),
         token(es_key, b'{"iss": "' + ISSUER.encode() + b'", "exp": 1' + b"0" * 400 + b"}"),
         token(es_key, claims_at(1_700_000_000, iat=10**400, nbf=-(10**400))),
@@ -726,8 +977,9 @@ def _odd_inputs(es_key: Key) -> list[Any]:
 
 
 def _no_unexpected(caplog: pytest.LogCaptureFixture) -> None:
-    unexpected = [r for r in caplog.records if "unexpected" in r.getMessage()]
-    assert not unexpected, unexpected
+    # No input makes jwt_guard log at ERROR (a traceback per request is a log flood).
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, loud
 
 
 def test_odd_inputs_raise_only_jwtguard_errors(
@@ -790,6 +1042,7 @@ def test_signed_tokens_with_arbitrary_claims_raise_only_jwtguard_errors(
     clock: Clock,
     overrides: dict[str, Any],
     header: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     verifier = make_verifier(max_age=3600, token_cache_size=0)
     claims = claims_at(clock())
@@ -802,6 +1055,42 @@ def test_signed_tokens_with_arbitrary_claims_raise_only_jwtguard_errors(
         error = exc
     # A bare InvalidToken is the catch-all for an unexpected exception inside jwt_guard.
     assert type(error) is not InvalidToken, f"unexpected error path: {error.__cause__!r}"
+    if error is None:  # whatever the claims, they turn into JSON
+        assert json.loads(json.dumps(verifier.verify(tok).to_dict())) == claims
+    _no_unexpected(caplog)
+
+
+@pytest.mark.parametrize("depth", [2, 16, 31, 32, 33, 64, 500])
+@pytest.mark.parametrize("kind", ["arrays", "objects"])
+@pytest.mark.parametrize("where", ["claim", "scope-claim", "header"])
+def test_nesting_at_any_depth_is_accepted_or_malformed_never_an_error_log(
+    make_verifier: MakeVerifier,
+    es_key: Key,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+    depth: int,
+    kind: str,
+    where: str,
+) -> None:
+    value: Any = "leaf"
+    for _ in range(depth - 1):  # the token's own object is level 1
+        value = [value] if kind == "arrays" else {"k": value}
+    claims = claims_at(clock())
+    header: dict[str, Any] = {"kid": es_key.kid}
+    if where == "header":
+        header["x"] = value
+    else:
+        claims["realm_access" if where == "scope-claim" else "data"] = value
+    verifier = make_verifier(scope_claims=("scope", "realm_access.k.k"))
+    tok = token(es_key, claims, header=header)
+    if depth <= 32:
+        result = verifier.verify(tok)
+        assert verifier.verify(tok) is result  # and from the cache
+        assert json.loads(json.dumps(result.to_dict())) == claims
+    else:
+        with pytest.raises(MalformedToken, match="nested deeper than 32"):
+            verifier.verify(tok)
+    _no_unexpected(caplog)
 
 
 def test_a_wall_clock_step_back_does_not_stretch_the_token_cache_lifetime(

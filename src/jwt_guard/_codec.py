@@ -7,6 +7,8 @@ import binascii
 import json
 import re
 import sys
+from array import array
+from itertools import accumulate
 from typing import Any, NoReturn
 
 # With 2 or 3 characters in the last quantum, the unused low bits of the last character must be 0.
@@ -74,12 +76,40 @@ _decoder = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_re
 _raw_decode = _decoder.raw_decode
 _WHITESPACE = " \t\n\r"  # JSON's whitespace (RFC 8259 section 2)
 
+MAX_DEPTH = 32
+"""Deepest JSON nesting accepted (the outer object is level 1): ``{"a": {"b": [1]}}`` is 3 deep.
+
+Real tokens and key sets nest 2 to 5 levels; the bound is checked on the raw bytes before the
+parser runs, so no parser, freezer or serialiser of jwt_guard ever recurses deeper than this."""
+
+# A JSON string literal (quotes and escapes included), and the bracket bytes as +1 / -1.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+
+
+def _check_depth(data: bytes) -> None:
+    """Raise ``ValueError`` if JSON ``data`` nests deeper than ``MAX_DEPTH``.
+
+    An upper bound of the depth the parser would reach, in C-speed passes: the string literals
+    are dropped and the running sum of the brackets left gives the depth. Bytes are enough: a
+    UTF-8 multi-byte character never holds an ASCII byte. (``loads_object`` calls this only when
+    ``data`` holds more than ``MAX_DEPTH`` opening brackets, strings included: a token's few
+    brackets cost two ``bytes.count`` calls.)
+    """
+    steps = _STRING.sub(b"", data).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    if max(accumulate(array("b", steps)), default=0) > MAX_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+
 
 def loads_object(data: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object without duplicate names, NaN or Infinity.
 
-    Raises ``ValueError`` for every bad input (including too-deep nesting).
+    Raises ``ValueError`` for every bad input, including nesting deeper than ``MAX_DEPTH``
+    (refused before the parser runs, so nothing downstream can recurse without bound).
     """
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH:  # else it cannot be too deep
+        _check_depth(data)
     try:
         text = data.decode("utf-8")
         # What JSONDecoder.decode does, without its two regex calls.
@@ -87,7 +117,7 @@ def loads_object(data: bytes) -> dict[str, Any]:
         obj, end = _raw_decode(text, start)
         if end != len(text) and text[end:].lstrip(_WHITESPACE):
             raise ValueError("extra data after the JSON value")
-    except RecursionError as exc:
+    except RecursionError as exc:  # pragma: no cover - _check_depth bounds the nesting first
         raise ValueError("JSON nested too deeply") from exc
     if type(obj) is not dict:
         raise ValueError("JSON value is not an object")

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._issuers import Issuer
 from .errors import ConfigurationError
 
 __all__ = ["ENV_VARIABLES", "middleware_options_from_env", "verifier_options_from_env"]
@@ -62,8 +63,6 @@ def _timeout(value: str) -> tuple[float, float]:
 
 
 def _issuers(value: str) -> list[Any]:
-    from .verifier import Issuer
-
     items = json.loads(value)
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise ValueError("expected a JSON list of objects")
@@ -95,6 +94,7 @@ ENV_VARIABLES: dict[str, tuple[str, str, Parser, str]] = {
     "SCOPE_CLAIMS": ("verifier", "scope_claims", _list, "claim paths holding scopes"),
     "MAX_TOKEN_SIZE": ("verifier", "max_token_size", _int, "longest token accepted"),
     "TOKEN_CACHE_SIZE": ("verifier", "token_cache_size", _int, "verified tokens cached (0: off)"),
+    "TOKEN_CACHE_BYTES": ("verifier", "token_cache_bytes", _int, "token cache memory budget"),
     "JWKS_TIMEOUT": ("jwks", "timeout", _timeout, "connect[,read] timeout in seconds"),
     "JWKS_TOTAL_TIMEOUT": ("jwks", "total_timeout", _float, "bound on one whole fetch"),
     "JWKS_MAX_BYTES": ("jwks", "max_bytes", _int, "largest JWKS response accepted"),

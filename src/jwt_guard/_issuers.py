@@ -1,11 +1,14 @@
 """Trusted issuers: their configuration (``Issuer``), their key sources, and the state the
-verifier builds once per issuer from them."""
+verifier builds once per issuer from them; and the checks of the options both take."""
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .claims import ClaimRules
 from .errors import ConfigurationError
@@ -13,7 +16,143 @@ from .jwks import JWKSClient
 from .jws import allowed_algorithms
 from .keys import KeySet
 
-__all__ = ["Issuer", "IssuerState", "KeySource", "StaticKeys", "build_state", "names"]
+__all__ = [
+    "Issuer",
+    "IssuerState",
+    "KeySource",
+    "StaticKeys",
+    "build_state",
+    "check_algorithms",
+    "check_callable",
+    "check_flag",
+    "check_issuer_fields",
+    "check_jwks_options",
+    "check_names",
+    "check_text",
+    "names",
+]
+
+
+def _bad(owner: str, name: str, expected: str, value: object) -> ConfigurationError:
+    return ConfigurationError(
+        f"{owner}({name}=...): must be {expected}, not {type(value).__name__!r}"
+    )
+
+
+def check_text(owner: str, name: str, value: object, *, optional: bool = False) -> str | None:
+    """A non-empty string (or ``None`` when ``optional``), else ``ConfigurationError``."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise _bad(owner, name, "a non-empty string" + (" or None" * optional), value)
+    if not value:
+        raise ConfigurationError(f"{owner}({name}=...): must not be empty")
+    return value
+
+
+def check_flag(owner: str, name: str, value: object) -> bool:
+    """``True`` or ``False`` (not a truthy string, not 1)."""
+    if not isinstance(value, bool):
+        raise _bad(owner, name, "True or False", value)
+    return value
+
+
+def check_callable(owner: str, name: str, value: object, *, optional: bool = True) -> None:
+    """A callable (or ``None`` when ``optional``)."""
+    if not (callable(value) or (optional and value is None)):
+        raise _bad(owner, name, "a callable" + (" or None" * optional), value)
+
+
+def check_names(
+    owner: str, name: str, value: object, *, optional: bool = False, empty: bool = True
+) -> tuple[str, ...] | None:
+    """Names: one string is one name, else a list (or tuple...) of non-empty strings."""
+    if value is None and optional:
+        return None
+    if isinstance(value, str):
+        value = (value,)
+    elif not isinstance(value, (list, tuple, set, frozenset)):
+        raise _bad(owner, name, "a string or a list of strings" + (" or None" * optional), value)
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise ConfigurationError(
+                f"{owner}({name}=...): every item must be a non-empty string, got {item!r:.60}"
+            )
+    if not items and not empty:
+        raise ConfigurationError(f"{owner}({name}=...): must name at least one")
+    return items
+
+
+def _audience(owner: str, value: object) -> str | tuple[str, ...] | None:
+    if value is None or isinstance(value, str):
+        return check_text(owner, "audience", value, optional=True)
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise _bad(owner, "audience", "a string, a list of strings or None", value)
+    return check_names(owner, "audience", value, empty=False)
+
+
+def check_issuer_fields(
+    owner: str,
+    issuer: object,
+    audience: object,
+    jwks_url: object = None,
+    jwks: object = None,
+    algorithms: object = None,
+    scope_claims: object = None,
+) -> None:
+    """The options an ``Issuer`` and a single-issuer ``TokenVerifier`` share."""
+    check_text(owner, "issuer", issuer)
+    _audience(owner, audience)
+    check_text(owner, "jwks_url", jwks_url, optional=True)
+    if jwks is not None and not isinstance(jwks, Mapping):
+        raise _bad(owner, "jwks", "a JWK Set dict ({'keys': [...]}) or None", jwks)
+    if jwks is not None and jwks_url is not None:
+        raise ConfigurationError(f"{owner}: give jwks= or jwks_url=, not both")
+    check_algorithms(owner, algorithms)
+    check_names(owner, "scope_claims", scope_claims, optional=True)
+
+
+def check_algorithms(owner: str, value: object) -> None:
+    """``None`` (every supported algorithm), one name, or a list of supported names."""
+    names_ = check_names(owner, "algorithms", value, optional=True)
+    if names_ is not None:
+        try:  # unknown names and 'none' are refused with the list of supported ones
+            allowed_algorithms(names_)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{owner}(algorithms=...): {exc}") from None
+
+
+# The JWKSClient options the verifier sets itself from the issuer's configuration.
+_SET_BY_VERIFIER = {
+    "url": "jwks_url",
+    "discovery_issuer": "issuer",
+    "algorithms": "algorithms",
+    "allow_oct": "Issuer(allow_remote_oct=...)",
+}
+
+
+def check_jwks_options(owner: str, value: object) -> dict[str, Any]:
+    """``jwks_options``: a mapping of ``JWKSClient`` keyword arguments (their values are checked
+    by ``JWKSClient`` itself)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _bad(owner, "jwks_options", "a dict of JWKSClient options or None", value)
+    known = set(inspect.signature(JWKSClient).parameters) - set(_SET_BY_VERIFIER)
+    for key in value:
+        if key in _SET_BY_VERIFIER:
+            raise ConfigurationError(
+                f"{owner}(jwks_options=...): {key!r} is set by the verifier; "
+                f"use {_SET_BY_VERIFIER[key]}= instead"
+            )
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(known)}"
+            raise ConfigurationError(
+                f"{owner}(jwks_options=...): unknown JWKSClient option {key!r:.60}{hint}"
+            )
+    return dict(value)
 
 
 @dataclass(frozen=True)
@@ -32,6 +171,45 @@ class Issuer:
     algorithms: Sequence[str] | None = None
     scope_claims: Sequence[str] | None = None
     allow_remote_oct: bool = False
+
+    def __post_init__(self) -> None:
+        check_issuer_fields(
+            "Issuer",
+            self.issuer,
+            self.audience,
+            self.jwks_url,
+            self.jwks,
+            self.algorithms,
+            self.scope_claims,
+        )
+        check_flag("Issuer", "allow_remote_oct", self.allow_remote_oct)
+
+    def __repr__(self) -> str:
+        # Never the static key set itself: it may hold HMAC secrets.
+        keys = self.jwks.get("keys") if self.jwks is not None else None
+        source = (
+            f"jwks=<{len(keys) if isinstance(keys, list) else '?'} keys>"
+            if self.jwks is not None
+            else f"jwks_url={_redacted(self.jwks_url)!r}"
+            if self.jwks_url is not None
+            else "discovery"
+        )
+        extra = "".join(
+            f", {name}={value!r}"
+            for name, value in (
+                ("algorithms", self.algorithms),
+                ("scope_claims", self.scope_claims),
+            )
+            if value is not None
+        )
+        oct_ = ", allow_remote_oct=True" if self.allow_remote_oct else ""
+        return f"Issuer({self.issuer!r}, {self.audience!r}, {source}{extra}{oct_})"
+
+
+def _redacted(url: str) -> str:
+    """A URL without its query and fragment (which could hold an API key)."""
+    parts = urlsplit(url)
+    return parts._replace(query="...", fragment="").geturl() if parts.query else url
 
 
 class StaticKeys:
@@ -108,8 +286,6 @@ def build_state(
     rules = ClaimRules(cfg.issuer, audiences, leeway, require_exp, max_age, required)
     source: KeySource
     if cfg.jwks is not None:
-        if cfg.jwks_url is not None:
-            raise ConfigurationError("give jwks= or jwks_url=, not both")
         try:
             keyset = KeySet.from_jwks(cfg.jwks, algorithms=allowed, strict=True)
         except ValueError as exc:

@@ -104,13 +104,11 @@ class _Credentials(AuthCredentials):
         raise AttributeError(f"request.auth is read-only (cannot delete {name!r})")
 
 
-def _starlette_auth(claims: Claims) -> tuple[JWTUser, _Credentials]:
-    """``request.user`` and ``request.auth`` for verified claims: built once per token (kept in
-    the claims' per-token memo, the only use of it here), immutable, shared."""
-    memo = claims._memo
-    if memo is None:
-        memo = claims._memo = (JWTUser(claims), _Credentials(claims.scopes))
-    return memo  # type: ignore[no-any-return]
+_MEMO_KEY = object()  # this module's slot in Claims.memo: no other code can name it
+
+
+def _user_and_auth(claims: Claims) -> tuple[JWTUser, _Credentials]:
+    return JWTUser(claims), _Credentials(claims.scopes)
 
 
 class JWTGuard:
@@ -236,7 +234,8 @@ class JWTGuard:
             scope["auth"] = AuthCredentials()
         else:
             scope[CLAIMS_KEY] = claims
-            scope["user"], scope["auth"] = _starlette_auth(claims)
+            # Derived once per verified token, immutable, shared like the claims.
+            scope["user"], scope["auth"] = claims.memo(_MEMO_KEY, _user_and_auth)
         try:
             await self.app(scope, receive, send)
         except RouteRefusal as refusal:  # a FastAPI dependency refused (and logged) the request

@@ -3,17 +3,33 @@
 ``validate_claims`` checks ``exp``, ``nbf``, ``iat`` (JSON numbers, finite, with leeway), ``iss``
 (exact), ``aud`` (any configured audience), the types of ``sub`` and ``jti``, the maximum age and
 the required claims. Time comes from the caller, so tests inject a clock.
+
+Verified claims are shared: the token cache hands the same ``Claims`` to every request that
+carries the same token. So nothing reachable from a ``Claims`` can be changed: JSON objects are
+``FrozenDict`` (a read-only mapping), JSON arrays ``FrozenList`` (a tuple), and both compare equal
+to the plain ``dict`` / ``list`` they were parsed from. ``Claims.to_dict()`` gives a fresh, plain,
+JSON-serialisable copy.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
+from ._codec import MAX_DEPTH
+from ._logsafe import safe
 from .errors import (
     ExpiredToken,
     InvalidClaim,
@@ -25,19 +41,180 @@ from .errors import (
     WrongIssuer,
 )
 
-__all__ = ["DEFAULT_SCOPE_CLAIMS", "ClaimRules", "Claims", "extract_scopes", "validate_claims"]
+__all__ = [
+    "DEFAULT_SCOPE_CLAIMS",
+    "ClaimRules",
+    "Claims",
+    "FrozenDict",
+    "FrozenList",
+    "extract_scopes",
+    "validate_claims",
+]
 
 _isfinite = math.isfinite
+_T = TypeVar("_T")
 
 DEFAULT_SCOPE_CLAIMS: tuple[str, ...] = ("scope", "scp")
 """Default scope claims: ``scope`` (space-delimited) and ``scp`` (list or string)."""
 
 
-def _freeze(value: Any) -> Any:
-    if type(value) is dict:
-        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    if type(value) is list:
-        return tuple(_freeze(v) for v in value)
+_set = object.__setattr__  # how the read-only classes fill their own slots
+
+
+def _read_only(self: object, *args: object) -> NoReturn:
+    raise AttributeError(f"{type(self).__name__} is read-only (shared by every request)")
+
+
+class FrozenList(tuple[Any, ...]):
+    """A JSON array inside verified claims: a tuple that also equals the same ``list``.
+
+    ``claims["roles"] == ["admin"]`` and ``== ("admin",)`` both hold; ``json.dumps`` writes it
+    as an array. Use ``list(value)`` for a list of your own.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return len(self) == len(other) and tuple.__eq__(self, tuple(other))
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = tuple.__hash__
+
+
+class FrozenDict(Mapping[str, Any]):
+    """A JSON object inside verified claims: a read-only mapping equal to the same ``dict``.
+
+    ``claims["profile"] == {"email": "a@example.com"}`` holds; item assignment and attribute
+    assignment raise. ``to_dict()`` gives a plain, JSON-serialisable deep copy.
+    """
+
+    __slots__ = ("_data",)
+    _data: dict[str, Any]
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        frozen = {} if data is None else {k: _freeze(v, 1) for k, v in data.items()}
+        _set(self, "_data", frozen)
+
+    __setattr__ = _read_only
+    __delattr__ = _read_only
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default``."""
+        return self._data.get(key, default)
+
+    def keys(self) -> KeysView[str]:
+        """The names, as a read-only view."""
+        return self._data.keys()
+
+    def values(self) -> ValuesView[Any]:
+        """The (read-only) values."""
+        return self._data.values()
+
+    def items(self) -> ItemsView[str, Any]:
+        """``(name, value)`` pairs, as a read-only view."""
+        return self._data.items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenDict):
+            return self._data == other._data
+        if isinstance(other, dict):
+            return self._data == other
+        if isinstance(other, Mapping):
+            return self._data == dict(other.items())
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None  # type: ignore[assignment]  # equal to dicts, so unhashable like them
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._data!r})"
+
+    def __copy__(self) -> FrozenDict:
+        return self  # immutable: a copy would be the same thing
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self._data),))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh deep copy in plain JSON types (``dict``, ``list``), e.g. for ``json.dumps``."""
+        return {k: _thaw(v) for k, v in self._data.items()}
+
+
+_EMPTY_OBJECT = FrozenDict()  # every {} in every token: immutable, so one shared object
+_EMPTY_ARRAY = FrozenList()
+
+
+def _freeze(value: Any, depth: int) -> Any:
+    """``value`` with every object and array (at any depth) made read-only.
+
+    ``depth`` is the JSON level ``value`` sits at minus one (a claim's value: 1). Leaves are
+    tested inline so the common case, a string or a number, costs no call.
+    """
+    kind = type(value)
+    if kind is dict:
+        if not value:
+            return _EMPTY_OBJECT
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"claims nested deeper than {MAX_DEPTH} levels")
+        inner = depth + 1
+        frozen = _new(FrozenDict)
+        _set_data(
+            frozen, {k: v if type(v) in _LEAVES else _freeze(v, inner) for k, v in value.items()}
+        )
+        return frozen
+    if kind is list:
+        if not value:
+            return _EMPTY_ARRAY
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"claims nested deeper than {MAX_DEPTH} levels")
+        inner = depth + 1
+        return _new_tuple(
+            FrozenList, [v if type(v) in _LEAVES else _freeze(v, inner) for v in value]
+        )
+    if kind in _LEAVES or isinstance(value, (FrozenDict, FrozenList)):
+        return value  # a JSON scalar, or frozen already
+    if isinstance(value, Mapping):  # other mappings and sequences handed to Claims(...)
+        return _freeze(dict(value), depth)
+    if isinstance(value, (list, tuple)):
+        return _freeze(list(value), depth)
+    return value
+
+
+_new = object.__new__
+_new_tuple = tuple.__new__
+# What the JSON parser makes besides dicts and lists, and the frozen types: kept as they are.
+_LEAVES = frozenset({str, int, float, bool, type(None), FrozenList, FrozenDict})
+
+
+def _thaw(value: Any) -> Any:
+    """A frozen value back in plain JSON types (a fresh copy of every object and array)."""
+    if isinstance(value, FrozenDict):
+        return {k: _thaw(v) for k, v in value._data.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
     return value
 
 
@@ -79,46 +256,71 @@ def _timestamp(value: Any) -> datetime | None:
     return None
 
 
-class Claims(Mapping[str, Any]):
+class Claims(FrozenDict):
     """The verified claims of a token: a read-only mapping with typed accessors.
 
-    ``claims["sub"]``, ``claims.get("email")``, ``claims.subject``, ``claims.scopes``. Nested
-    objects are read-only views and lists are tuples: one request cannot alter what another sees.
+    ``claims["sub"]``, ``claims.get("email")``, ``claims.subject``, ``claims.scopes``. One
+    ``Claims`` is shared by every request carrying the same token, so nothing in it can be
+    changed: nested objects are :class:`FrozenDict`, arrays :class:`FrozenList`, and both compare
+    equal to plain dicts and lists (``claims["roles"] == ["admin"]``). ``to_dict()`` returns a
+    fresh plain copy for JSON (``json.dumps``, ``jsonify``, ``JSONResponse``); ``dict(claims)``
+    is only a shallow copy whose nested values stay read-only.
+
+    Example::
+
+        claims = verifier.verify(token)
+        claims.subject, claims.scopes, claims.get("email")
+        return JSONResponse(claims.to_dict())
     """
 
-    __slots__ = ("_data", "_memo", "_scopes")
+    __slots__ = ("_memo", "_scopes")
+    _scopes: frozenset[str]
+    _memo: dict[object, Any]
 
     def __init__(self, data: Mapping[str, Any], scopes: frozenset[str] | None = None) -> None:
-        self._data: Mapping[str, Any] = {k: _freeze(v) for k, v in data.items()}
-        self._scopes = extract_scopes(self._data) if scopes is None else scopes
-        self._memo: Any = None  # adapters keep what they derive once per token here
+        frozen = {k: _freeze(v, 1) for k, v in data.items()}
+        _set(self, "_data", frozen)
+        _set(self, "_scopes", extract_scopes(frozen) if scopes is None else scopes)
+        _set(self, "_memo", {})
 
     @classmethod
     def _adopt(cls, data: dict[str, Any], scopes: frozenset[str]) -> Claims:
         """Claims over ``data``, a dict fresh from the JSON parser that nothing else holds.
 
-        Freezes nested objects and arrays in place instead of copying the whole mapping.
+        Freezes nested objects and arrays in place instead of copying the whole mapping; the
+        parser has bounded their depth already (``_codec.MAX_DEPTH``).
         """
         for key, value in data.items():
-            if type(value) is dict or type(value) is list:
-                data[key] = _freeze(value)  # replaces a value: the dict's size never changes
-        claims = cls.__new__(cls)
-        claims._data = data
-        claims._scopes = scopes
-        claims._memo = None
+            if type(value) is dict or type(value) is list:  # all the parser makes besides leaves
+                data[key] = _freeze(value, 1)  # replaces a value: the dict's size never changes
+        claims = _new(cls)
+        _set_data(claims, data)
+        _set_scopes(claims, scopes)
+        _set_memo(claims, {})
         return claims
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
     def __repr__(self) -> str:
         return f"Claims(sub={self.subject!r}, iss={self.issuer!r}, scopes={sorted(self._scopes)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self._data), self._scopes))
+
+    def memo(self, key: object, factory: Callable[[Claims], _T]) -> _T:
+        """What ``factory(self)`` gave the first time ``key`` was asked for, for this token.
+
+        For adapters that derive an object once per verified token (a request user, say) and
+        share it, as the ``Claims`` are shared, by every request carrying the token. The first
+        value stored for ``key`` stays: nothing can replace it, so one request cannot change
+        what a later one is given. Use a private object as ``key`` (a module-level
+        ``object()``, never a string another module could name), and store only immutable
+        values. Two threads racing on a new key may both call ``factory``; both get the value
+        that was stored first.
+        """
+        memo = self._memo
+        try:
+            return memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            return memo.setdefault(key, factory(self))  # type: ignore[no-any-return]
 
     @property
     def subject(self) -> str | None:
@@ -168,6 +370,13 @@ class Claims(Mapping[str, Any]):
         return self._scopes.issuperset(scopes)
 
 
+# The slots' own setters: how the read-only classes fill themselves in (object.__setattr__
+# would do too, at twice the cost on the path of every freshly verified token).
+_set_data = FrozenDict.__dict__["_data"].__set__
+_set_scopes = Claims.__dict__["_scopes"].__set__
+_set_memo = Claims.__dict__["_memo"].__set__
+
+
 @dataclass(frozen=True)
 class ClaimRules:
     """The claim checks for one issuer."""
@@ -206,7 +415,11 @@ def _number(payload: Mapping[str, Any], name: str) -> float | None:
 
 
 def validate_claims(payload: Mapping[str, Any], rules: ClaimRules, now: float) -> None:
-    """Check the registered claims against ``rules`` at time ``now``; raise a ``ClaimError``."""
+    """Check the registered claims against ``rules`` at time ``now``; raise a ``ClaimError``.
+
+    ``exp``, ``nbf`` and ``iat`` allow ``rules.leeway`` of clock skew. ``max_age`` does not:
+    a token older than ``max_age`` seconds by this clock is refused.
+    """
     leeway = rules.leeway
     exp = _number(payload, "exp")
     if exp is None:
@@ -223,10 +436,10 @@ def validate_claims(payload: Mapping[str, Any], rules: ClaimRules, now: float) -
     if rules.max_age is not None:
         if iat is None:
             raise MissingClaim("claim 'iat' is required when a maximum token age is set")
-        if now - iat > rules.max_age + leeway:
+        if now - iat > rules.max_age:
             raise TokenTooOld(f"token issued {now - iat:.0f}s ago, max age {rules.max_age:g}s")
     if payload.get("iss") != rules.issuer:
-        raise WrongIssuer("claim 'iss' does not match the issuer")
+        raise _issuer_mismatch(payload.get("iss"), (rules.issuer,))
     if rules.audiences is not None:
         _check_audience(payload, rules.audiences)
     for name in ("sub", "jti"):
@@ -240,7 +453,7 @@ def validate_claims(payload: Mapping[str, Any], rules: ClaimRules, now: float) -
 def _check_audience(payload: Mapping[str, Any], audiences: frozenset[str]) -> None:
     aud = payload.get("aud")
     if aud is None:
-        raise WrongAudience("claim 'aud' is missing")
+        raise WrongAudience(f"claim 'aud' is missing (expected {_shown(sorted(audiences))})")
     if isinstance(aud, str):
         if aud in audiences:
             return
@@ -251,4 +464,69 @@ def _check_audience(payload: Mapping[str, Any], audiences: frozenset[str]) -> No
             return
     else:
         raise InvalidClaim("claim 'aud' is neither a string nor a list of strings")
-    raise WrongAudience("claim 'aud' names none of the accepted audiences")
+    raise WrongAudience(
+        f"claim 'aud' {_shown(aud)} names none of the accepted audiences "
+        f"{_shown(sorted(audiences))}{_near_miss(aud, audiences)}"
+    )
+
+
+# -- values in error details -------------------------------------------------------------------
+# A detail goes to str(exc), the log line and the CLI, never into an HTTP response. A value from
+# the token is outside text: escaped by _logsafe.safe and cut, so it can neither forge a log line
+# nor flood it. Showing it next to the expected value finds the classic trailing-slash mismatch.
+
+_SHOWN_ITEMS = 3
+_SHOWN_CHARS = 100
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error detail: a string quoted, escaped and cut; a list's first items."""
+    if isinstance(value, str):
+        return "'" + safe(value, _SHOWN_CHARS) + "'"
+    if isinstance(value, (list, tuple)):
+        items = [_shown(v) if isinstance(v, str) else _kind(v) for v in value[:_SHOWN_ITEMS]]
+        if len(value) > _SHOWN_ITEMS:
+            items.append(f"... {len(value)} in all")
+        return "[" + ", ".join(items) + "]"
+    return _kind(value)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (dict, FrozenDict)):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return "a " + type(value).__name__
+
+
+def _near_miss(value: object, expected: Iterable[str]) -> str:
+    """A hint when a token value and an expected one differ only in a trailing slash or case."""
+    values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    for got in values:
+        if not isinstance(got, str):
+            continue
+        for want in expected:
+            if got.rstrip("/") == want.rstrip("/"):
+                return " (they differ only in a trailing slash)"
+            if got.casefold() == want.casefold():
+                return " (they differ only in letter case)"
+    return ""
+
+
+def _issuer_mismatch(iss: object, expected: Sequence[str]) -> WrongIssuer:
+    """The ``WrongIssuer`` for a token whose ``iss`` is none of ``expected``."""
+    if iss is None:
+        return WrongIssuer("claim 'iss' is missing")
+    want = _shown(expected[0]) if len(expected) == 1 else "one of " + _shown(sorted(expected))
+    if not isinstance(iss, str):
+        return WrongIssuer(f"claim 'iss' is {_kind(iss)}, not a string (expected {want})")
+    return WrongIssuer(
+        f"claim 'iss' {_shown(iss)} names no configured issuer "
+        f"(expected {want}){_near_miss(iss, expected)}"
+    )

@@ -8,13 +8,35 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Literal
 
 from ._codec import loads_object
 from ._env import verifier_options_from_env
-from ._issuers import Issuer, IssuerState, KeySource, StaticKeys, build_state, names
-from ._tokencache import TokenCache
-from .claims import DEFAULT_SCOPE_CLAIMS, Claims, extract_scopes, validate_claims
+from ._issuers import (
+    Issuer,
+    IssuerState,
+    KeySource,
+    StaticKeys,
+    build_state,
+    check_algorithms,
+    check_callable,
+    check_flag,
+    check_issuer_fields,
+    check_jwks_options,
+    check_names,
+    check_text,
+)
+from ._logsafe import safe
+from ._options import duration, positive_int
+from ._tokencache import DEFAULT_CACHE_BYTES, TokenCache
+from .claims import (
+    DEFAULT_SCOPE_CLAIMS,
+    Claims,
+    _issuer_mismatch,
+    extract_scopes,
+    validate_claims,
+)
 from .errors import (
     ConfigurationError,
     InvalidClaim,
@@ -22,7 +44,6 @@ from .errors import (
     JWTGuardError,
     MalformedToken,
     RevokedToken,
-    WrongIssuer,
 )
 from .events import GuardObserver, emit
 from .jwks import JWKSClient
@@ -66,6 +87,21 @@ class _Prepared:
         self.payload, self.state = payload, state
 
 
+_OBSERVER_EVENTS = tuple(name for name in vars(GuardObserver) if not name.startswith("_"))
+
+
+def _audiences(state: IssuerState) -> str:
+    audiences = state.rules.audiences
+    return "None" if audiences is None else repr(sorted(audiences))
+
+
+def _source_kind(source: KeySource) -> str:
+    """How an issuer's keys are found, never the keys (a static set may hold HMAC secrets)."""
+    if isinstance(source, StaticKeys):
+        return f"static({len(source.keyset)})"
+    return "jwks_url" if source.url is not None else "discovery"
+
+
 _PLAIN = re.compile(r"[A-Za-z0-9.:_\-\[\]%]{1,64}\Z").match
 
 
@@ -83,20 +119,6 @@ def fingerprint(token: object) -> str:
     else:
         return "-"
     return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
-
-
-def _sync_results(results: list[Any]) -> list[Any]:
-    """Hook results for ``verify``, which cannot await: an awaitable (from an async callable
-    object, or a lambda returning a coroutine) refuses the token instead of counting as a result."""
-    for result in results:
-        if inspect.isawaitable(result):
-            for pending in results:
-                if inspect.iscoroutine(pending):
-                    pending.close()
-            raise ConfigurationError(
-                "a claims_check/is_revoked hook returned an awaitable: use averify()"
-            )
-    return results
 
 
 class _Refusals:
@@ -132,8 +154,10 @@ class TokenVerifier:
         algorithms: allowlist (default: every supported algorithm; each key admits only
             the algorithms of its own type, so an RSA key never verifies an HS256 token).
         leeway: seconds of clock skew tolerated on ``exp``, ``nbf``, ``iat`` (default 60).
+            Every duration takes seconds or a ``datetime.timedelta``.
         require_exp: refuse tokens without ``exp`` (default True).
-        max_age: refuse tokens whose ``iat`` is older than this many seconds.
+        max_age: refuse tokens whose ``iat`` is older than this many seconds (the leeway is
+            not added: ``now - iat <= max_age``).
         required_claims: claims that must be present.
         typ: required ``typ`` header, e.g. ``"at+jwt"`` (RFC 9068).
         scope_claims: claim paths scopes are read from (default ``("scope", "scp")``).
@@ -144,6 +168,9 @@ class TokenVerifier:
         token_cache_size: verified tokens remembered (0 turns the cache off). An entry never
             outlives the token's ``exp`` or the key that verified it; time claims and hooks are
             re-checked on every use.
+        token_cache_ttl: longest time a verified token is remembered (default 300 s).
+        token_cache_bytes: memory budget of the token cache (default 64 MiB), against an
+            estimate of each entry made when it is stored that never falls below its real size.
         clock: ``time.time``-like callable: the wall clock, for ``exp``, ``nbf`` and ``iat``.
         monotonic: ``time.monotonic``-like callable every interval is measured on (key-set
             lifetimes, refresh, cool-down, back-off, the token cache's lifetime), so a step of
@@ -167,10 +194,10 @@ class TokenVerifier:
         jwks_url: str | None = None,
         jwks: Mapping[str, Any] | None = None,
         algorithms: Sequence[str] | None = None,
-        leeway: float = 60,
+        leeway: float | timedelta = 60,
         issuers: Iterable[Issuer] | None = None,
         require_exp: bool = True,
-        max_age: float | None = None,
+        max_age: float | timedelta | None = None,
         required_claims: Sequence[str] = (),
         typ: str | None = None,
         scope_claims: Sequence[str] = DEFAULT_SCOPE_CLAIMS,
@@ -178,16 +205,35 @@ class TokenVerifier:
         is_revoked: Hook | None = None,
         max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
         token_cache_size: int = 4096,
-        token_cache_ttl: float = 300.0,
+        token_cache_ttl: float | timedelta = 300.0,
+        token_cache_bytes: int = DEFAULT_CACHE_BYTES,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         jwks_options: Mapping[str, Any] | None = None,
         observer: GuardObserver | None = None,
     ) -> None:
+        own = "TokenVerifier"
         if issuers is not None:
             if issuer is not None or jwks_url is not None or jwks is not None:
                 raise ConfigurationError("give issuer=... or issuers=[Issuer(...)], not both")
+            if not isinstance(audience, _Unset):
+                raise ConfigurationError(
+                    "with issuers=, give each Issuer(...) its own audience, not audience="
+                )
+            if isinstance(issuers, (str, bytes, Mapping, Issuer)) or not isinstance(
+                issuers, Iterable
+            ):
+                raise ConfigurationError(
+                    f"{own}(issuers=...): must be a list of Issuer(...), "
+                    f"not {type(issuers).__name__!r}"
+                )
             configs = list(issuers)
+            for cfg in configs:
+                if not isinstance(cfg, Issuer):
+                    raise ConfigurationError(
+                        f"{own}(issuers=...): every item must be an Issuer(...), "
+                        f"not {type(cfg).__name__!r}"
+                    )
         elif issuer is None:
             raise ConfigurationError("issuer= is required: the exact 'iss' your provider uses")
         elif isinstance(audience, _Unset):
@@ -196,22 +242,41 @@ class TokenVerifier:
                 "(audience=None turns the check off; do that only if the issuer serves no one else)"
             )
         else:
+            check_issuer_fields(own, issuer, audience, jwks_url, jwks, algorithms)
             configs = [Issuer(issuer, audience, jwks_url, jwks, algorithms)]
         if not configs:
             raise ConfigurationError("issuers= must name at least one Issuer")
-        if leeway < 0 or max_token_size < 64:
-            raise ConfigurationError("leeway must be >= 0 and max_token_size >= 64")
+        check_algorithms(own, algorithms)
+        self.leeway = duration(own, "leeway", leeway)
+        max_age = None if max_age is None else duration(own, "max_age", max_age, allow_zero=False)
+        require_exp = check_flag(own, "require_exp", require_exp)
+        required = check_names(own, "required_claims", required_claims) or ()
+        scope_claims = check_names(own, "scope_claims", scope_claims) or ()
+        self.typ = normalize_typ(check_text(own, "typ", typ, optional=True))
+        check_callable(own, "claims_check", claims_check)
+        check_callable(own, "is_revoked", is_revoked)
+        check_callable(own, "clock", clock, optional=False)
+        check_callable(own, "monotonic", monotonic, optional=False)
+        if observer is not None and not all(
+            callable(getattr(observer, event, None)) for event in _OBSERVER_EVENTS
+        ):
+            raise ConfigurationError(
+                f"{own}(observer=...): must be a GuardObserver (or have its methods "
+                f"{', '.join(_OBSERVER_EVENTS)}), not {type(observer).__name__!r}"
+            )
+        self.max_token_size = positive_int(own, "max_token_size", max_token_size, minimum=64)
+        cache_size = positive_int(own, "token_cache_size", token_cache_size)
+        cache_bytes = positive_int(own, "token_cache_bytes", token_cache_bytes)
+        cache_ttl = duration(own, "token_cache_ttl", token_cache_ttl, allow_zero=False)
+        self._jwks_options = check_jwks_options(own, jwks_options)
         self.clock, self.monotonic = clock, monotonic
         self.observer = observer
-        self.leeway = float(leeway)
-        self.max_token_size = max_token_size
-        self.typ = normalize_typ(typ)
         self._claims_check = claims_check
         self._is_revoked = is_revoked
         # Hooks declared async need averify(); the WSGI adapters refuse them at construction.
         self.async_hooks = any(inspect.iscoroutinefunction(h) for h in (claims_check, is_revoked))
         self._has_hooks = claims_check is not None or is_revoked is not None
-        self._jwks_options = dict(jwks_options or {})
+        self._told_awaitable = False
         self._jwks_options.setdefault("clock", clock)
         self._jwks_options.setdefault("monotonic", monotonic)
         self._jwks_options.setdefault("observer", observer)
@@ -224,19 +289,29 @@ class TokenVerifier:
                 algorithms,
                 require_exp,
                 max_age,
-                names(required_claims),
+                required,
                 scope_claims,
                 leeway=self.leeway,
                 monotonic=monotonic,
                 jwks_options=self._jwks_options,
             )
         self._allowed = frozenset().union(*(s.allowed for s in self._issuers.values()))
-        # First in first out with a deadline per entry: TLRUCache cost 4x per insert and 3x per
-        # hit, LRUCache a reorder per hit.
+        # First in first out with a deadline per entry, bounded in count and in bytes.
         self._cache = (
-            TokenCache(token_cache_size, token_cache_ttl, self.leeway)
-            if token_cache_size > 0
+            TokenCache(cache_size, cache_bytes, cache_ttl, self.leeway)
+            if cache_size > 0 and cache_bytes > 0
             else None
+        )
+
+    def __repr__(self) -> str:
+        issuers = ", ".join(
+            f"{iss!r}: audience={_audiences(state)}, keys={_source_kind(state.source)}"
+            for iss, state in self._issuers.items()
+        )
+        cache = "off" if self._cache is None else f"{self._cache.maxsize} tokens"
+        return (
+            f"TokenVerifier(issuers={{{issuers}}}, algorithms={len(self._allowed)} allowed, "
+            f"leeway={self.leeway:g}s, cache={cache})"
         )
 
     @classmethod
@@ -288,9 +363,17 @@ class TokenVerifier:
 
         May block on a JWKS fetch; in async code use :meth:`averify`. ``client`` (an address)
         only goes into the rejection log line.
+
+        Raises ``ConfigurationError`` on every call, whatever the token, when ``claims_check``
+        or ``is_revoked`` is an ``async def`` (``async_hooks``): ``verify`` cannot await it. A
+        hook that returns an awaitable without being declared async refuses every token it sees
+        with ``InvalidToken`` instead (logged once at ERROR).
         """
         if self.async_hooks:
-            raise ConfigurationError("async claims_check/is_revoked hooks need averify()")
+            raise ConfigurationError(
+                "TokenVerifier.verify() cannot await the async claims_check/is_revoked hook: "
+                "call averify(), or give a synchronous hook"
+            )
         with _Refusals(self, token, client):
             claims = self._from_cache(token)
             cached = claims is not None
@@ -298,7 +381,7 @@ class TokenVerifier:
                 prep = self._prepare(token)
                 claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
             if self._has_hooks:
-                self._hooks_result(_sync_results(self._call_hooks(claims)))
+                self._hooks_result(self._sync_results(self._call_hooks(claims)))
         if self.observer is not None:
             emit(self.observer.verified, claims["iss"], cached)
         return claims
@@ -358,7 +441,7 @@ class TokenVerifier:
                 kid,
                 _log_safe(client),
                 fingerprint(token),
-                exc.detail,
+                safe(exc.detail, 500),
             )
         if self.observer is not None:
             emit(self.observer.rejected, exc.code, issuer)
@@ -412,7 +495,7 @@ class TokenVerifier:
         iss = payload.get("iss")
         state = self._issuers.get(iss) if isinstance(iss, str) else None
         if state is None:
-            raise WrongIssuer("claim 'iss' names no configured issuer")
+            raise _issuer_mismatch(iss, tuple(self._issuers))
         if alg not in state.allowed:
             check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
         return _Prepared(token, parsed, alg, kid, payload, state)
@@ -432,6 +515,7 @@ class TokenVerifier:
                 prep.alg,
                 keyset,
                 prep.payload,
+                prep.parsed.payload,
                 now,
                 self.monotonic(),
             )
@@ -448,6 +532,26 @@ class TokenVerifier:
             results.append(self._is_revoked(claims))
         if self._claims_check is not None:
             results.append(self._claims_check(claims))
+        return results
+
+    def _sync_results(self, results: list[Any]) -> list[Any]:
+        """Hook results for ``verify``, which cannot await: an awaitable (from an async callable
+        object, or a lambda returning a coroutine) refuses the token, never counts as a result
+        (an un-awaited coroutine is truthy: a claims_check refusing everything would let all in).
+        """
+        for result in results:
+            if inspect.isawaitable(result):
+                for pending in results:
+                    if inspect.iscoroutine(pending):
+                        pending.close()
+                if not self._told_awaitable:
+                    self._told_awaitable = True  # a programming error: say it once, not per request
+                    logger.error(
+                        "a claims_check/is_revoked hook returned an awaitable under verify(), "
+                        "which cannot await it: every token it sees is refused; call averify() "
+                        "or make the hook synchronous"
+                    )
+                raise InvalidToken("a hook returned an awaitable, which verify() cannot await")
         return results
 
     def _hooks_result(self, results: list[Any]) -> None:
