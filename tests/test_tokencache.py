@@ -237,7 +237,7 @@ def test_entries_dropped_on_expiry_leave_the_accounting(key: Key, clock: Clock) 
     assert cache is not None
     assert cache.bytes > 0
     clock.advance(300)
-    assert cache.get(tok, clock()) is None
+    assert cache.get(tok, clock(), clock.monotonic()) is None
     assert (len(cache), cache.bytes) == (0, 0)
 
 

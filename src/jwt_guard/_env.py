@@ -94,7 +94,12 @@ ENV_VARIABLES: dict[str, tuple[str, str, Parser, str]] = {
     "SCOPE_CLAIMS": ("verifier", "scope_claims", _list, "claim paths holding scopes"),
     "MAX_TOKEN_SIZE": ("verifier", "max_token_size", _int, "longest token accepted"),
     "TOKEN_CACHE_SIZE": ("verifier", "token_cache_size", _int, "verified tokens cached (0: off)"),
-    "TOKEN_CACHE_BYTES": ("verifier", "token_cache_bytes", _int, "token cache memory budget"),
+    "TOKEN_CACHE_BYTES": (
+        "verifier",
+        "token_cache_bytes",
+        _int,
+        "token cache memory budget, bytes (0: off)",
+    ),
     "JWKS_TIMEOUT": ("jwks", "timeout", _timeout, "connect[,read] timeout in seconds"),
     "JWKS_TOTAL_TIMEOUT": ("jwks", "total_timeout", _float, "bound on one whole fetch"),
     "JWKS_MAX_BYTES": ("jwks", "max_bytes", _int, "largest JWKS response accepted"),
