@@ -58,7 +58,7 @@ SDIST_FILES = (
     "LICENSE",
     ".ci/run",
 )
-LINTERS = {"mypy", "ruff", "types-requests", "types-cachetools"}
+LINTERS = {"mypy", "ruff", "types-requests"}
 
 
 @dataclass(frozen=True)
