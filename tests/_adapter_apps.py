@@ -35,10 +35,10 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from _asgi_helpers import TestClient, WebSocketDenialResponse
 from _wsgi_helpers import ensure_django
 from jwt_guard import Claims, JWTGuard, JWTGuardWSGI, TokenVerifier, require_scopes
-from jwt_guard._http import CLAIMS_KEY
 from jwt_guard.fastapi import jwt_claims
 from jwt_guard.fastapi import require_scopes as fastapi_scopes
 from jwt_guard.flask import require_claims
+from jwt_guard.guard.middleware import CLAIMS_KEY
 
 ensure_django()
 

@@ -1,7 +1,7 @@
 """Shared helpers for the verification-core tests: keys, independent signing, tokens, a clock.
 
 Tokens here are signed with ``cryptography`` and ``hmac`` directly, not through
-``jwt_guard.algorithms``: a bug shared by signer and verifier would otherwise cancel out.
+``jwt_guard.keys.algorithms``: a bug shared by signer and verifier would otherwise cancel out.
 Key generation is cached per process (RSA is the slow part), so every module shares the keys.
 """
 

@@ -46,7 +46,6 @@ from werkzeug.wrappers import Request as WerkzeugRequest
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from jwt_guard import JWTGuard, TokenVerifier
-from jwt_guard._http import CLAIMS_KEY, bearer_token, challenge, render_error
 from jwt_guard.decorators import check_scopes, require_scopes
 from jwt_guard.errors import (
     AlgorithmNotAllowed,
@@ -68,6 +67,7 @@ from jwt_guard.errors import (
     WrongAudience,
     WrongIssuer,
 )
+from jwt_guard.guard.middleware import CLAIMS_KEY, bearer_token, challenge, render_error
 from jwt_guard.testing import LocalIssuer, SigningKey, generate_key
 from jwt_guard.wsgi import JWTGuardWSGI
 

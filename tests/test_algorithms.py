@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from _core_helpers import ALG_CASES, ALG_IDS, EDDSA_NAMES, make_key, sign
-from jwt_guard.algorithms import ALGORITHMS
-from jwt_guard.algorithms import make_key as make_verifier
+from jwt_guard.keys.algorithms import ALGORITHMS
+from jwt_guard.keys.algorithms import make_key as make_verifier
 
 MSG = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ"
 

@@ -29,9 +29,9 @@ from _asgi_helpers import (
     verifier_for,
 )
 from jwt_guard import ConfigurationError, JWTGuard, JWTGuardWSGI, JWTUser, TokenVerifier
-from jwt_guard._http import CLAIMS_KEY, ErrorResponse
 from jwt_guard.decorators import require_scopes
 from jwt_guard.errors import JWTGuardError
+from jwt_guard.guard.middleware import CLAIMS_KEY, ErrorResponse
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 

@@ -57,8 +57,7 @@ from _hostile import (
 )
 from _wsgi_helpers import ensure_django
 from jwt_guard import ConfigurationError, Issuer, JWTGuard, TokenVerifier
-from jwt_guard._http import render_error
-from jwt_guard.claims import Claims
+from jwt_guard.core.claims import Claims
 from jwt_guard.decorators import require_scopes
 from jwt_guard.errors import (
     AlgorithmNotAllowed,
@@ -68,7 +67,8 @@ from jwt_guard.errors import (
     UnknownKey,
     WrongIssuer,
 )
-from jwt_guard.jwks import JWKSClient
+from jwt_guard.guard.middleware import render_error
+from jwt_guard.sources.jwks import JWKSClient
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.wsgi import JWTGuardWSGI
 

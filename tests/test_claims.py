@@ -24,7 +24,7 @@ from jwt_guard import (
     WrongIssuer,
 )
 from jwt_guard._codec import MAX_DEPTH, loads_object
-from jwt_guard.claims import ClaimRules, extract_scopes, validate_claims
+from jwt_guard.core.claims import ClaimRules, extract_scopes, validate_claims
 
 NOW = 1_700_000_000.0
 ISS = "https://idp.example.test/"

@@ -30,10 +30,10 @@ from django.utils.decorators import method_decorator  # noqa: E402
 from django.views import View  # noqa: E402
 
 from jwt_guard import TokenVerifier  # noqa: E402
-from jwt_guard._http import CLAIMS_KEY, GUARD_KEY, ErrorResponse  # noqa: E402
 from jwt_guard.decorators import require_scopes  # noqa: E402
 from jwt_guard.django import JWTGuardMiddleware, get_claims  # noqa: E402
 from jwt_guard.errors import JWTGuardError  # noqa: E402
+from jwt_guard.guard.middleware import CLAIMS_KEY, GUARD_KEY, ErrorResponse  # noqa: E402
 from jwt_guard.testing import JWKSFault, LocalIssuer  # noqa: E402
 
 

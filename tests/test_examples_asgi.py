@@ -18,7 +18,7 @@ from _asgi_helpers import TestClient, bearer
 from _common import verifier_for
 from _servers import free_port, wait_until_listening
 from jwt_guard import ConfigurationError, JWTGuard
-from jwt_guard.jwks import JWKSClient
+from jwt_guard.sources.jwks import JWKSClient
 from jwt_guard.testing import LocalIssuer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The key source's HTTP (``jwt_guard._fetch``) against real servers on 127.0.0.1.
+"""The key source's HTTP (``jwt_guard.sources._http``) against real servers on 127.0.0.1.
 
 Which URLs may be fetched (a table of hostile ones: each is refused when configured, discovered
 or reached by a redirect), redirects followed by hand and re-checked (never from https:// to
@@ -47,8 +47,8 @@ from jwt_guard import (
     TokenVerifier,
     UnknownKey,
 )
-from jwt_guard.health import health_wsgi_app
-from jwt_guard.jwks import check_url
+from jwt_guard.guard.health import health_wsgi_app
+from jwt_guard.sources.jwks import check_url
 from jwt_guard.testing import LocalIssuer
 
 FAST: dict[str, Any] = {"timeout": (2.0, 2.0), "total_timeout": 5.0}

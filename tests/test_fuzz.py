@@ -38,7 +38,7 @@ from _hostile import (
     wsgi_app,
 )
 from jwt_guard import TokenVerifier
-from jwt_guard.claims import Claims
+from jwt_guard.core.claims import Claims
 from jwt_guard.errors import JWTGuardError
 from jwt_guard.wsgi import JWTGuardWSGI
 

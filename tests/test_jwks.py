@@ -34,7 +34,7 @@ from jwt_guard import (
     UnknownKey,
     WrongIssuer,
 )
-from jwt_guard._jwks_policy import Action, Attempt, Decision, Reason
+from jwt_guard.sources._policy import Action, Attempt, Decision, Reason
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 MakeIssuer = Callable[..., LocalIssuer]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from jwt_guard._jwks_policy import Action, Attempt, Backoff, Decision, JWKSPolicy, Reason
+from jwt_guard.sources._policy import Action, Attempt, Backoff, Decision, JWKSPolicy, Reason
 
 Keys = frozenset[str]
 Event = Callable[["JWKSPolicy[Keys]"], object]

@@ -31,7 +31,7 @@ from jwt_guard import (
     UnsupportedHeader,
     verify_jws,
 )
-from jwt_guard.jws import check_header, normalize_typ
+from jwt_guard.core.jws import check_header, normalize_typ
 
 CLAIMS = {"iss": "https://idp.example.test/", "sub": "user-1", "exp": 1}  # exp long past
 

@@ -32,8 +32,8 @@ import requests
 from _core_helpers import Clock, settle_jwks_threads
 from _hostile import Answer, AsgiDriver, asgi_app, call_asgi, call_wsgi, wsgi_app
 from jwt_guard import TokenVerifier
-from jwt_guard._fetch import FetchError, HTTPFetcher
-from jwt_guard.jwks import JWKSClient
+from jwt_guard.sources._http import FetchError, HTTPFetcher
+from jwt_guard.sources.jwks import JWKSClient
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 TTL = 300.0  # the issuer's Cache-Control max-age

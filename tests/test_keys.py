@@ -30,7 +30,7 @@ from jwt_guard import (
     UnknownKey,
 )
 from jwt_guard._codec import b64url_uint
-from jwt_guard.keys import KEPT_REASONS, KeyRejected, build_key, thumbprint
+from jwt_guard.keys.jwk import KEPT_REASONS, KeyRejected, build_key, thumbprint
 
 
 @pytest.fixture(scope="module")

@@ -36,9 +36,9 @@ from jwt_guard import (
     health_wsgi_app,
     require_scopes,
 )
+from jwt_guard.core.verifier import fingerprint
 from jwt_guard.events import emit
 from jwt_guard.testing import JWKSFault, LocalIssuer
-from jwt_guard.verifier import fingerprint
 
 SECRET = "s3cr3t-value-that-must-never-be-logged-0123456789"
 

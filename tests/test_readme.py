@@ -30,7 +30,7 @@ from jwt_guard import (
     WrongAudience,
     errors,
 )
-from jwt_guard._env import ENV_VARIABLES
+from jwt_guard.core._env import ENV_VARIABLES
 from jwt_guard.fastapi import JWTBearer
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.testing.pytest_plugin import MintToken
@@ -455,7 +455,7 @@ def test_environment_table_lists_every_variable() -> None:
 
 
 def test_the_audience_variable_documents_none() -> None:
-    from jwt_guard._env import verifier_options_from_env
+    from jwt_guard.core._env import verifier_options_from_env
 
     row = _table("### Environment variables")["JWT_GUARD_AUDIENCE"]
     assert "'none'" in row[2]

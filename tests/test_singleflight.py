@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jwt_guard._singleflight import Flight, SingleFlight
+from jwt_guard.sources._singleflight import Flight, SingleFlight
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 LONG = 30.0  # a bound no passing test comes near: the events decide, not the clock
@@ -191,7 +191,7 @@ async def test_an_async_wait_on_a_finished_flight_returns_at_once() -> None:
 FORK_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, threading, warnings
-    from jwt_guard._singleflight import SingleFlight
+    from jwt_guard.sources._singleflight import SingleFlight
 
     signal.alarm(20)  # a hang fails the test instead of blocking it
     flights = SingleFlight("fork-test")

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from jwt_guard.algorithms import ALGORITHMS
 from jwt_guard.errors import ConfigurationError
-from jwt_guard.keys import thumbprint
+from jwt_guard.keys.algorithms import ALGORITHMS
+from jwt_guard.keys.jwk import thumbprint
 from jwt_guard.testing import JWKSFault, LocalIssuer, SigningKey, generate_key
 from jwt_guard.testing._faults import fault_named
 

@@ -19,7 +19,7 @@ import pytest
 
 from _core_helpers import AUDIENCE, ISSUER, Clock, Key, claims_at, make_key, token
 from jwt_guard import JWTGuard, TokenVerifier
-from jwt_guard._tokencache import DEFAULT_CACHE_BYTES
+from jwt_guard.core._tokencache import DEFAULT_CACHE_BYTES
 
 LIMIT = 8192  # the default max_token_size: the largest token an attacker can make us cache
 

@@ -21,8 +21,8 @@ import jwt_guard
 from _common import verifier_for
 from _wsgi_helpers import CASES, OPTIONS, Answer, Case, check, check_refusal
 from jwt_guard import ConfigurationError, JWTGuardError, TokenVerifier
-from jwt_guard._http import CLAIMS_KEY, GUARD_KEY, ErrorResponse
 from jwt_guard.decorators import require_scopes
+from jwt_guard.guard.middleware import CLAIMS_KEY, GUARD_KEY, ErrorResponse
 from jwt_guard.testing import JWKSFault, LocalIssuer
 from jwt_guard.wsgi import JWTGuardWSGI, status_line
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ._http import ErrorResponse
 from ._version import __version__ as __version__
-from .algorithms import ALGORITHMS
 from .asgi import JWTGuard, JWTUser
-from .claims import Claims
+from .core.claims import Claims
+from .core.jws import verify_jws
+from .core.verifier import Issuer, TokenVerifier
 from .decorators import check_scopes, require_scopes
 from .errors import (
     AlgorithmNotAllowed,
@@ -35,11 +35,11 @@ from .errors import (
     WrongIssuer,
 )
 from .events import GuardObserver
-from .health import health_asgi_app, health_wsgi_app
-from .jwks import JWKSClient
-from .jws import verify_jws
-from .keys import KeySet
-from .verifier import Issuer, TokenVerifier
+from .guard.health import health_asgi_app, health_wsgi_app
+from .guard.middleware import ErrorResponse
+from .keys.algorithms import ALGORITHMS
+from .keys.jwk import KeySet
+from .sources.jwks import JWKSClient
 from .wsgi import JWTGuardWSGI
 
 __all__ = [

@@ -1,10 +1,10 @@
 """``JWTGuard``: the raw ASGI middleware (Starlette, FastAPI, any ASGI 3 app).
 
 It translates only: the bearer token out of the scope's headers, the verdict of
-:class:`~jwt_guard.verifier.TokenVerifier` back into the scope or into an RFC 6750 answer.
-Everything else lives in :mod:`jwt_guard._http`, shared with the WSGI middleware. This module is
-also the Starlette side of ``require_scopes`` (:data:`ROUTE_ADAPTER`); :func:`_to_response` is
-the one place an ``ErrorResponse`` becomes an ASGI answer.
+:class:`~jwt_guard.core.verifier.TokenVerifier` back into the scope or into an RFC 6750 answer.
+Everything else lives in :mod:`jwt_guard.guard.middleware`, shared with the WSGI middleware.
+This module is also the Starlette side of ``require_scopes`` (:data:`ROUTE_ADAPTER`);
+:func:`_to_response` is the one place an ``ErrorResponse`` becomes an ASGI answer.
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedU
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from ._http import (
+from ._logsafe import exc_info, safe
+from .core.claims import Claims
+from .core.verifier import TokenVerifier
+from .errors import InvalidToken, JWTGuardError
+from .guard.middleware import (
     CLAIMS_KEY,
     GUARD_KEY,
     ErrorHandler,
@@ -29,10 +33,6 @@ from ._http import (
     flag_option,
     options_from_env,
 )
-from ._logsafe import exc_info, safe
-from .claims import Claims
-from .errors import InvalidToken, JWTGuardError
-from .verifier import TokenVerifier
 
 __all__ = ["JWTGuard", "JWTUser"]
 
@@ -115,7 +115,7 @@ class JWTGuard:
     """ASGI middleware that lets through only requests carrying a valid bearer token.
 
     It guards ``http`` and ``websocket`` scopes; ``lifespan`` and any other scope type pass
-    straight through. On success the verified :class:`~jwt_guard.claims.Claims` are in
+    straight through. On success the verified :class:`~jwt_guard.core.claims.Claims` are in
     ``scope["jwt_guard.claims"]``, ``request.user`` is a :class:`JWTUser` and ``request.auth``
     holds the token's scopes, so ``starlette.authentication.requires("read:items")`` works
     unchanged. A refused HTTP request gets an RFC 6750 answer (400, 401, 403 or 503 with
@@ -124,7 +124,7 @@ class JWTGuard:
 
     Args:
         app: the ASGI app to protect.
-        verifier: a :class:`~jwt_guard.verifier.TokenVerifier`; or leave it out and pass its
+        verifier: a :class:`~jwt_guard.core.verifier.TokenVerifier`; or leave it out and pass its
             options (``issuer=``, ``audience=``, ``jwks_url=``...) as keyword arguments.
         exclude_paths: exact paths that pass without a token (e.g. ``"/health"``).
         exclude_prefixes: path prefixes that pass without a token (``"/docs"`` opens

@@ -5,7 +5,8 @@ there, and answers 401 (no verified claims) or 403 (``insufficient_scope``) in t
 own response type. Which framework a request belongs to is decided by an explicit table
 (:data:`_FRAMEWORKS`): the request classes each adapter module handles, checked with
 ``isinstance`` and only once that framework is imported; the check itself and its answer are
-:func:`jwt_guard._http.check_route`, and each adapter module converts the answer in one place.
+:func:`jwt_guard.guard.middleware.check_route`, and each adapter module converts the answer in
+one place.
 
 FastAPI routes take the dependency :func:`jwt_guard.fastapi.require_scopes` instead: this
 decorator on a FastAPI route fails when the route is defined, with a ``ConfigurationError``
@@ -22,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ._http import RouteAdapter, check_route, check_scopes, scope_names
 from .errors import ConfigurationError
+from .guard.middleware import RouteAdapter, check_route, check_scopes, scope_names
 
 __all__ = ["check_scopes", "require_scopes"]
 

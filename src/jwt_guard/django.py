@@ -45,9 +45,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
-from ._http import CLAIMS_KEY, ErrorResponse, Guard, RouteRequest, flag_option
-from .claims import Claims
+from .core.claims import Claims
 from .errors import ConfigurationError
+from .guard.middleware import CLAIMS_KEY, ErrorResponse, Guard, RouteRequest, flag_option
 from .wsgi import guard_environ
 
 _OWNER = "settings.JWT_GUARD"

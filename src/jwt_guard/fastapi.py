@@ -20,7 +20,10 @@ from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
-from ._http import (
+from .asgi import ROUTE_ADAPTER
+from .core.claims import Claims
+from .errors import JWTGuardError
+from .guard.middleware import (
     CLAIMS_KEY,
     GUARD_KEY,
     ErrorResponse,
@@ -29,9 +32,6 @@ from ._http import (
     refuse,
     scope_names,
 )
-from .asgi import ROUTE_ADAPTER
-from .claims import Claims
-from .errors import JWTGuardError
 
 __all__ = ["JWTBearer", "docs_paths", "document_refusals", "jwt_claims", "require_scopes"]
 

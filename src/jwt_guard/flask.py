@@ -25,9 +25,9 @@ from __future__ import annotations
 import flask
 from werkzeug.exceptions import HTTPException
 
-from ._http import CLAIMS_KEY, ErrorResponse, RouteRequest, refuse
-from .claims import Claims
+from .core.claims import Claims
 from .errors import MissingToken
+from .guard.middleware import CLAIMS_KEY, ErrorResponse, RouteRequest, refuse
 
 __all__ = ["current_claims", "require_claims"]
 

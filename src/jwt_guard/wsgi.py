@@ -1,6 +1,6 @@
 """``JWTGuardWSGI``: the WSGI middleware, for Flask, Django (``wsgi.py``) and any WSGI app.
 
-Translation only: the checks and the answers live in :class:`~jwt_guard._http.Guard`.
+Translation only: the checks and the answers live in :class:`~jwt_guard.guard.middleware.Guard`.
 :func:`guard_environ` is the whole per-request step, shared with the Django middleware. This
 module is also the Werkzeug side of ``require_scopes`` (:data:`ROUTE_ADAPTER`);
 :func:`_wsgi_answer` is the one place it turns an ``ErrorResponse`` into a response. Werkzeug
@@ -13,7 +13,9 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from ._http import (
+from .core.verifier import TokenVerifier
+from .errors import JWTGuardError
+from .guard.middleware import (
     CLAIMS_KEY,
     GUARD_KEY,
     ErrorHandler,
@@ -24,8 +26,6 @@ from ._http import (
     flag_option,
     options_from_env,
 )
-from .errors import JWTGuardError
-from .verifier import TokenVerifier
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

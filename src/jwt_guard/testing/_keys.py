@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from jwt_guard._codec import b64url_encode as b64url
 from jwt_guard._codec import b64url_uint
-from jwt_guard.algorithms import ALGORITHMS, EC_CURVES, make_key
 from jwt_guard.errors import ConfigurationError
-from jwt_guard.keys import thumbprint
+from jwt_guard.keys.algorithms import ALGORITHMS, EC_CURVES, make_key
+from jwt_guard.keys.jwk import thumbprint
 
 __all__ = ["SigningKey", "b64url", "compact_jws", "generate_key"]
 
@@ -25,10 +25,10 @@ class SigningKey:
     """One private signing key with its ``kid`` and ``alg``, as the local issuer holds it.
 
     ``private_key`` is a ``cryptography`` private key object, or the secret ``bytes`` for HS*.
-    ``kid=None`` names the key by its RFC 7638 thumbprint (:func:`jwt_guard.keys.thumbprint`),
+    ``kid=None`` names the key by its RFC 7638 thumbprint (:func:`jwt_guard.keys.jwk.thumbprint`),
     so different keys never share a kid. Signing goes through
-    :func:`jwt_guard.algorithms.make_key`, so tokens are signed by the same primitives jwt_guard
-    verifies with.
+    :func:`jwt_guard.keys.algorithms.make_key`, so tokens are signed by the same primitives
+    jwt_guard verifies with.
 
     Example::
 

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pytest
 
-from jwt_guard.claims import Claims
-from jwt_guard.verifier import TokenVerifier
+from jwt_guard.core.claims import Claims
+from jwt_guard.core.verifier import TokenVerifier
 
 if TYPE_CHECKING:
     from jwt_guard.testing import JWKSFault, LocalIssuer

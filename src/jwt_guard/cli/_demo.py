@@ -25,6 +25,11 @@ import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from ..core.verifier import TokenVerifier
+from ..decorators import require_scopes
+from ..guard.middleware import CLAIMS_KEY
+from ..testing import LocalIssuer, generate_key
+from ..wsgi import JWTGuardWSGI
 from ._commands import (
     EXIT_REFUSED,
     json_out,
@@ -33,12 +38,7 @@ from ._commands import (
     parse_duration,
     wait_forever,
 )
-from ._http import CLAIMS_KEY
 from ._inspect import relative
-from .decorators import require_scopes
-from .testing import LocalIssuer, generate_key
-from .verifier import TokenVerifier
-from .wsgi import JWTGuardWSGI
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

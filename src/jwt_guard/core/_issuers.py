@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import ConfigurationError
+from ..keys.jwk import KeySet
+from ..sources.jwks import JWKSClient
 from .claims import ClaimRules
-from .errors import ConfigurationError
-from .jwks import JWKSClient
 from .jws import allowed_algorithms
-from .keys import KeySet
 
 __all__ = [
     "Issuer",

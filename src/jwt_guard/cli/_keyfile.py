@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from ._codec import b64url_decode, b64url_encode, b64url_uint
-from .algorithms import EC_CURVES
-from .errors import ConfigurationError
-from .testing import SigningKey, generate_key
+from .._codec import b64url_decode, b64url_encode, b64url_uint
+from ..errors import ConfigurationError
+from ..keys.algorithms import EC_CURVES
+from ..testing import SigningKey, generate_key
 
 __all__ = ["KeyFile", "private_jwk", "signing_key"]
 

@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import NoReturn
 
-from . import __version__
+from .._version import __version__
+from ..errors import ConfigurationError
 from ._commands import (
     EXIT_INTERRUPTED,
     EXIT_PIPE,
@@ -38,7 +39,6 @@ from ._commands import (
 )
 from ._demo import run_demo
 from ._local import DEFAULT_AUDIENCE, DEFAULT_PORT, run_issuer, run_mint
-from .errors import ConfigurationError
 
 __all__ = ["build_parser", "main"]
 

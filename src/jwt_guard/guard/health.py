@@ -29,9 +29,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._logsafe import safe
-from .errors import ConfigurationError, JWTGuardError
-from .verifier import TokenVerifier
+from .._logsafe import safe
+from ..core.verifier import TokenVerifier
+from ..errors import ConfigurationError, JWTGuardError
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..testing import LocalIssuer
 from ._commands import Failure, json_out, listen_failure, out, parse_duration, wait_forever
 from ._keyfile import KeyFile
-from .testing import LocalIssuer
 
 __all__ = ["DEFAULT_AUDIENCE", "DEFAULT_PORT", "run_issuer", "run_mint"]
 

@@ -5,7 +5,7 @@ This is the only module that imports python-jose. Every algorithm goes through t
 ships (HS*, RS*, ES256/384/512) through thin subclasses of its ``cryptography`` backend classes that
 keep the per-call work minimal, and the ones it lacks (PS*, ES256K, EdDSA and the RFC 9864 names
 Ed25519 and Ed448) through new subclasses of its ``Key``. Keys are built once from ``cryptography``
-key objects (see :mod:`jwt_guard.keys`), never from raw JWK dicts per call.
+key objects (see :mod:`jwt_guard.keys.jwk`), never from raw JWK dicts per call.
 
 Nothing is registered in python-jose's process-wide algorithm registry (``jose.jwk.register_key``):
 other code in the same process keeps python-jose exactly as it ships. Only python-jose's

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ._codec import b64url_decode, loads_object
-from .algorithms import ALGORITHMS
-from .errors import UnsupportedHeader
-from .jws import DEFAULT_MAX_TOKEN_SIZE, MAX_KID_LENGTH, check_header, normalize_typ
+from .._codec import b64url_decode, loads_object
+from ..core.jws import DEFAULT_MAX_TOKEN_SIZE, MAX_KID_LENGTH, check_header, normalize_typ
+from ..errors import UnsupportedHeader
+from ..keys.algorithms import ALGORITHMS
 
 __all__ = ["Expected", "Inspection", "inspect_token", "relative", "render"]
 

@@ -17,11 +17,11 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from ..errors import NotYetValid, TokenTooOld
+from ..keys.jwk import KeySet
+from ..sources._singleflight import reset_after_fork
 from ._issuers import IssuerState
-from ._singleflight import reset_after_fork
 from .claims import Claims
-from .errors import NotYetValid, TokenTooOld
-from .keys import KeySet
 
 __all__ = ["DEFAULT_CACHE_BYTES", "TokenCache", "entry_cost"]
 

@@ -26,10 +26,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from ._codec import b64url_decode, b64url_encode
-from ._logsafe import safe
+from .._codec import b64url_decode, b64url_encode
+from .._logsafe import safe
+from ..errors import AlgorithmNotAllowed, ConfigurationError, UnknownKey
 from .algorithms import ALGORITHMS, EC_CURVES
-from .errors import AlgorithmNotAllowed, ConfigurationError, UnknownKey
 
 __all__ = ["KeySet", "VerificationKey", "thumbprint"]
 

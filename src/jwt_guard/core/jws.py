@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from ._codec import b64url_decode, loads_object
-from ._logsafe import safe
-from .algorithms import ALGORITHMS
-from .errors import (
+from .._codec import b64url_decode, loads_object
+from .._logsafe import safe
+from ..errors import (
     AlgorithmNotAllowed,
     BadSignature,
     ConfigurationError,
@@ -21,7 +20,8 @@ from .errors import (
     TokenTooLarge,
     UnsupportedHeader,
 )
-from .keys import KeySet
+from ..keys.algorithms import ALGORITHMS
+from ..keys.jwk import KeySet
 
 __all__ = [
     "DEFAULT_MAX_TOKEN_SIZE",

@@ -13,8 +13,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..errors import ConfigurationError
 from ._issuers import Issuer
-from .errors import ConfigurationError
 
 __all__ = ["ENV_VARIABLES", "middleware_options_from_env", "verifier_options_from_env"]
 

@@ -29,14 +29,14 @@ from typing import Any
 
 import requests
 
-from ._fetch import FetchError, HTTPFetcher, check_url, ttl
-from ._jwks_policy import Action, Attempt, Backoff, Decision, Entry, JWKSPolicy
-from ._logsafe import safe
-from ._options import duration, positive_int
+from .._logsafe import safe
+from .._options import duration, positive_int
+from ..errors import ConfigurationError, KeysUnavailable
+from ..events import GuardObserver, emit
+from ..keys.jwk import KeySet
+from ._http import FetchError, HTTPFetcher, check_url, ttl
+from ._policy import Action, Attempt, Backoff, Decision, Entry, JWKSPolicy
 from ._singleflight import Flight, SingleFlight, reset_after_fork
-from .errors import ConfigurationError, KeysUnavailable
-from .events import GuardObserver, emit
-from .keys import KeySet
 
 __all__ = ["JWKSClient"]
 

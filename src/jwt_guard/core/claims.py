@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NoReturn, TypeVar
 
-from ._codec import MAX_DEPTH
-from ._logsafe import safe
-from .errors import (
+from .._codec import MAX_DEPTH
+from .._logsafe import safe
+from ..errors import (
     ExpiredToken,
     InvalidClaim,
     IssuedInFuture,

@@ -1,7 +1,7 @@
 """Shared pieces of the ``jwt-guard`` subcommands, and ``inspect`` and ``verify`` themselves.
 
-``demo`` lives in :mod:`jwt_guard._demo`, ``mint`` and ``issuer`` in :mod:`jwt_guard._local`;
-:mod:`jwt_guard.cli` only parses the arguments.
+``demo`` lives in :mod:`jwt_guard.cli._demo`, ``mint`` and ``issuer`` in
+:mod:`jwt_guard.cli._local`; :mod:`jwt_guard.cli` only parses the arguments.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._http import challenge
+from .._logsafe import safe
+from ..core.verifier import TokenVerifier
+from ..errors import ConfigurationError, JWTGuardError, KeysUnavailable
+from ..guard.middleware import challenge
 from ._inspect import Expected, inspect_token, relative, render
 from ._keyfile import KeyFile
-from ._logsafe import safe
-from .errors import ConfigurationError, JWTGuardError, KeysUnavailable
-from .verifier import TokenVerifier
 
 __all__ = [
     "EXIT_INTERRUPTED",

@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._env import middleware_options_from_env
-from ._logsafe import exc_info, safe
-from .claims import Claims
-from .errors import (
+from .._logsafe import exc_info, safe
+from ..core._env import middleware_options_from_env
+from ..core.claims import Claims
+from ..core.verifier import TokenVerifier
+from ..errors import (
     ConfigurationError,
     InsufficientScope,
     InvalidRequest,
@@ -28,7 +29,6 @@ from .errors import (
     KeysUnavailable,
     MissingToken,
 )
-from .verifier import TokenVerifier
 
 __all__ = [
     "CLAIMS_KEY",

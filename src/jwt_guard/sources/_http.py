@@ -9,7 +9,7 @@ against a byte limit, and the whole fetch, headers included, ends by its deadlin
 worker thread whose connections are shut down at the deadline). Every failure is a
 :class:`FetchError` whose text is escaped where it is made. ``ttl`` turns ``Cache-Control`` into a
 cache lifetime. The state around the fetches (caching, back-off, single flight) is
-:class:`~jwt_guard.jwks.JWKSClient`'s.
+:class:`~jwt_guard.sources.jwks.JWKSClient`'s.
 
 Connections are per process: jwt_guard fetches through its own copy of each plain
 ``HTTPAdapter`` mounted on the session (same settings, its own connection pools, which watch
@@ -41,8 +41,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
 
-from ._codec import loads_object
-from ._logsafe import safe
+from .._codec import loads_object
+from .._logsafe import safe
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|[,\s])(?:no-store|no-cache)\b", re.IGNORECASE)

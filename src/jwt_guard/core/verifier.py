@@ -11,7 +11,20 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
-from ._codec import loads_object
+from .._codec import loads_object
+from .._logsafe import safe
+from .._options import duration, positive_int
+from ..errors import (
+    ConfigurationError,
+    InvalidClaim,
+    InvalidToken,
+    JWTGuardError,
+    MalformedToken,
+    RevokedToken,
+)
+from ..events import GuardObserver, emit
+from ..keys.jwk import KeySet
+from ..sources.jwks import JWKSClient
 from ._env import verifier_options_from_env
 from ._issuers import (
     Issuer,
@@ -27,8 +40,6 @@ from ._issuers import (
     check_names,
     check_text,
 )
-from ._logsafe import safe
-from ._options import duration, positive_int
 from ._tokencache import DEFAULT_CACHE_BYTES, TokenCache
 from .claims import (
     DEFAULT_SCOPE_CLAIMS,
@@ -37,16 +48,6 @@ from .claims import (
     extract_scopes,
     validate_claims,
 )
-from .errors import (
-    ConfigurationError,
-    InvalidClaim,
-    InvalidToken,
-    JWTGuardError,
-    MalformedToken,
-    RevokedToken,
-)
-from .events import GuardObserver, emit
-from .jwks import JWKSClient
 from .jws import (
     DEFAULT_MAX_TOKEN_SIZE,
     ParsedJWS,
@@ -55,7 +56,6 @@ from .jws import (
     normalize_typ,
     parse,
 )
-from .keys import KeySet
 
 __all__ = ["Issuer", "StaticKeys", "TokenVerifier", "fingerprint"]
 
@@ -175,7 +175,7 @@ class TokenVerifier:
         monotonic: ``time.monotonic``-like callable every interval is measured on (key-set
             lifetimes, refresh, cool-down, back-off, the token cache's lifetime), so a step of
             the wall clock moves none of them. Inject both in tests.
-        jwks_options: keyword arguments for each :class:`~jwt_guard.jwks.JWKSClient`
+        jwks_options: keyword arguments for each :class:`~jwt_guard.sources.jwks.JWKSClient`
             (timeouts, cache lifetimes, ``max_stale``, ``allow_http``, ``session``...).
         observer: a :class:`~jwt_guard.events.GuardObserver` that receives every outcome.
 
