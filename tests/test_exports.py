@@ -48,7 +48,6 @@ NOT_REEXPORTED: dict[str, set[str]] = {
     },
     "core.claims": {"ClaimRules", "FrozenDict", "FrozenList", "extract_scopes", "validate_claims"},
     "events": {"emit"},
-    "sources.jwks": {"FetchError", "check_url"},
     "core.jws": {
         "ParsedJWS",
         "allowed_algorithms",
@@ -58,7 +57,7 @@ NOT_REEXPORTED: dict[str, set[str]] = {
         "parse",
     },
     "keys.jwk": {"KeyNotUsed", "KeyRejected", "VerificationKey", "build_key", "thumbprint"},
-    "core.verifier": {"StaticKeys", "fingerprint"},
+    "core.verifier": {"fingerprint"},
     "wsgi": {"guard_environ", "status_line"},
 }
 
