@@ -167,7 +167,9 @@ from jose.constants import ALGORITHMS as JOSE
 before = (dict(JOSE.KEYS), set(JOSE.SUPPORTED), {a: jwk.get_key(a) for a in ("PS256", "EdDSA")})
 
 import jwt_guard
-from jwt_guard import ALGORITHMS, TokenVerifier, verify_jws
+from jwt_guard import TokenVerifier
+from jwt_guard.core.jws import verify_jws
+from jwt_guard.keys.algorithms import ALGORITHMS
 from jwt_guard.testing import LocalIssuer, generate_key
 from jwt_guard.testing._keys import compact_jws
 

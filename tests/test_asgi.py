@@ -28,7 +28,8 @@ from _asgi_helpers import (
     parse_challenge,
     verifier_for,
 )
-from jwt_guard import ConfigurationError, JWTGuard, JWTGuardWSGI, JWTUser, TokenVerifier
+from jwt_guard import ConfigurationError, JWTGuard, JWTGuardWSGI, TokenVerifier
+from jwt_guard.asgi import JWTUser
 from jwt_guard.decorators import require_scopes
 from jwt_guard.errors import JWTGuardError
 from jwt_guard.guard.middleware import CLAIMS_KEY, ErrorResponse

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from jwt_guard import (
-    Claims,
+from jwt_guard import Claims
+from jwt_guard._codec import MAX_DEPTH, loads_object
+from jwt_guard.core.claims import ClaimRules, extract_scopes, validate_claims
+from jwt_guard.errors import (
     ExpiredToken,
     InvalidClaim,
     IssuedInFuture,
@@ -23,8 +25,6 @@ from jwt_guard import (
     WrongAudience,
     WrongIssuer,
 )
-from jwt_guard._codec import MAX_DEPTH, loads_object
-from jwt_guard.core.claims import ClaimRules, extract_scopes, validate_claims
 
 NOW = 1_700_000_000.0
 ISS = "https://idp.example.test/"

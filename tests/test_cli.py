@@ -22,10 +22,12 @@ import pytest
 import requests
 
 from _servers import free_port
-from jwt_guard import JWTGuardError, TokenVerifier, WrongIssuer, verify_jws
+from jwt_guard import JWTGuardError, TokenVerifier
 from jwt_guard.cli import build_parser, main
 from jwt_guard.cli._commands import _report_refusal
 from jwt_guard.cli._keyfile import KeyFile, private_jwk, signing_key
+from jwt_guard.core.jws import verify_jws
+from jwt_guard.errors import WrongIssuer
 from jwt_guard.keys.algorithms import ALGORITHMS
 from jwt_guard.keys.jwk import thumbprint
 from jwt_guard.testing import LocalIssuer, SigningKey, generate_key

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import subprocess
-import sys
 import types
 from typing import Any
 
@@ -22,8 +20,40 @@ OWN_NAMESPACE = {"cli", "django", "fastapi", "flask", "testing"}
 # Names defined in the framework-free modules that are deliberately not re-exported: building
 # blocks of the verification core, reachable through their module for advanced use and tests.
 NOT_REEXPORTED: dict[str, set[str]] = {
+    "asgi": {"JWTUser"},
+    "core.claims": {"ClaimRules", "FrozenDict", "FrozenList", "extract_scopes", "validate_claims"},
+    "core.jws": {
+        "ParsedJWS",
+        "allowed_algorithms",
+        "check_header",
+        "check_signature",
+        "normalize_typ",
+        "parse",
+        "verify_jws",
+    },
+    "core.verifier": {"fingerprint"},
+    "errors": {
+        "AlgorithmNotAllowed",
+        "BadSignature",
+        "EncryptedToken",
+        "ExpiredToken",
+        "InvalidClaim",
+        "InvalidRequest",
+        "IssuedInFuture",
+        "MalformedToken",
+        "MissingClaim",
+        "MissingToken",
+        "NotYetValid",
+        "RevokedToken",
+        "TokenTooLarge",
+        "TokenTooOld",
+        "UnknownKey",
+        "UnsupportedHeader",
+        "WrongAudience",
+        "WrongIssuer",
+    },
+    "events": {"emit"},
     "guard.middleware": {
-        "ErrorResponse",
         "Guard",
         "RouteAdapter",
         "RouteRefusal",
@@ -31,6 +61,7 @@ NOT_REEXPORTED: dict[str, set[str]] = {
         "bearer_token",
         "challenge",
         "check_option_names",
+        "check_scopes",
         "check_route",
         "flag_option",
         "options_from_env",
@@ -46,18 +77,15 @@ NOT_REEXPORTED: dict[str, set[str]] = {
         "SECP256K1Key",
         "make_key",
     },
-    "core.claims": {"ClaimRules", "FrozenDict", "FrozenList", "extract_scopes", "validate_claims"},
-    "events": {"emit"},
-    "core.jws": {
-        "ParsedJWS",
-        "allowed_algorithms",
-        "check_header",
-        "check_signature",
-        "normalize_typ",
-        "parse",
+    "keys.jwk": {
+        "KeyNotUsed",
+        "KeyRejected",
+        "KeySet",
+        "VerificationKey",
+        "build_key",
+        "thumbprint",
     },
-    "keys.jwk": {"KeyNotUsed", "KeyRejected", "VerificationKey", "build_key", "thumbprint"},
-    "core.verifier": {"fingerprint"},
+    "sources.jwks": {"JWKSClient"},
     "wsgi": {"guard_environ", "status_line"},
 }
 
@@ -103,7 +131,10 @@ def test_every_public_top_level_attribute_is_exported() -> None:
         for name, obj in vars(jwt_guard).items()
         if not name.startswith("_") and not isinstance(obj, types.ModuleType)
     }
-    assert public - {"annotations"} == set(jwt_guard.__all__)
+    # The adapters' names are loaded on first use (PEP 562) and appear once used.
+    lazy = set(jwt_guard._LAZY)
+    assert set(jwt_guard.__all__) - lazy <= public - {"annotations"}
+    assert public - {"annotations"} <= set(jwt_guard.__all__)
 
 
 def test_the_core_exports_the_classes_users_need() -> None:
@@ -111,9 +142,8 @@ def test_the_core_exports_the_classes_users_need() -> None:
         "TokenVerifier",
         "Issuer",
         "Claims",
-        "JWKSClient",
-        "KeySet",
-        "verify_jws",
+        "ErrorResponse",
+        "GuardObserver",
         "JWTGuardError",
         "KeysUnavailable",
         "ConfigurationError",
@@ -152,18 +182,6 @@ def test_the_testing_namespace_is_sorted() -> None:
     import jwt_guard.testing
 
     assert jwt_guard.testing.__all__ == sorted(jwt_guard.testing.__all__)
-
-
-def test_importing_jwt_guard_imports_no_web_framework() -> None:
-    code = (
-        "import sys, jwt_guard\n"
-        "bad = sorted(m for m in ('flask', 'django', 'fastapi') if m in sys.modules)\n"
-        "assert not bad, bad\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("module_name", sorted(NOT_REEXPORTED))

@@ -40,15 +40,10 @@ from urllib3.util import parse_url
 import jwt_guard
 from _core_helpers import Clock, settle_jwks_threads
 from _servers import free_port, wait_until_listening
-from jwt_guard import (
-    ConfigurationError,
-    JWKSClient,
-    KeysUnavailable,
-    TokenVerifier,
-    UnknownKey,
-)
+from jwt_guard import ConfigurationError, KeysUnavailable, TokenVerifier
+from jwt_guard.errors import UnknownKey
 from jwt_guard.guard.health import health_wsgi_app
-from jwt_guard.sources.jwks import check_url
+from jwt_guard.sources.jwks import JWKSClient, check_url
 from jwt_guard.testing import LocalIssuer
 
 FAST: dict[str, Any] = {"timeout": (2.0, 2.0), "total_timeout": 5.0}

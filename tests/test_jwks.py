@@ -24,17 +24,10 @@ import pytest
 import requests
 
 from _core_helpers import Clock, settle_jwks_threads
-from jwt_guard import (
-    BadSignature,
-    ConfigurationError,
-    Issuer,
-    JWKSClient,
-    KeysUnavailable,
-    TokenVerifier,
-    UnknownKey,
-    WrongIssuer,
-)
+from jwt_guard import ConfigurationError, Issuer, KeysUnavailable, TokenVerifier
+from jwt_guard.errors import BadSignature, UnknownKey, WrongIssuer
 from jwt_guard.sources._policy import Action, Attempt, Decision, Reason
+from jwt_guard.sources.jwks import JWKSClient
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 MakeIssuer = Callable[..., LocalIssuer]

@@ -18,20 +18,18 @@ from _core_helpers import (
     tamper_payload,
     token,
 )
-from jwt_guard import (
+from jwt_guard import ConfigurationError, InvalidToken
+from jwt_guard.core.jws import check_header, normalize_typ, verify_jws
+from jwt_guard.errors import (
     AlgorithmNotAllowed,
     BadSignature,
-    ConfigurationError,
     EncryptedToken,
-    InvalidToken,
-    KeySet,
     MalformedToken,
     TokenTooLarge,
     UnknownKey,
     UnsupportedHeader,
-    verify_jws,
 )
-from jwt_guard.core.jws import check_header, normalize_typ
+from jwt_guard.keys.jwk import KeySet
 
 CLAIMS = {"iss": "https://idp.example.test/", "sub": "user-1", "exp": 1}  # exp long past
 

@@ -21,16 +21,11 @@ from _core_helpers import (
     token,
 )
 from _edwards import CURVES, ED448, ED25519, LIBSODIUM_ED25519_BLOCKLIST, small_order_encodings
-from jwt_guard import (
-    ALGORITHMS,
-    AlgorithmNotAllowed,
-    ConfigurationError,
-    KeySet,
-    TokenVerifier,
-    UnknownKey,
-)
+from jwt_guard import ConfigurationError, TokenVerifier
 from jwt_guard._codec import b64url_uint
-from jwt_guard.keys.jwk import KEPT_REASONS, KeyRejected, build_key, thumbprint
+from jwt_guard.errors import AlgorithmNotAllowed, UnknownKey
+from jwt_guard.keys.algorithms import ALGORITHMS
+from jwt_guard.keys.jwk import KEPT_REASONS, KeyRejected, KeySet, build_key, thumbprint
 
 
 @pytest.fixture(scope="module")

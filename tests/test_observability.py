@@ -20,23 +20,21 @@ from werkzeug.test import Client as WerkzeugClient
 from _adapter_apps import FRAMEWORKS, ROUTE_REFUSES_OPEN_ME, Driver, driver
 from _asgi_helpers import call_raw
 from jwt_guard import (
-    AlgorithmNotAllowed,
     ConfigurationError,
     ErrorResponse,
-    ExpiredToken,
     GuardObserver,
     Issuer,
     JWTGuard,
     JWTGuardError,
     JWTGuardWSGI,
     KeysUnavailable,
-    MissingClaim,
     TokenVerifier,
     health_asgi_app,
     health_wsgi_app,
     require_scopes,
 )
 from jwt_guard.core.verifier import fingerprint
+from jwt_guard.errors import AlgorithmNotAllowed, ExpiredToken, MissingClaim
 from jwt_guard.events import emit
 from jwt_guard.testing import JWKSFault, LocalIssuer
 

@@ -7,15 +7,8 @@ import pytest
 import requests
 from starlette.responses import PlainTextResponse
 
-from jwt_guard import (
-    ConfigurationError,
-    ExpiredToken,
-    JWTGuard,
-    KeysUnavailable,
-    TokenVerifier,
-    UnknownKey,
-    WrongAudience,
-)
+from jwt_guard import ConfigurationError, JWTGuard, KeysUnavailable, TokenVerifier
+from jwt_guard.errors import ExpiredToken, UnknownKey, WrongAudience
 from jwt_guard.testing import JWKSFault, LocalIssuer
 from jwt_guard.testing.pytest_plugin import IssuerFault, MintToken
 

@@ -19,19 +19,11 @@ from typing import Any
 
 import pytest
 
-from jwt_guard import (
-    InvalidClaim,
-    Issuer,
-    JWKSClient,
-    JWTGuard,
-    JWTGuardError,
-    JWTGuardWSGI,
-    TokenVerifier,
-    WrongAudience,
-    errors,
-)
+from jwt_guard import Issuer, JWTGuard, JWTGuardError, JWTGuardWSGI, TokenVerifier, errors
 from jwt_guard.core._env import ENV_VARIABLES
+from jwt_guard.errors import InvalidClaim, WrongAudience
 from jwt_guard.fastapi import JWTBearer
+from jwt_guard.sources.jwks import JWKSClient
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.testing.pytest_plugin import MintToken
 

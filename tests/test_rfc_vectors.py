@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from _core_helpers import b64d
-from jwt_guard import ALGORITHMS, JWTGuardError, verify_jws
+from jwt_guard import JWTGuardError
+from jwt_guard.core.jws import verify_jws
+from jwt_guard.keys.algorithms import ALGORITHMS
 
 VECTORS_PATH = Path(__file__).resolve().parent / "data" / "rfc_vectors.json"
 

@@ -32,24 +32,19 @@ from _core_helpers import (
     tamper_payload,
     token,
 )
-from jwt_guard import (
+from jwt_guard import Claims, ConfigurationError, InvalidToken, Issuer, JWTGuardError, TokenVerifier
+from jwt_guard.errors import (
     AlgorithmNotAllowed,
     BadSignature,
-    Claims,
-    ConfigurationError,
     ExpiredToken,
     InvalidClaim,
-    InvalidToken,
     IssuedInFuture,
-    Issuer,
-    JWTGuardError,
     MalformedToken,
     MissingClaim,
     NotYetValid,
     RevokedToken,
     TokenTooLarge,
     TokenTooOld,
-    TokenVerifier,
     UnknownKey,
     UnsupportedHeader,
     WrongAudience,
