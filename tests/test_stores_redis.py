@@ -319,7 +319,7 @@ def test_subject_revocation_unrevoke_and_list_reach_every_worker(fleet: Fleet) -
 def test_resync_after_the_pubsub_connection_is_dropped(fleet: Fleet, server: RedisServer) -> None:
     writer = fleet.worker()
     # No periodic version check during the test: only the reconnect can bring the change.
-    worker = fleet.worker(check_interval=3600)
+    worker = fleet.worker(check_interval=3600, max_staleness=7200)
     resyncs = worker.status()["resyncs"]
     killed = server.client().execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     assert killed >= 2
@@ -589,12 +589,32 @@ def test_bad_urls_are_configuration_errors(url: Any, match: str) -> None:
             lambda: RedisRevocationStore("redis://h", max_staleness=-1), "max_staleness", id="neg"
         ),
         pytest.param(lambda: RedisKeySetStore("redis://h", secret="short"), "secret", id="secret"),
+        pytest.param(
+            lambda: RedisRevocationStore("redis://h", check_interval=20, max_staleness=30),
+            "more than half of max_staleness",
+            id="check-vs-staleness",
+        ),
         pytest.param(lambda: RedisReplayStore(object()), "RedisConnection", id="connection"),
     ],
 )
 def test_bad_options_are_configuration_errors(build: Callable[[], object], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         build()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost",
+        "redis://user:pw@10.1.2.3:6380/2",
+        "rediss://redis.example.com:6380/0?ssl_cert_reqs=required",
+        "unix:///run/redis/redis.sock?db=1",
+    ],
+)
+def test_the_url_forms_build_without_connecting(url: str) -> None:
+    connection = RedisConnection(url, namespace="app-1.v2")
+    assert connection.key("replay", "x") == "app-1.v2:replay:x"
+    connection.close()
 
 
 def test_a_password_in_the_url_never_reaches_a_log_or_an_error(

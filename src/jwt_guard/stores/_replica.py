@@ -16,16 +16,22 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Literal, Protocol
 
 from .._logsafe import safe
 from ._support import reset_after_fork
 from .base import Revocation
 from .errors import StoreFull, StoreUnavailable
 
-__all__ = ["Replica"]
+__all__ = ["Lookup", "Replica"]
 
 Outcome = Literal["applied", "old", "gap"]
+
+
+class Lookup(Protocol):
+    """The request-path check: ``(jti, sub, iat) -> revoked?``, no I/O."""
+
+    def __call__(self, jti: str | None, sub: str | None, iat: float | None) -> bool: ...
 
 
 class Replica:
@@ -43,8 +49,8 @@ class Replica:
     ) -> None:
         self._owner = owner
         self._max_entries = max_entries
-        self._max_staleness = max_staleness
-        self._refuse = refuse_when_stale
+        # The bound that makes is_revoked refuse; None when nothing refuses (no clock read).
+        self._refuse_after = max_staleness if refuse_when_stale else None
         self._clock = clock
         self._monotonic = monotonic
         self._jti: dict[str, float] = {}
@@ -53,6 +59,9 @@ class Replica:
         self.version = 0
         self.synced_at = -math.inf
         self.syncs = 0  # how many times the replica was confirmed or reloaded
+        # Called before each read while set: the Redis store starts its subscriber through it
+        # (lazily, also in a forked child) and clears it once running.
+        self.before_read: Callable[[], object] | None = None
         self._cond = threading.Condition()
         reset_after_fork(self)
 
@@ -64,8 +73,11 @@ class Replica:
         Raises ``StoreUnavailable`` when the replica is older than ``max_staleness`` and the
         store refuses then; with ``on_stale="accept"`` it answers from what it holds.
         """
-        limit = self._max_staleness
-        if limit is not None and self._monotonic() - self.synced_at > limit and self._refuse:
+        hook = self.before_read
+        if hook is not None:
+            hook()
+        limit = self._refuse_after
+        if limit is not None and self._monotonic() - self.synced_at > limit:
             raise StoreUnavailable(
                 f"{self._owner}: the revocation list was last confirmed "
                 f"{self.staleness():.1f}s ago (max_staleness={limit:g}s)"

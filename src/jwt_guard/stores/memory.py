@@ -27,13 +27,19 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._options import duration, positive_int
 from ..errors import ConfigurationError
-from ._replica import Replica
+from ._replica import Lookup, Replica
 from ._support import check_value, digest, instant, reset_after_fork, ttl_seconds
-from .base import Revocation, StoredKeySet
+from .base import (
+    KeySetStore,
+    ReplayStore,
+    Revocation,
+    RevocationStore,
+    StoredKeySet,
+)
 from .errors import StoreFull
 
 __all__ = ["MemoryKeySetStore", "MemoryReplayStore", "MemoryRevocationStore"]
@@ -72,6 +78,10 @@ class MemoryRevocationStore:
 
     _OWNER = "MemoryRevocationStore"
 
+    is_revoked: Lookup
+    """``is_revoked(jti, sub, iat) -> bool``: whether a token with these claims is refused (a
+    dictionary lookup or two; the replica's own method, so no extra call on the request path)."""
+
     def __init__(
         self,
         *,
@@ -84,6 +94,7 @@ class MemoryRevocationStore:
         self._clock = clock
         self._replica = Replica(self._OWNER, max_entries=self.max_entries, clock=clock)
         self._replica.replace("memory", 0, {}, {})
+        self.is_revoked = self._replica.is_revoked
 
     def revoke(self, jti: str, until: float) -> None:
         """Refuse the token with this ``jti`` until ``until`` (epoch seconds, or an aware
@@ -122,10 +133,6 @@ class MemoryRevocationStore:
         """The entries in force, sorted by kind and value."""
         self._replica.purge()
         return self._replica.entries()
-
-    def is_revoked(self, jti: str | None, sub: str | None, iat: float | None) -> bool:
-        """Whether a token with these claims is refused: a dictionary lookup or two."""
-        return self._replica.is_revoked(jti, sub, iat)
 
     def staleness(self) -> float:
         """Always ``0.0``: this list is the store."""
@@ -295,3 +302,11 @@ class MemoryKeySetStore:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
+
+
+if TYPE_CHECKING:  # mypy checks each class against its protocol here; nothing runs
+
+    def _conforms(
+        revocations: MemoryRevocationStore, replay: MemoryReplayStore, keysets: MemoryKeySetStore
+    ) -> tuple[RevocationStore, ReplayStore, KeySetStore]:
+        return revocations, replay, keysets

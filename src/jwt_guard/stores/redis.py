@@ -60,7 +60,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -78,7 +78,7 @@ from .._logsafe import safe
 from .._options import duration, positive_int
 from ..errors import ConfigurationError
 from ._envelope import check_secrets, open_sealed, seal
-from ._replica import Replica
+from ._replica import Lookup, Replica
 from ._support import (
     MAX_VALUE_LENGTH,
     Backoff,
@@ -92,7 +92,13 @@ from ._support import (
     reset_after_fork,
     ttl_seconds,
 )
-from .base import Revocation, StoredKeySet
+from .base import (
+    KeySetStore,
+    ReplayStore,
+    Revocation,
+    RevocationStore,
+    StoredKeySet,
+)
 from .errors import StoreFull, StoreUnavailable
 from .memory import DAY, check_until
 
@@ -671,14 +677,15 @@ class RedisRevocationStore:
         on_stale: ``"refuse"`` (the default: ``is_revoked`` raises ``StoreUnavailable``, a 503)
             or ``"accept"`` (keep answering from the replica: availability over revocation).
         check_interval: seconds between version checks (default 1): the bound on how long a
-            flush, a restart or a lost notification can go unnoticed while Redis answers.
+            flush, a restart or a lost notification can go unnoticed while Redis answers; at
+            most half of ``max_staleness``.
         max_entries: the most entries of each kind in force (the same on every worker).
         max_ttl: the furthest ahead an entry's ``until`` may be (default 30 days).
         clock: ``time.time``-like wall clock (entries lapse at ``until`` on it).
         monotonic: ``time.monotonic``-like clock the staleness is measured on.
 
     Until the first sync the replica is stale: call :meth:`start` and :meth:`wait_synced` at
-    start-up (the guard does), or the first requests get 503 for a few milliseconds.
+    start-up, or the first requests get 503 for the few milliseconds the first load takes.
 
     Example::
 
@@ -689,6 +696,12 @@ class RedisRevocationStore:
     """
 
     _OWNER = "RedisRevocationStore"
+
+    is_revoked: Lookup
+    """``is_revoked(jti, sub, iat) -> bool``: whether the local replica refuses a token with
+    these claims (no I/O; the replica's own method, so no extra call on the request path). The
+    first call in a process starts the subscriber. Raises ``StoreUnavailable`` once the replica
+    is older than ``max_staleness`` with ``on_stale="refuse"``."""
 
     def __init__(
         self,
@@ -703,10 +716,16 @@ class RedisRevocationStore:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         owner = self._OWNER
-        self.max_staleness = duration(owner, "max_staleness", max_staleness)
+        self.max_staleness = duration(owner, "max_staleness", max_staleness, allow_zero=False)
         self.on_stale = on_stale
         refuse = check_on_stale(owner, on_stale)
         self.check_interval = duration(owner, "check_interval", check_interval, allow_zero=False)
+        if self.check_interval > self.max_staleness / 2:
+            raise ConfigurationError(
+                f"{owner}(check_interval=...): {self.check_interval:g}s is more than half of "
+                f"max_staleness={self.max_staleness:g}s; a quiet, healthy replica is confirmed "
+                "only every check_interval, so it would go stale between checks"
+            )
         self.max_entries = positive_int(owner, "max_entries", max_entries, minimum=1)
         self.max_ttl = duration(owner, "max_ttl", max_ttl, allow_zero=False)
         self._clock = clock
@@ -735,22 +754,14 @@ class RedisRevocationStore:
         self._failures = 0
         self._last_error: str | None = None
         self._lag: float | None = None
+        self.is_revoked = self._replica.is_revoked
+        self._replica.before_read = self.start  # until the subscriber runs
         reset_after_fork(self)
 
     def __repr__(self) -> str:
         return f"RedisRevocationStore({self._conn.display!r})"
 
     # -- the request path ------------------------------------------------------------------
-
-    def is_revoked(self, jti: str | None, sub: str | None, iat: float | None) -> bool:
-        """Whether the local replica refuses a token with these claims (no I/O).
-
-        Raises ``StoreUnavailable`` once the replica is older than ``max_staleness`` with
-        ``on_stale="refuse"``.
-        """
-        if not self._running:
-            self.start()
-        return self._replica.is_revoked(jti, sub, iat)
 
     def staleness(self) -> float:
         """Seconds since the replica last agreed with Redis (``inf`` before the first sync)."""
@@ -895,6 +906,8 @@ class RedisRevocationStore:
             with self._state:
                 self._running = False
             self._failed(exc)
+            return
+        self._replica.before_read = None
 
     def wait_synced(self, timeout: float) -> bool:
         """Start if needed and wait until the replica agrees with Redis (at most ``timeout``).
@@ -916,6 +929,7 @@ class RedisRevocationStore:
         with self._state:
             self._closed, self._running = True, False
             thread, stop = self._thread, self._stop
+        self._replica.before_read = None
         stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(_SLICE + 2 * self._conn.bound + 1)
@@ -1099,3 +1113,13 @@ class RedisRevocationStore:
         self._thread = None
         self._running = False
         self._connected = False
+        if not self._closed:
+            self._replica.before_read = self.start
+
+
+if TYPE_CHECKING:  # mypy checks each class against its protocol here; nothing runs
+
+    def _conforms(
+        revocations: RedisRevocationStore, replay: RedisReplayStore, keysets: RedisKeySetStore
+    ) -> tuple[RevocationStore, ReplayStore, KeySetStore]:
+        return revocations, replay, keysets
