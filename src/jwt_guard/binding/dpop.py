@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .._codec import b64url_encode, loads_object
+from .._codec import b64url_decode, b64url_encode, loads_object
 from .._logsafe import safe
 from .._options import duration, positive_int
 from ..algorithms import ALGORITHMS
@@ -386,19 +386,11 @@ class DPoPVerifier:
         expected_jkt: str | None,
     ) -> tuple[DPoPProof, str]:
         token = _one_value(proof)
-        try:
-            parsed = parse(token, self.max_proof_size)
-        except JWTGuardError as exc:
-            raise InvalidDPoPProof(f"DPoP proof is not a compact JWS: {exc.detail}") from None
-        header_segment = token[: token.index(".")]
-        key = self._keys.get(header_segment)
-        if key is None:
-            key = self._proof_key(parsed.header)
-            self._remember_key(header_segment, key)
-        if not key.verifier.verify(parsed.signing_input, parsed.signature):
+        key, signing_input, payload, signature = self._split(token)
+        if not key.verifier.verify(signing_input, signature):
             raise InvalidDPoPProof("DPoP proof signature does not verify with its jwk")
         try:
-            claims = loads_object(parsed.payload)
+            claims = loads_object(payload)
         except ValueError as exc:
             raise InvalidDPoPProof(f"DPoP proof payload is not a JSON object: {exc}") from None
 
@@ -418,7 +410,7 @@ class DPoPVerifier:
             raise DPoPProofMismatch(
                 f"DPoP proof htm {safe(htm, 20)!r} is not the request method {safe(method, 20)!r}"
             )
-        if strip_query(htu) != strip_query(url) and not _same_url(htu, url):
+        if htu != url and strip_query(htu) != strip_query(url) and not _same_url(htu, url):
             raise DPoPProofMismatch(
                 f"DPoP proof htu {safe(htu, 200)!r} is not the request URL {safe(url, 200)!r}"
             )
@@ -459,6 +451,34 @@ class DPoPVerifier:
             nonce if isinstance(nonce, str) else None,
         )
         return checked, replay_key
+
+    def _split(self, token: str) -> tuple[_ProofKey, bytes, bytes, bytes]:
+        """The proof's key, signing input, payload and signature, parsed as strictly as a token.
+
+        A header segment seen before (a client's next proof) skips its decoding and the key
+        gate: the same segment always decodes to the same header and key. Everything else, and
+        every first sight of a header, goes through :func:`jwt_guard.jws.parse`.
+        """
+        header_segment, _, rest = token.partition(".")
+        key = self._keys.get(header_segment)
+        if key is not None and len(token) <= self.max_proof_size:
+            payload_segment, dot, signature_segment = rest.partition(".")
+            if dot and signature_segment and "." not in signature_segment:
+                try:
+                    payload = b64url_decode(payload_segment)
+                    signature = b64url_decode(signature_segment)
+                except ValueError as exc:
+                    raise InvalidDPoPProof(f"DPoP proof segment is malformed: {exc}") from None
+                signing_input = token[: len(header_segment) + 1 + len(payload_segment)]
+                return key, signing_input.encode("ascii"), payload, signature
+        try:  # the full parse, which also names what is wrong with a malformed proof
+            parsed = parse(token, self.max_proof_size)
+        except JWTGuardError as exc:
+            raise InvalidDPoPProof(f"DPoP proof is not a compact JWS: {exc.detail}") from None
+        if key is None:
+            key = self._proof_key(parsed.header)
+            self._remember_key(header_segment, key)
+        return key, parsed.signing_input, parsed.payload, parsed.signature
 
     def _proof_key(self, header: Mapping[str, Any]) -> _ProofKey:
         """The header rules and the key gate: everything the header alone decides."""

@@ -102,16 +102,14 @@ class MemoryReplayStore:
 
     def _purge(self, now: float) -> None:
         expiry = self._expiry
-        for ttl, queue in list(self._queues.items()):
+        for queue in self._queues.values():  # empty queues stay: one per distinct ttl
             while queue and queue[0][0] <= now:
                 expires, key = queue.popleft()
                 if expiry.get(key) == expires:
                     del expiry[key]
-            if not queue:
-                del self._queues[ttl]
 
     def _full(self, now: float) -> ReplayStoreFull:
-        soonest = min((queue[0][0] for queue in self._queues.values()), default=now + 1)
+        soonest = min((q[0][0] for q in self._queues.values() if q), default=now + 1)
         retry_after = max(1, math.ceil(soonest - now))
         if now - self._full_logged >= _FULL_LOG_INTERVAL:
             self._full_logged = now
