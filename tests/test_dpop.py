@@ -581,6 +581,18 @@ def test_a_cached_header_still_gets_every_check_of_the_rest(ctx: Ctx) -> None:
     assert ctx.verify(good)
 
 
+def test_a_flood_of_new_client_keys_keeps_the_key_cache_bounded(ctx: Ctx) -> None:
+    """What a header decided is kept per header, at most 1024 of them (oldest out first): a flood
+    of proofs with fresh keys costs a key check each, never memory without bound."""
+    keys = [DPoPKey.generate("ES256", clock=ctx.clock) for _ in range(1100)]
+    for key in keys:
+        ctx.verifier.verify(key.proof("GET", URL), method="GET", url=URL)
+    cache = ctx.verifier._keys  # the private cache: its size is the property under test
+    assert len(cache) == 1024
+    assert keys[0].proof("GET", URL).split(".")[0] not in cache
+    assert ctx.verifier.verify(keys[0].proof("GET", URL), method="GET", url=URL)
+
+
 # -- iat window -------------------------------------------------------------------------------
 
 
