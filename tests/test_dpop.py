@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from _common import parse_challenge
 from _edwards import CURVES, small_order_encodings
@@ -481,6 +484,9 @@ HOSTILE: list[Any] = [
     pytest.param(_p(iat=NOW + 66), DPoPProofExpired, id="iat-future"),
     pytest.param(_p(iat=0), DPoPProofExpired, id="iat-epoch"),
     pytest.param(_p(iat=NOW + 10**12), DPoPProofExpired, id="iat-far-future"),
+    pytest.param(_p(iat=10**400), DPoPProofExpired, id="iat-huge-integer"),
+    pytest.param(_p(iat=-(10**400)), DPoPProofExpired, id="iat-huge-negative-integer"),
+    pytest.param(_p(iat=1e300), DPoPProofExpired, id="iat-huge-float"),
     # the token's binding
     pytest.param(
         lambda c: {"proof": c.proof(), "expected_jkt": c.other.jkt},
@@ -974,3 +980,94 @@ def test_absolute_form_and_host_tricks_never_move_the_htu(ctx: Ctx) -> None:
         with pytest.raises(DPoPProofMismatch):
             ctx.verify(ctx.proof(url=htu), url=request_url(base, path))
     assert ctx.verify(ctx.proof(), url=request_url(base, "/items/42?page=2"))
+
+
+# -- fuzzing: whatever comes, a verified proof or a JWTGuardError, never anything else ---------
+
+FUZZ = settings(
+    max_examples=int(os.environ.get("JWT_GUARD_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_members = st.dictionaries(
+    st.sampled_from(
+        [
+            "typ",
+            "alg",
+            "jwk",
+            "kid",
+            "crit",
+            "b64",
+            "jti",
+            "htm",
+            "htu",
+            "iat",
+            "ath",
+            "nonce",
+            "x5c",
+            "jku",
+        ]
+    )
+    | st.text(max_size=8),
+    _json_values,
+    max_size=4,
+)
+
+
+def _refused_or_verified(call: Callable[[], Any]) -> Any:
+    refusal: JWTGuardError | None = None
+    try:
+        return call()
+    except JWTGuardError as exc:
+        refusal = exc
+    assert refusal.status in (401, 503)
+    assert "\n" not in str(refusal)
+    return None
+
+
+@FUZZ
+@given(values=st.lists(st.text(max_size=300), max_size=3))
+def test_arbitrary_dpop_header_values(values: list[str]) -> None:
+    ctx = Ctx()
+    assert _refused_or_verified(lambda: ctx.verify(values)) is None
+
+
+@FUZZ
+@given(header=_members, claims=_members)
+def test_validly_signed_arbitrary_headers_and_claims(
+    header: dict[str, Any], claims: dict[str, Any]
+) -> None:
+    ctx = Ctx()
+    proof = ctx.sign({**ctx.header(), **header}, {**ctx.claims(), **claims})
+    _refused_or_verified(lambda: ctx.verify(proof))
+
+
+@FUZZ
+@given(data=st.data())
+def test_single_byte_mutations_of_a_valid_proof(data: st.DataObject) -> None:
+    ctx = Ctx()
+    original = ctx.proof()
+    at = data.draw(st.integers(0, len(original) - 1), label="at")
+    char = data.draw(st.characters(codec="latin-1"), label="char")
+    mutated = original[:at] + char + original[at + 1 :]
+    result = _refused_or_verified(lambda: ctx.verify(mutated))
+    assert result is None or mutated == original
+
+
+@FUZZ
+@given(
+    htu=st.text(max_size=60) | st.sampled_from(["https://api.example.com/", URL]),
+    url=st.text(max_size=60) | st.just(URL),
+)
+def test_arbitrary_htu_and_request_urls(htu: str, url: str) -> None:
+    ctx = Ctx()
+    _refused_or_verified(lambda: ctx.verify(ctx.proof(url=htu), url=url))
