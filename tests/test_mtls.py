@@ -90,6 +90,8 @@ def test_load_certificate_gives_the_der(value: str | bytes) -> None:
         pytest.param(b"\xff" * 70_000, id="too-large"),
         pytest.param("-----BEGIN CERTIFICATE-----\u00e9", id="non-ascii"),
         pytest.param(b"-----BEGIN CERTIFICATE-----\xff", id="pem-bytes-non-ascii"),
+        pytest.param(None, id="none"),
+        pytest.param(["-----BEGIN CERTIFICATE-----"], id="list"),
     ],
 )
 def test_malformed_certificates_refuse_without_a_500(value: str | bytes) -> None:

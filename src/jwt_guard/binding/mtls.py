@@ -75,8 +75,10 @@ def load_certificate(value: str | bytes) -> bytes:
     A PEM input must hold exactly one ``CERTIFICATE`` block (a chain is ambiguous: pass its
     first element, the client's own certificate).
     """
-    if len(value) > MAX_CERTIFICATE_SIZE:
-        raise CertificateBindingMismatch("client certificate input is too large")
+    if not isinstance(value, (str, bytes)) or len(value) > MAX_CERTIFICATE_SIZE:
+        raise CertificateBindingMismatch(
+            "client certificate input is not PEM or DER of a sane size"
+        )
     if isinstance(value, bytes) and not value.lstrip().startswith(b"-----BEGIN"):
         return _checked_der(value)
     try:
