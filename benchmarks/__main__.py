@@ -17,11 +17,11 @@ from ._fixtures import Bench, Mode
 from ._report import Row, render
 
 DEFAULT_JSON = Path(__file__).with_name("results.json")
-SECTIONS = ("verify", "default", "cache", "asgi", "wsgi", "jwks")
+SECTIONS = ("verify", "default", "cache", "asgi", "wsgi", "jwks", "dpop")
 
 
 def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
-    from . import app_bench, jwks_bench, verify_bench
+    from . import app_bench, dpop_bench, jwks_bench, verify_bench
 
     return {
         "verify": verify_bench.run_algorithms,
@@ -30,6 +30,7 @@ def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
         "asgi": app_bench.run_asgi,
         "wsgi": app_bench.run_wsgi,
         "jwks": jwks_bench.run_jwks,
+        "dpop": dpop_bench.run_dpop,
     }
 
 

@@ -54,6 +54,10 @@ ROW_KEYS = [
     "jwks.slow_loop_lag",
     "jwks.slow_cached_requests",
     "jwks.refresh_ahead",
+    "dpop.ES256",
+    "dpop.EdDSA",
+    "dpop.RS256",
+    "dpop.ES256.new_key",
 ]
 TARGETED = [
     *(f"verify.{alg}" for alg in ("RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256")),
@@ -70,6 +74,7 @@ TARGETED = [
     "jwks.slow_loop_lag",
     "jwks.slow_cached_requests",
     "jwks.refresh_ahead",
+    "dpop.ES256",
 ]
 SECTION_KEYS = [
     "algorithms",
@@ -79,6 +84,7 @@ SECTION_KEYS = [
     "asgi",
     "wsgi",
     "jwks",
+    "dpop",
 ]
 
 
