@@ -24,8 +24,10 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "jwt_guard"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("errors", "events", "_codec", "_logsafe", "_options", "_version")),
     ("keys", ("keys",)),
+    ("stores", ("stores",)),
     ("sources", ("sources",)),
     ("core", ("core",)),
+    ("binding", ("binding",)),
     ("guard", ("guard",)),
     ("adapters", ("asgi", "wsgi", "flask", "django", "fastapi", "decorators")),
     ("testing", ("testing",)),
@@ -40,6 +42,7 @@ RESTRICTED: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(FRAMEWORKS, ("adapters", "cli")),
     "jose": ("keys.algorithms",),
     "requests": ("sources", "cli"),
+    "redis": ("stores.redis",),
     "pytest": ("testing.pytest_plugin",),
 }
 

@@ -10,7 +10,7 @@ the token's ``cnf.jkt``, and returns a :class:`DPoPProof` or raises:
    ``none``, never HMAC); ``crit``/``b64``/``kid`` follow the token's header rules;
 3. the key is the embedded ``jwk`` (``jku``, ``x5u`` and ``x5c`` are refused): a public key only
    (a private member refuses it), bound to ``alg`` and through the same key gate as any key
-   (:func:`jwt_guard.keys.build_key`: RSA size and exponent, EC point on the curve, Ed25519/Ed448
+   (:func:`jwt_guard.keys.jwk.build_key`: RSA size and exponent, EC point on the curve, Ed25519/Ed448
    canonical and not of small order);
 4. the signature verifies with that key;
 5. ``jti`` (a string of at most 256 characters), ``htm``, ``htu`` and ``iat`` are present and
@@ -48,10 +48,10 @@ from typing import Any
 from .._codec import b64url_decode, b64url_encode, loads_object
 from .._logsafe import safe
 from .._options import duration, positive_int
-from ..algorithms import ALGORITHMS
+from ..core.jws import DEFAULT_MAX_TOKEN_SIZE, allowed_algorithms, check_header, parse
 from ..errors import ConfigurationError, InsufficientScope, JWTGuardError
-from ..jws import DEFAULT_MAX_TOKEN_SIZE, allowed_algorithms, check_header, parse
-from ..keys import KeyRejected, build_key
+from ..keys.algorithms import ALGORITHMS
+from ..keys.jwk import KeyRejected, build_key
 from ._replay import ReplayStore
 from ._url import normalize_url, public_base_url, request_url, strip_query
 from .errors import (
@@ -456,7 +456,7 @@ class DPoPVerifier:
 
         A header segment seen before (a client's next proof) skips its decoding and the key
         gate: the same segment always decodes to the same header and key. Everything else, and
-        every first sight of a header, goes through :func:`jwt_guard.jws.parse`.
+        every first sight of a header, goes through :func:`jwt_guard.core.jws.parse`.
         """
         header_segment, _, rest = token.partition(".")
         key = self._keys.get(header_segment)

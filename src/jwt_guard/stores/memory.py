@@ -47,7 +47,7 @@ __all__ = ["MemoryKeySetStore", "MemoryReplayStore", "MemoryRevocationStore"]
 DAY = 86400.0
 
 
-def check_until(owner: str, until: object, now: float, max_ttl: float) -> float | None:
+def _check_until(owner: str, until: object, now: float, max_ttl: float) -> float | None:
     """``until`` as epoch seconds; ``None`` if it has passed (nothing to store)."""
     seconds = instant(owner, "until", until)
     if seconds <= now:
@@ -100,7 +100,7 @@ class MemoryRevocationStore:
         """Refuse the token with this ``jti`` until ``until`` (epoch seconds, or an aware
         ``datetime``). An ``until`` already past stores nothing: that token has expired."""
         value = check_value(f"{self._OWNER}.revoke", "jti", jti)
-        lapse = check_until(f"{self._OWNER}.revoke", until, self._clock(), self.max_ttl)
+        lapse = _check_until(f"{self._OWNER}.revoke", until, self._clock(), self.max_ttl)
         if lapse is not None:
             self._replica.write("add", Revocation("jti", value, lapse))
 
@@ -110,7 +110,7 @@ class MemoryRevocationStore:
         owner = f"{self._OWNER}.revoke_subject"
         value = check_value(owner, "sub", sub)
         before = instant(owner, "issued_before", issued_before)
-        lapse = check_until(owner, until, self._clock(), self.max_ttl)
+        lapse = _check_until(owner, until, self._clock(), self.max_ttl)
         if lapse is not None:
             self._replica.write("add", Revocation("sub", value, lapse, before))
 

@@ -100,7 +100,7 @@ from .base import (
     StoredKeySet,
 )
 from .errors import StoreFull, StoreUnavailable
-from .memory import DAY, check_until
+from .memory import DAY, _check_until
 
 __all__ = ["RedisConnection", "RedisKeySetStore", "RedisReplayStore", "RedisRevocationStore"]
 
@@ -774,7 +774,7 @@ class RedisRevocationStore:
         ``datetime``; usually its ``exp``). An ``until`` already past stores nothing."""
         owner = f"{self._OWNER}.revoke"
         value = check_value(owner, "jti", jti)
-        lapse = check_until(owner, until, self._clock(), self.max_ttl)
+        lapse = _check_until(owner, until, self._clock(), self.max_ttl)
         if lapse is not None:
             self._add(Revocation("jti", value, lapse))
 
@@ -784,7 +784,7 @@ class RedisRevocationStore:
         owner = f"{self._OWNER}.revoke_subject"
         value = check_value(owner, "sub", sub)
         before = instant(owner, "issued_before", issued_before)
-        lapse = check_until(owner, until, self._clock(), self.max_ttl)
+        lapse = _check_until(owner, until, self._clock(), self.max_ttl)
         if lapse is not None:
             self._add(Revocation("sub", value, lapse, before))
 
