@@ -10,8 +10,8 @@ the token's ``cnf.jkt``, and returns a :class:`DPoPProof` or raises:
    ``none``, never HMAC); ``crit``/``b64``/``kid`` follow the token's header rules;
 3. the key is the embedded ``jwk`` (``jku``, ``x5u`` and ``x5c`` are refused): a public key only
    (a private member refuses it), bound to ``alg`` and through the same key gate as any key
-   (:func:`jwt_guard.keys.jwk.build_key`: RSA size and exponent, EC point on the curve, Ed25519/Ed448
-   canonical and not of small order);
+   (:func:`jwt_guard.keys.jwk.build_key`: RSA size and exponent, EC point on the curve,
+   Ed25519/Ed448 canonical and not of small order);
 4. the signature verifies with that key;
 5. ``jti`` (a string of at most 256 characters), ``htm``, ``htu`` and ``iat`` are present and
    typed; ``htm`` equals the method exactly (methods are case-sensitive, RFC 9110 9.1);
