@@ -127,8 +127,7 @@ def check_key_source(owner: str, value: object) -> None:
         try:
             found = getattr(value, member)
         except Exception:  # a property that raises is as good as missing
-            lacking.append(member)
-            continue
+            found = None
         if member == "name":
             if not isinstance(found, str) or not found:
                 lacking.append("name (a non-empty string)")

@@ -143,8 +143,10 @@ class JWKSFile:
         return self.current()
 
     def prefetch(self) -> None:
-        """Check the file now, whatever the interval (start-up, readiness)."""
-        self._check(self.monotonic(), force=True)
+        """Check the file now, whatever the interval (start-up, readiness); nothing to do with
+        ``reload=None``. Never raises: the last good set serves whatever the file holds."""
+        if self.reload is not None:
+            self._check(self.monotonic(), force=True)
 
     async def aprefetch(self) -> None:
         """Like :meth:`prefetch`."""
