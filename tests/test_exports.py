@@ -85,7 +85,10 @@ NOT_REEXPORTED: dict[str, set[str]] = {
         "build_key",
         "thumbprint",
     },
+    "sources.base": {"CheckedSource", "check_key_source"},
+    "sources.file": {"JWKSFile"},
     "sources.jwks": {"JWKSClient"},
+    "sources.static": {"StaticKeys"},
     "wsgi": {"guard_environ", "status_line"},
 }
 
@@ -144,7 +147,9 @@ def test_the_core_exports_the_classes_users_need() -> None:
         "Claims",
         "ErrorResponse",
         "GuardObserver",
+        "JWKSOptions",
         "JWTGuardError",
+        "KeySource",
         "KeysUnavailable",
         "ConfigurationError",
     ):

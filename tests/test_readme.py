@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import json
 import re
 import types
 from collections.abc import Callable, Iterator
@@ -19,11 +20,18 @@ from typing import Any
 
 import pytest
 
-from jwt_guard import Issuer, JWTGuard, JWTGuardError, JWTGuardWSGI, TokenVerifier, errors
+from jwt_guard import (
+    Issuer,
+    JWKSOptions,
+    JWTGuard,
+    JWTGuardError,
+    JWTGuardWSGI,
+    TokenVerifier,
+    errors,
+)
 from jwt_guard.core._env import ENV_VARIABLES
 from jwt_guard.errors import InvalidClaim, WrongAudience
 from jwt_guard.fastapi import JWTBearer
-from jwt_guard.sources.jwks import JWKSClient
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.testing.pytest_plugin import MintToken
 
@@ -181,6 +189,23 @@ def _run_verifier(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_:
     assert verifier.verify(mint_token(subject="alice", scopes=["a"])).scopes == {"a"}
     with pytest.raises(WrongAudience):
         verifier.verify(mint_token(audience="another-api"))
+
+
+def _run_sources(block: Block, issuer: LocalIssuer, mint_token: MintToken, **kw: Any) -> None:
+    """The key-source examples: a JWKS file (the issuer's keys written where the block looks)
+    and a source of one's own, each verifying the issuer's tokens."""
+    path = kw["tmp_path"] / "jwks.json"
+    path.write_text(json.dumps(issuer.jwks()), encoding="utf-8")
+    placeholder = '"/etc/jwt/jwks.json"'
+    assert block.code.count(placeholder) == 2
+    code = block.code.replace(placeholder, repr(str(path)))
+    namespace = _run(dataclasses.replace(block, code=code), issuer)
+    for name in ("verifier", "custom"):
+        verifier = namespace[name]
+        assert verifier.verify(mint_token(subject="alice", scopes=["a"])).scopes == {"a"}
+        with pytest.raises(WrongAudience):
+            verifier.verify(mint_token(audience="another-api"))
+        assert verifier.health()["ok"] is True
 
 
 def _run_health(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
@@ -350,6 +375,7 @@ KINDS: dict[str, Callable[..., None]] = {
     "metrics": _run_metrics,
     "pytest": _run_pytest,
     "recipe": _run_recipe,
+    "sources": _run_sources,
 }
 
 
@@ -364,8 +390,9 @@ def test_python_block_runs(
     mint_token: MintToken,
     monkeypatch: pytest.MonkeyPatch,
     pytester: pytest.Pytester,
+    tmp_path: Path,
 ) -> None:
-    kwargs: dict[str, Any] = {"pytester": pytester}
+    kwargs: dict[str, Any] = {"pytester": pytester, "tmp_path": tmp_path}
     if block.kind == "env":
         kwargs = {"monkeypatch": monkeypatch}
     KINDS[block.kind](block, issuer_for_readme, mint_token, **kwargs)
@@ -416,7 +443,11 @@ def _parameters(func: Callable[..., Any]) -> Iterator[tuple[str, Any]]:
     ("anchor", "params"),
     [
         pytest.param("### `TokenVerifier(**options)`", TokenVerifier.__init__, id="TokenVerifier"),
-        pytest.param("### `JWKSClient`", JWKSClient.__init__, id="JWKSClient"),
+        pytest.param(
+            "### `JWKSOptions`",
+            lambda: ((f.name, f.default) for f in dataclasses.fields(JWKSOptions)),
+            id="JWKSOptions",
+        ),
         pytest.param("### `JWTGuard(app", JWTGuard.__init__, id="JWTGuard"),
         pytest.param("### `JWTGuard(app", JWTGuardWSGI.__init__, id="JWTGuardWSGI"),
         pytest.param("FastAPI's `JWTBearer`", JWTBearer.__init__, id="JWTBearer"),

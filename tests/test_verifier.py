@@ -688,11 +688,28 @@ class _NotAnObserver:
         pass
 
 
+class _NotAKeySource:
+    """Has most of a key source, but a synchronous akeys_for and no status()."""
+
+    name = "almost"
+
+    def keys_for(self, kid: str | None) -> None: ...
+
+    def akeys_for(self, kid: str | None) -> None: ...
+
+    def current(self, now: float | None = None) -> None: ...
+
+    def prefetch(self) -> None: ...
+
+    async def aprefetch(self) -> None: ...
+
+
 _BAD_VERIFIER_OPTIONS = [
     ("issuer", [123, b"https://idp/", "", ["https://idp/"]]),
     ("audience", [123, "", [], ["ok", 5], {"aud": "x"}, b"api"]),
     ("jwks_url", [123, "", ["https://idp/jwks"]]),
     ("jwks", ["{}", ["keys"], 5]),
+    ("key_source", [5, "/etc/jwks.json", {"keys": []}, _NotAKeySource()]),
     ("algorithms", [123, [], ["RS256", 5], [["RS256"]], ["none"], {"RS256": 1}]),
     ("leeway", ["60", None, -1, float("nan"), float("inf"), True, timedelta(seconds=-1)]),
     ("issuers", ["https://idp/", 5, [5], [{"issuer": "x"}], {"issuer": "x"}]),
@@ -746,6 +763,7 @@ _BAD_ISSUER_FIELDS = [
     ("audience", [5, "", [], ["ok", None], b"api"]),
     ("jwks_url", [5, "", ["https://idp/jwks"]]),
     ("jwks", ["{}", 5, ["keys"]]),
+    ("key_source", [5, "/etc/jwks.json", {"keys": []}, _NotAKeySource()]),
     ("algorithms", [5, [], [5], ["XS256"], ["none"]]),
     ("scope_claims", [5, [5], [""]]),
     ("allow_remote_oct", ["yes", 1, None]),

@@ -8,7 +8,8 @@ The package, in layers; an import points only at its own layer or one above it i
 
     errors, events, _codec, _logsafe, _options, _version   the foundation
     keys/       JWK -> verification keys bound to algorithms; the algorithm table (python-jose)
-    sources/    where keys come from: the remote JWKS client and its HTTP
+    sources/    where keys come from: the KeySource protocol; static keys, the remote JWKS
+                client (its options, cache policy, HTTP) and a JWKS file
     core/       a token in, Claims or a JWTGuardError out: jws, claims, issuers, token cache,
                 TokenVerifier, configuration from the environment
     guard/      framework-free middleware logic (header -> token -> decision -> ErrorResponse),
@@ -50,6 +51,8 @@ from .errors import (
 from .events import GuardObserver
 from .guard.health import health_asgi_app, health_wsgi_app
 from .guard.middleware import ErrorResponse
+from .sources.base import KeySource
+from .sources.options import JWKSOptions
 
 if typing.TYPE_CHECKING:  # type checkers see the lazy names as ordinary imports
     from .asgi import JWTGuard
@@ -65,9 +68,11 @@ __all__ = [
     "InsufficientScope",
     "InvalidToken",
     "Issuer",
+    "JWKSOptions",
     "JWTGuard",
     "JWTGuardError",
     "JWTGuardWSGI",
+    "KeySource",
     "KeysUnavailable",
     "TokenVerifier",
     "health_asgi_app",

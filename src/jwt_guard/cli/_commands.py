@@ -19,6 +19,7 @@ from .._logsafe import safe
 from ..core.verifier import TokenVerifier
 from ..errors import ConfigurationError, JWTGuardError, KeysUnavailable
 from ..guard.middleware import challenge
+from ..sources.file import JWKSFile
 from ._inspect import Expected, inspect_token, relative, render
 from ._keyfile import KeyFile
 
@@ -140,15 +141,16 @@ def run_inspect(args: argparse.Namespace) -> int:
 def _verifier(args: argparse.Namespace) -> TokenVerifier:
     issuer, audience = args.issuer, args.audience
     jwks: dict[str, Any] | None = None
+    key_source: JWKSFile | None = None
     if args.key_file:
         keyfile = KeyFile.load(Path(args.key_file))
         issuer = issuer or keyfile.issuer
         audience = audience or [keyfile.audience]
         jwks = keyfile.jwks()
     elif args.jwks_file:
-        try:
-            jwks = json.loads(Path(args.jwks_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        try:  # the file source a server would use, read once
+            key_source = JWKSFile(args.jwks_file, reload=None)
+        except ConfigurationError as exc:
             raise Failure(f"--jwks-file {args.jwks_file!r}: {exc}") from None
     if not issuer:
         raise Failure("--issuer is required: the exact 'iss' your provider puts in tokens")
@@ -159,13 +161,15 @@ def _verifier(args: argparse.Namespace) -> TokenVerifier:
         "audience": audience,
         "jwks_url": args.jwks_url,
         "jwks": jwks,
+        "key_source": key_source,
         "leeway": args.leeway,
         "typ": args.typ,
         "max_age": args.max_age,
         "required_claims": args.require_claim,
         "token_cache_size": 0,
-        "jwks_options": {"allow_http": args.allow_http},
     }
+    if jwks is None and key_source is None:  # a remote JWKS: the only place the option applies
+        options["jwks_options"] = {"allow_http": args.allow_http}
     if args.algorithms:
         options["algorithms"] = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     if args.scope_claim:

@@ -3,24 +3,26 @@ verifier builds once per issuer from them; and the checks of the options both ta
 
 from __future__ import annotations
 
-import difflib
-import inspect
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
+from ..events import GuardObserver
 from ..keys.jwk import KeySet
+from ..sources.base import CheckedSource, KeySource, check_key_source
+from ..sources.file import JWKSFile
 from ..sources.jwks import JWKSClient
+from ..sources.options import JWKSOptions
+from ..sources.static import StaticKeys
 from .claims import ClaimRules
 from .jws import allowed_algorithms
 
 __all__ = [
     "Issuer",
     "IssuerState",
-    "KeySource",
-    "StaticKeys",
     "build_state",
     "check_algorithms",
     "check_callable",
@@ -29,6 +31,8 @@ __all__ = [
     "check_jwks_options",
     "check_names",
     "check_text",
+    "is_remote",
+    "jwks_defaults",
     "names",
 ]
 
@@ -100,6 +104,7 @@ def check_issuer_fields(
     jwks: object = None,
     algorithms: object = None,
     scope_claims: object = None,
+    key_source: object = None,
 ) -> None:
     """The options an ``Issuer`` and a single-issuer ``TokenVerifier`` share."""
     check_text(owner, "issuer", issuer)
@@ -107,8 +112,18 @@ def check_issuer_fields(
     check_text(owner, "jwks_url", jwks_url, optional=True)
     if jwks is not None and not isinstance(jwks, Mapping):
         raise _bad(owner, "jwks", "a JWK Set dict ({'keys': [...]}) or None", jwks)
-    if jwks is not None and jwks_url is not None:
-        raise ConfigurationError(f"{owner}: give jwks= or jwks_url=, not both")
+    if key_source is not None:
+        check_key_source(owner, key_source)
+    given = [
+        name
+        for name, value in (("jwks", jwks), ("jwks_url", jwks_url), ("key_source", key_source))
+        if value is not None
+    ]
+    if len(given) > 1:
+        which = f"both {given[0]}= and {given[1]}=" if len(given) == 2 else "all three"
+        raise ConfigurationError(
+            f"{owner}: give one of jwks=, jwks_url= or key_source=, not {which}"
+        )
     check_algorithms(owner, algorithms)
     check_names(owner, "scope_claims", scope_claims, optional=True)
 
@@ -123,45 +138,22 @@ def check_algorithms(owner: str, value: object) -> None:
             raise ConfigurationError(f"{owner}(algorithms=...): {exc}") from None
 
 
-# The JWKSClient options the verifier sets itself from the issuer's configuration.
-_SET_BY_VERIFIER = {
-    "url": "jwks_url",
-    "discovery_issuer": "issuer",
-    "algorithms": "algorithms",
-    "allow_oct": "Issuer(allow_remote_oct=...)",
-}
-
-
-def check_jwks_options(owner: str, value: object) -> dict[str, Any]:
-    """``jwks_options``: a mapping of ``JWKSClient`` keyword arguments (their values are checked
-    by ``JWKSClient`` itself)."""
+def check_jwks_options(owner: str, value: object) -> JWKSOptions | None:
+    """``jwks_options``: a ``JWKSOptions``, a dict of its fields (names and values checked), or
+    ``None``."""
     if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise _bad(owner, "jwks_options", "a dict of JWKSClient options or None", value)
-    known = set(inspect.signature(JWKSClient).parameters) - set(_SET_BY_VERIFIER)
-    for key in value:
-        if key in _SET_BY_VERIFIER:
-            raise ConfigurationError(
-                f"{owner}(jwks_options=...): {key!r} is set by the verifier; "
-                f"use {_SET_BY_VERIFIER[key]}= instead"
-            )
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(known)}"
-            raise ConfigurationError(
-                f"{owner}(jwks_options=...): unknown JWKSClient option {key!r:.60}{hint}"
-            )
-    return dict(value)
+        return None
+    return JWKSOptions.coerce(f"{owner}(jwks_options=...)", value)
 
 
 @dataclass(frozen=True)
 class Issuer:
     """One trusted issuer: its ``iss`` value, audience(s) and key source.
 
-    Give ``jwks_url`` (remote JWKS), ``jwks`` (a static JWK Set dict), or neither (OpenID
-    discovery from ``issuer``). ``audience=None`` turns the audience check off for this issuer:
-    only do that when the issuer mints tokens for nobody else.
+    Give ``jwks_url`` (remote JWKS), ``jwks`` (a static JWK Set dict), ``key_source`` (any
+    :class:`~jwt_guard.sources.base.KeySource`: a ``JWKSFile``, your own), or none of them
+    (OpenID discovery from ``issuer``). ``audience=None`` turns the audience check off for this
+    issuer: only do that when the issuer mints tokens for nobody else.
     """
 
     issuer: str
@@ -171,6 +163,7 @@ class Issuer:
     algorithms: Sequence[str] | None = None
     scope_claims: Sequence[str] | None = None
     allow_remote_oct: bool = False
+    key_source: KeySource | None = None
 
     def __post_init__(self) -> None:
         check_issuer_fields(
@@ -181,6 +174,7 @@ class Issuer:
             self.jwks,
             self.algorithms,
             self.scope_claims,
+            self.key_source,
         )
         check_flag("Issuer", "allow_remote_oct", self.allow_remote_oct)
 
@@ -190,6 +184,8 @@ class Issuer:
         source = (
             f"jwks=<{len(keys) if isinstance(keys, list) else '?'} keys>"
             if self.jwks is not None
+            else f"key_source={self.key_source.name!r}"
+            if self.key_source is not None
             else f"jwks_url={_redacted(self.jwks_url)!r}"
             if self.jwks_url is not None
             else "discovery"
@@ -210,41 +206,6 @@ def _redacted(url: str) -> str:
     """A URL without its query and fragment (which could hold an API key)."""
     parts = urlsplit(url)
     return parts._replace(query="...", fragment="").geturl() if parts.query else url
-
-
-class StaticKeys:
-    """A key source that never changes: a ``KeySet`` built once from a JWK Set given in code."""
-
-    name = "static"
-
-    def __init__(self, keyset: KeySet) -> None:
-        self.keyset = keyset
-
-    def keys_for(self, kid: str | None) -> KeySet:
-        """The fixed key set."""
-        return self.keyset
-
-    async def akeys_for(self, kid: str | None) -> KeySet:
-        """The fixed key set."""
-        return self.keyset
-
-    def current(self, now: float | None = None) -> KeySet | None:
-        """The fixed key set (``now``, a monotonic reading, does not matter)."""
-        return self.keyset
-
-    def status(self) -> dict[str, Any]:
-        """Health snapshot."""
-        return {
-            "source": "static",
-            "keys": len(self.keyset),
-            "kids": sorted(self.keyset.kids),
-            "stale": False,
-            "usable": True,
-            "last_error": None,
-        }
-
-
-KeySource = StaticKeys | JWKSClient
 
 
 @dataclass(frozen=True)
@@ -273,9 +234,13 @@ def build_state(
     *,
     leeway: float,
     monotonic: Callable[[], float],
-    jwks_options: Mapping[str, Any],
+    jwks_options: JWKSOptions,
 ) -> IssuerState:
-    """Check one ``Issuer`` and build its claim rules, allowlist and key source."""
+    """Check one ``Issuer`` and build its claim rules, allowlist and key source.
+
+    A source the app brought is called through a ``CheckedSource`` (held to the contract at
+    run time); the package's own are called directly (nothing between the token cache and
+    their ``current()``)."""
     allowed = allowed_algorithms(cfg.algorithms if cfg.algorithms is not None else algorithms)
     if isinstance(cfg.audience, str):
         audiences: frozenset[str] | None = frozenset([cfg.audience])
@@ -285,7 +250,10 @@ def build_state(
             raise ConfigurationError("audience must name at least one audience (or be None)")
     rules = ClaimRules(cfg.issuer, audiences, leeway, require_exp, max_age, required)
     source: KeySource
-    if cfg.jwks is not None:
+    if cfg.key_source is not None:
+        given = cfg.key_source
+        source = given if type(given) in _OWN_SOURCES else CheckedSource(given)
+    elif cfg.jwks is not None:
         try:
             keyset = KeySet.from_jwks(cfg.jwks, algorithms=allowed, strict=True)
         except ValueError as exc:
@@ -293,18 +261,40 @@ def build_state(
         source = StaticKeys(keyset)
     elif cfg.jwks_url is not None:
         source = JWKSClient(
-            cfg.jwks_url,
-            algorithms=allowed,
-            allow_oct=cfg.allow_remote_oct,
-            **jwks_options,
+            cfg.jwks_url, algorithms=allowed, allow_oct=cfg.allow_remote_oct, options=jwks_options
         )
     else:
         source = JWKSClient(
             discovery_issuer=cfg.issuer,
             algorithms=allowed,
             allow_oct=cfg.allow_remote_oct,
-            **jwks_options,
+            options=jwks_options,
         )
     scopes = names(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
-    same_clock = isinstance(source, StaticKeys) or source.monotonic is monotonic
+    same_clock = getattr(source, "monotonic", None) is monotonic
     return IssuerState(rules, allowed, source, scopes, same_clock)
+
+
+# The package's own sources: called directly. Exact types: a subclass is the app's code.
+_OWN_SOURCES = frozenset({StaticKeys, JWKSClient, JWKSFile})
+
+
+def is_remote(cfg: Issuer) -> bool:
+    """Whether ``cfg``'s keys come from a remote JWKS (``jwks_url`` or discovery)."""
+    return cfg.jwks is None and cfg.key_source is None
+
+
+def jwks_defaults(
+    options: JWKSOptions | None,
+    clock: Callable[[], float],
+    monotonic: Callable[[], float],
+    observer: GuardObserver | None,
+) -> JWKSOptions:
+    """``options`` with the verifier's clocks and observer where it leaves them ``None``."""
+    options = options if options is not None else JWKSOptions()
+    return dataclasses.replace(
+        options,
+        clock=options.clock if options.clock is not None else clock,
+        monotonic=options.monotonic if options.monotonic is not None else monotonic,
+        observer=options.observer if options.observer is not None else observer,
+    )

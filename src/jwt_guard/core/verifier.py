@@ -24,13 +24,14 @@ from ..errors import (
 )
 from ..events import GuardObserver, emit
 from ..keys.jwk import KeySet
+from ..sources.base import CheckedSource, KeySource
 from ..sources.jwks import JWKSClient
+from ..sources.options import JWKSOptions
+from ..sources.static import StaticKeys
 from ._env import verifier_options_from_env
 from ._issuers import (
     Issuer,
     IssuerState,
-    KeySource,
-    StaticKeys,
     build_state,
     check_algorithms,
     check_callable,
@@ -39,6 +40,8 @@ from ._issuers import (
     check_jwks_options,
     check_names,
     check_text,
+    is_remote,
+    jwks_defaults,
 )
 from ._tokencache import DEFAULT_CACHE_BYTES, TokenCache
 from .claims import (
@@ -57,7 +60,7 @@ from .jws import (
     parse,
 )
 
-__all__ = ["Issuer", "StaticKeys", "TokenVerifier", "fingerprint"]
+__all__ = ["Issuer", "TokenVerifier", "fingerprint"]
 
 logger = logging.getLogger("jwt_guard.verifier")
 
@@ -99,7 +102,9 @@ def _source_kind(source: KeySource) -> str:
     """How an issuer's keys are found, never the keys (a static set may hold HMAC secrets)."""
     if isinstance(source, StaticKeys):
         return f"static({len(source.keyset)})"
-    return "jwks_url" if source.url is not None else "discovery"
+    if isinstance(source, JWKSClient):
+        return "jwks_url" if source.url is not None else "discovery"
+    return repr(source.name)
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9.:_\-\[\]%]{1,64}\Z").match
@@ -150,7 +155,9 @@ class TokenVerifier:
     Args:
         issuer: the trusted ``iss`` (exact match). Or pass ``issuers=[Issuer(...), ...]``.
         audience: accepted ``aud`` value(s); required. ``None`` disables the audience check.
-        jwks_url: remote JWK Set; ``jwks``: a static JWK Set dict; neither: OpenID discovery.
+        jwks_url: remote JWK Set; ``jwks``: a static JWK Set dict; ``key_source``: any
+            :class:`~jwt_guard.sources.base.KeySource` (a ``JWKSFile``, your own); none of
+            them: OpenID discovery.
         algorithms: allowlist (default: every supported algorithm; each key admits only
             the algorithms of its own type, so an RSA key never verifies an HS256 token).
         leeway: seconds of clock skew tolerated on ``exp``, ``nbf``, ``iat`` (default 60).
@@ -175,8 +182,10 @@ class TokenVerifier:
         monotonic: ``time.monotonic``-like callable every interval is measured on (key-set
             lifetimes, refresh, cool-down, back-off, the token cache's lifetime), so a step of
             the wall clock moves none of them. Inject both in tests.
-        jwks_options: keyword arguments for each :class:`~jwt_guard.sources.jwks.JWKSClient`
-            (timeouts, cache lifetimes, ``max_stale``, ``allow_http``, ``session``...).
+        jwks_options: a :class:`~jwt_guard.sources.options.JWKSOptions` (or a dict of its
+            fields) for each remote JWKS: timeouts, cache lifetimes, ``max_stale``,
+            ``allow_http``, ``session``... A ``ConfigurationError`` when no issuer has a
+            remote JWKS (they would do nothing).
         observer: a :class:`~jwt_guard.events.GuardObserver` that receives every outcome.
 
     Example::
@@ -193,6 +202,7 @@ class TokenVerifier:
         audience: str | Sequence[str] | _Unset | None = _UNSET,
         jwks_url: str | None = None,
         jwks: Mapping[str, Any] | None = None,
+        key_source: KeySource | None = None,
         algorithms: Sequence[str] | None = None,
         leeway: float | timedelta = 60,
         issuers: Iterable[Issuer] | None = None,
@@ -209,12 +219,12 @@ class TokenVerifier:
         token_cache_bytes: int = DEFAULT_CACHE_BYTES,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        jwks_options: Mapping[str, Any] | None = None,
+        jwks_options: JWKSOptions | Mapping[str, Any] | None = None,
         observer: GuardObserver | None = None,
     ) -> None:
         own = "TokenVerifier"
         if issuers is not None:
-            if issuer is not None or jwks_url is not None or jwks is not None:
+            if any(v is not None for v in (issuer, jwks_url, jwks, key_source)):
                 raise ConfigurationError("give issuer=... or issuers=[Issuer(...)], not both")
             if not isinstance(audience, _Unset):
                 raise ConfigurationError(
@@ -242,8 +252,10 @@ class TokenVerifier:
                 "(audience=None turns the check off; do that only if the issuer serves no one else)"
             )
         else:
-            check_issuer_fields(own, issuer, audience, jwks_url, jwks, algorithms)
-            configs = [Issuer(issuer, audience, jwks_url, jwks, algorithms)]
+            check_issuer_fields(
+                own, issuer, audience, jwks_url, jwks, algorithms, key_source=key_source
+            )
+            configs = [Issuer(issuer, audience, jwks_url, jwks, algorithms, key_source=key_source)]
         if not configs:
             raise ConfigurationError("issuers= must name at least one Issuer")
         check_algorithms(own, algorithms)
@@ -268,7 +280,15 @@ class TokenVerifier:
         cache_size = positive_int(own, "token_cache_size", token_cache_size)
         cache_bytes = positive_int(own, "token_cache_bytes", token_cache_bytes)
         cache_ttl = duration(own, "token_cache_ttl", token_cache_ttl, allow_zero=False)
-        self._jwks_options = check_jwks_options(own, jwks_options)
+        options = check_jwks_options(own, jwks_options)
+        given = jwks_options is not None and not (
+            isinstance(jwks_options, Mapping) and not jwks_options  # {}: nothing given
+        )
+        if given and not any(is_remote(cfg) for cfg in configs):
+            raise ConfigurationError(
+                f"{own}(jwks_options=...): jwks_options apply to a remote JWKS only (jwks_url= "
+                "or discovery), and no issuer here has one: drop jwks_options"
+            )
         self.clock, self.monotonic = clock, monotonic
         self.observer = observer
         self._claims_check = claims_check
@@ -277,9 +297,7 @@ class TokenVerifier:
         self.async_hooks = any(inspect.iscoroutinefunction(h) for h in (claims_check, is_revoked))
         self._has_hooks = claims_check is not None or is_revoked is not None
         self._told_awaitable = False
-        self._jwks_options.setdefault("clock", clock)
-        self._jwks_options.setdefault("monotonic", monotonic)
-        self._jwks_options.setdefault("observer", observer)
+        self._jwks_options = jwks_defaults(options, clock, monotonic, observer)
         self._issuers: dict[str, IssuerState] = {}
         for cfg in configs:
             if cfg.issuer in self._issuers:
@@ -333,9 +351,18 @@ class TokenVerifier:
             verifier = TokenVerifier.from_env()
         """
         options = verifier_options_from_env(prefix, environ)
-        jwks_options = {**options.pop("jwks_options", {}), **overrides.pop("jwks_options", {})}
+        from_env = options.pop("jwks_options", {})
+        jwks_options = overrides.pop("jwks_options", None)
+        if from_env and isinstance(jwks_options, Mapping):
+            jwks_options = {**from_env, **jwks_options}
+        elif from_env and jwks_options is not None:
+            raise ConfigurationError(
+                f"{prefix}JWKS_* variables are set and jwks_options= is not a dict to merge "
+                "them with: give jwks_options as a dict, or unset the variables"
+            )
         options.update(overrides)
-        if jwks_options:
+        jwks_options = jwks_options if jwks_options is not None else from_env or None
+        if jwks_options is not None:
             options["jwks_options"] = jwks_options
         if "issuer" not in options and "issuers" not in options:
             raise ConfigurationError(
@@ -355,8 +382,12 @@ class TokenVerifier:
         return tuple(self._issuers)
 
     def key_sources(self) -> dict[str, KeySource]:
-        """The key source of each issuer (for health checks and prefetching)."""
-        return {iss: state.source for iss, state in self._issuers.items()}
+        """The key source of each issuer (for health checks and prefetching): the one given
+        as ``key_source=`` itself, or the one the verifier built."""
+        return {
+            iss: s.source.source if isinstance(s.source, CheckedSource) else s.source
+            for iss, s in self._issuers.items()
+        }
 
     def verify(self, token: str | bytes, *, client: str | None = None) -> Claims:
         """Verify ``token``: its ``Claims``, or a ``JWTGuardError`` (never any other exception).
@@ -463,16 +494,15 @@ class TokenVerifier:
         )
 
     def prefetch(self) -> None:
-        """Fetch every remote key set now (start-up); raise ``KeysUnavailable`` on failure."""
-        for source in self.key_sources().values():
-            if isinstance(source, JWKSClient):
-                source.prefetch()
+        """Have every key source get its keys now (start-up): a remote JWKS is fetched, a file
+        checked, a static set does nothing. Raises ``KeysUnavailable`` on failure."""
+        for state in self._issuers.values():
+            state.source.prefetch()
 
     async def aprefetch(self) -> None:
         """Like :meth:`prefetch`, without blocking the event loop."""
-        for source in self.key_sources().values():
-            if isinstance(source, JWKSClient):
-                await source.aprefetch()
+        for state in self._issuers.values():
+            await state.source.aprefetch()
 
     def health(self) -> dict[str, Any]:
         """Per issuer: when its keys were fetched, their age, staleness, the last error.
@@ -480,7 +510,7 @@ class TokenVerifier:
         ``{"ok": bool, "issuers": {iss: {...}}}``; ``ok`` is false when an issuer has no
         usable keys.
         """
-        issuers = {iss: source.status() for iss, source in self.key_sources().items()}
+        issuers = {iss: state.source.status() for iss, state in self._issuers.items()}
         return {"ok": all(s["usable"] for s in issuers.values()), "issuers": issuers}
 
     # -- the steps -------------------------------------------------------------------------

@@ -309,10 +309,13 @@ _MISSING: Any = object()
 class KeySet:
     """An immutable set of verification keys with kid lookup and algorithm binding.
 
-    Build it with :meth:`from_jwks`; ``KeySet.from_jwks({"keys": [...]}, algorithms=["RS256"])``.
-    A kid present twice is ambiguous: tokens naming it are refused. Without a kid, a token is
-    verified only when exactly one key in the set fits its algorithm. ``skipped`` holds the
-    reasons of the first skipped keys (at most ``KEPT_REASONS``), ``skipped_count`` their number.
+    Built only by :meth:`from_jwks` (``KeySet.from_jwks({"keys": [...]}, algorithms=["RS256"])``),
+    so every key in a set has passed :func:`build_key`, whichever source built it (a custom key
+    source included): calling ``KeySet(...)`` raises ``ConfigurationError``, and the class cannot
+    be subclassed. A kid present twice is ambiguous: tokens naming it are refused. Without a kid,
+    a token is verified only when exactly one key in the set fits its algorithm. ``skipped``
+    holds the reasons of the first skipped keys (at most ``KEPT_REASONS``), ``skipped_count``
+    their number.
     """
 
     __slots__ = (
@@ -325,18 +328,37 @@ class KeySet:
         "skipped_count",
     )
 
-    def __init__(
-        self,
-        keys: Iterable[VerificationKey],
-        skipped: Iterable[str] = (),
-        *,
-        skipped_count: int | None = None,
-        skipped_kids: Mapping[str, str] | None = None,
-    ) -> None:
-        self.keys: tuple[VerificationKey, ...] = tuple(keys)
-        self.skipped: tuple[str, ...] = tuple(skipped)
-        self.skipped_count = len(self.skipped) if skipped_count is None else skipped_count
-        self._skipped_kids = dict(skipped_kids or {})
+    keys: tuple[VerificationKey, ...]
+    skipped: tuple[str, ...]
+    skipped_count: int
+    _by_kid: dict[str, VerificationKey | None]
+    _skipped_kids: dict[str, str]
+    _sole: dict[str, Any]
+    _sole_keys: dict[str, VerificationKey]
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise ConfigurationError(
+            "a KeySet is built only by KeySet.from_jwks(...), so that every key in it has "
+            "passed the key checks"
+        )
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        raise TypeError("KeySet cannot be subclassed: a key source returns KeySet.from_jwks(...)")
+
+    @classmethod
+    def _gated(
+        cls,
+        keys: list[VerificationKey],
+        skipped: list[str],
+        skipped_count: int,
+        skipped_kids: dict[str, str],
+    ) -> KeySet:
+        """The one constructor, called by :meth:`from_jwks` with keys ``build_key`` made."""
+        self = object.__new__(cls)
+        self.keys = tuple(keys)
+        self.skipped = tuple(skipped)
+        self.skipped_count = skipped_count
+        self._skipped_kids = skipped_kids
         by_kid: dict[str, VerificationKey | None] = {}
         per_alg: dict[str, list[VerificationKey]] = {}
         for k in self.keys:
@@ -347,6 +369,7 @@ class KeySet:
         self._by_kid = by_kid
         self._sole_keys = {alg: ks[0] for alg, ks in per_alg.items() if len(ks) == 1}
         self._sole = {alg: k.verifiers[alg] for alg, k in self._sole_keys.items()}
+        return self
 
     @classmethod
     def from_jwks(
@@ -411,7 +434,7 @@ class KeySet:
                 unused,
                 " | ".join(reasons[:LOGGED_REASONS]),
             )
-        return cls(keys, reasons, skipped_count=broken + unused, skipped_kids=skipped_kids)
+        return cls._gated(keys, reasons, broken + unused, skipped_kids)
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -20,23 +20,25 @@ flight.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any
 
 import requests
 
 from .._logsafe import safe
-from .._options import duration, positive_int
 from ..errors import ConfigurationError, KeysUnavailable
-from ..events import GuardObserver, emit
+from ..events import emit
 from ..keys.jwk import KeySet
 from ._http import FetchError, HTTPFetcher, check_url, ttl
 from ._policy import Action, Attempt, Backoff, Decision, Entry, JWKSPolicy
 from ._singleflight import Flight, SingleFlight, reset_after_fork
+from .options import JWKSOptions
 
 __all__ = ["JWKSClient"]
 
@@ -49,7 +51,8 @@ _MAX_STEPS = 6
 
 
 class JWKSClient:
-    """Fetches and caches one remote JWK Set (directly, or via OpenID discovery).
+    """Fetches and caches one remote JWK Set (directly, or via OpenID discovery): a
+    :class:`~jwt_guard.sources.base.KeySource`.
 
     Args:
         url: the JWKS URL; or ``None`` with ``discovery_issuer`` set.
@@ -57,30 +60,17 @@ class JWKSClient:
             ``jwks_uri``; the document's ``issuer`` must equal this value exactly.
         algorithms: the algorithms keys may be bound to.
         allow_oct: accept symmetric keys from this remote source (off: RFC 8725 3.1).
-        allow_http: allow plain HTTP to non-loopback hosts (off).
-        allow_link_local: allow link-local and cloud metadata addresses (169.254.0.0/16,
-            fe80::/10, fd00:ec2::254) in the URL, a discovered ``jwks_uri`` or a redirect (off).
-        session: the ``requests.Session`` to use (the I/O seam; one is made if omitted).
-        timeout: ``(connect, read)`` seconds; ``total_timeout`` bounds a whole fetch, and no
-            request waits on a fetch longer than that.
-        max_bytes: the largest response body accepted.
-        default_ttl / min_ttl / max_ttl: cache lifetime when ``Cache-Control: max-age`` is absent,
-            and the bounds it is clamped to.
-        refresh_ahead: fraction of the lifetime after which a background refresh starts.
-        cooldown: at most one refetch caused by unknown kids per this many seconds.
-        max_stale: how long past its lifetime the last good set keeps serving while fetches fail.
-        backoff: ``(first, longest)`` seconds between failed fetches, doubling in between.
-        clock: ``time.time``-like callable; only stamps ``fetched_at`` in :meth:`status`.
-        monotonic: ``time.monotonic``-like callable every interval is measured on (inject one
-            in tests).
-        observer: a :class:`~jwt_guard.events.GuardObserver` told of fetches, failures,
-            stale serving and unknown kids.
+        options: a :class:`~jwt_guard.sources.options.JWKSOptions` (timeouts, lifetimes,
+            cool-down, back-off, ``max_stale``, ``allow_http``, ``session``, clocks...).
+        **settings: fields of ``JWKSOptions`` given one by one, over ``options`` (a misspelt
+            name is a ``ConfigurationError`` naming the closest field).
 
-    Durations are seconds or ``datetime.timedelta``.
+    Every interval is measured on ``monotonic``; ``clock`` only stamps ``fetched_at`` in
+    :meth:`status`. Durations are seconds or ``datetime.timedelta``.
 
     Example::
 
-        client = JWKSClient("https://idp.example.com/.well-known/jwks.json")
+        client = JWKSClient("https://idp.example.com/.well-known/jwks.json", cooldown=60.0)
         keyset = client.keys_for("key-2024")
     """
 
@@ -91,52 +81,44 @@ class JWKSClient:
         discovery_issuer: str | None = None,
         algorithms: Iterable[str] | None = None,
         allow_oct: bool = False,
-        allow_http: bool = False,
-        allow_link_local: bool = False,
-        session: requests.Session | None = None,
-        timeout: tuple[float, float] = (3.0, 5.0),
-        total_timeout: float = 10.0,
-        max_bytes: int = 512 * 1024,
-        default_ttl: float = 300.0,
-        min_ttl: float = 30.0,
-        max_ttl: float = 86400.0,
-        refresh_ahead: float = 0.8,
-        cooldown: float = 30.0,
-        max_stale: float = 3600.0,
-        backoff: tuple[float, float] = (1.0, 60.0),
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        observer: GuardObserver | None = None,
+        options: JWKSOptions | None = None,
+        **settings: Any,
     ) -> None:
         if (url is None) == (discovery_issuer is None):
             raise ConfigurationError("give exactly one of url= or discovery_issuer=")
+        if options is not None and not isinstance(options, JWKSOptions):
+            raise ConfigurationError(
+                f"{_OWNER}(options=...): must be a JWKSOptions, not {type(options).__name__!r}"
+            )
+        if settings:
+            base = (
+                {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+                if options is not None
+                else {}
+            )
+            options = JWKSOptions.coerce(f"{_OWNER}(...)", {**base, **settings})
+        opts = options if options is not None else JWKSOptions()
         target = url if url is not None else str(discovery_issuer)
-        problem = check_url(target, allow_http=allow_http, allow_link_local=allow_link_local)
+        problem = check_url(
+            target, allow_http=opts.allow_http, allow_link_local=opts.allow_link_local
+        )
         if problem:
             raise ConfigurationError(f"JWKS source {target!r}: {problem}")
-        self.timeout = _pair("timeout", timeout)
-        self.total_timeout = duration(_OWNER, "total_timeout", total_timeout, allow_zero=False)
-        self.max_bytes = positive_int(_OWNER, "max_bytes", max_bytes, minimum=1)
-        self.default_ttl = duration(_OWNER, "default_ttl", default_ttl)
-        self.min_ttl = duration(_OWNER, "min_ttl", min_ttl)
-        self.max_ttl = duration(_OWNER, "max_ttl", max_ttl)
-        if not 0 < self.min_ttl <= self.default_ttl <= self.max_ttl:
-            raise ConfigurationError(f"{_OWNER}: need 0 < min_ttl <= default_ttl <= max_ttl")
-        if (
-            not isinstance(refresh_ahead, (int, float))
-            or isinstance(refresh_ahead, bool)
-            or not 0 < refresh_ahead <= 1
-        ):
-            raise ConfigurationError(f"{_OWNER}(refresh_ahead=...): must be a number in (0, 1]")
-        self.refresh_ahead = float(refresh_ahead)
-        self.cooldown = duration(_OWNER, "cooldown", cooldown)
-        self.max_stale = duration(_OWNER, "max_stale", max_stale)
-        self.backoff = _pair("backoff", backoff)
-        if self.backoff[1] < self.backoff[0]:
-            raise ConfigurationError(f"{_OWNER}(backoff=...): the longest wait is below the first")
-        for name, fn in (("clock", clock), ("monotonic", monotonic)):
-            if not callable(fn):
-                raise ConfigurationError(f"{_OWNER}({name}=...): must be a callable")
+        self.options = opts
+        self.timeout = (_seconds(opts.timeout[0]), _seconds(opts.timeout[1]))
+        self.total_timeout = _seconds(opts.total_timeout)
+        self.max_bytes = opts.max_bytes
+        self.default_ttl = _seconds(opts.default_ttl)
+        self.min_ttl = _seconds(opts.min_ttl)
+        self.max_ttl = _seconds(opts.max_ttl)
+        self.refresh_ahead = opts.refresh_ahead
+        self.cooldown = _seconds(opts.cooldown)
+        self.max_stale = _seconds(opts.max_stale)
+        self.backoff = (_seconds(opts.backoff[0]), _seconds(opts.backoff[1]))
+        clock = opts.clock if opts.clock is not None else time.time
+        monotonic = opts.monotonic if opts.monotonic is not None else time.monotonic
+        session, observer = opts.session, opts.observer
+        allow_http, allow_link_local = opts.allow_http, opts.allow_link_local
         self.url = url
         self.discovery_issuer = discovery_issuer
         self.algorithms = tuple(algorithms) if algorithms is not None else None
@@ -531,11 +513,5 @@ def _nothing() -> None:
     return None
 
 
-def _pair(name: str, value: object) -> tuple[float, float]:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ConfigurationError(f"{_OWNER}({name}=...): must be a pair of durations")
-    first, second = value
-    return (
-        duration(_OWNER, name, first, allow_zero=False),
-        duration(_OWNER, name, second, allow_zero=False),
-    )
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
