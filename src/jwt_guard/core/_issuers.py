@@ -129,6 +129,7 @@ _SET_BY_VERIFIER = {
     "discovery_issuer": "issuer",
     "algorithms": "algorithms",
     "allow_oct": "Issuer(allow_remote_oct=...)",
+    "discovery_templates": "IssuerTemplate(discovery=...)",
 }
 
 
@@ -256,6 +257,7 @@ class IssuerState:
     source: KeySource
     scope_claims: tuple[str, ...]
     same_clock: bool = False  # the key source reads the verifier's monotonic clock: share it
+    tenant: str | None = None  # the tenant an IssuerTemplate admitted (core/_tenants.py)
 
 
 def names(value: str | Sequence[str]) -> tuple[str, ...]:
