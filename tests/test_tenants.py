@@ -37,6 +37,7 @@ from _hostile import (
     make_tenant_kit,
     wsgi_app,
 )
+from _realms import CERTS, realms
 from jwt_guard import (
     ConfigurationError,
     Issuer,
@@ -199,6 +200,51 @@ def test_keycloak_realms_from_iss_itself() -> None:
                 verifier.verify(realm_token(bad))
         with pytest.raises(WrongIssuer):  # the realm prefix of another host
             verifier.verify(kc.mint(issuer="http://evil.example/realms/acme", audience="my-api"))
+
+
+@pytest.mark.parametrize("where", ["discovery", "jwks_url"])
+def test_keycloak_realms_each_with_its_own_keys(where: str) -> None:
+    """Keycloak realms do not share keys: the placeholder in the key URL gives each allowed
+    realm its own key source; a realm's token signed with another realm's key is refused, and
+    a realm that is not allowed causes no fetch at all."""
+    with realms("acme", "globex", "initech") as kc:
+        url = kc.base + "/realms/{realm}" + ("" if where == "discovery" else CERTS)
+        template = IssuerTemplate(
+            kc.base + "/realms/{realm}",
+            "my-api",
+            tenants={"acme", "globex"},
+            claim="iss",
+            **{where: url},
+        )
+        verifier = TokenVerifier(issuers=[template])
+        assert set(verifier.key_sources()) == {kc.issuer("acme"), kc.issuer("globex")}
+        assert verifier.verify(kc.mint("acme")).tenant == "acme"
+        assert verifier.verify(kc.mint("globex")).tenant == "globex"
+        with pytest.raises(UnknownKey):  # acme's issuer, globex's key: not in acme's key set
+            verifier.verify(kc.mint("acme", key="globex"))
+        with pytest.raises(WrongIssuer):
+            verifier.verify(kc.mint("initech"))
+        assert not [path for path in kc.requests if "initech" in path]
+        fetched = {path.split("/")[2] for path in kc.requests}
+        assert fetched == {"acme", "globex"}
+
+
+def test_per_realm_keys_with_a_callable_are_made_for_admitted_realms_only() -> None:
+    with realms("acme", "globex") as kc:
+        template = IssuerTemplate(
+            kc.base + "/realms/{realm}",
+            "my-api",
+            tenants=lambda realm: realm == "globex",
+            claim="iss",
+            discovery=kc.base + "/realms/{realm}",
+        )
+        verifier = TokenVerifier(issuers=[template])
+        assert verifier.key_sources() == {}
+        with pytest.raises(WrongIssuer):
+            verifier.verify(kc.mint("acme"))
+        assert verifier.verify(kc.mint("globex")).tenant == "globex"
+        assert set(verifier.key_sources()) == {kc.issuer("globex")}
+        assert {path.split("/")[2] for path in kc.requests} == {"globex"}
 
 
 def test_auth0_organisations_on_custom_domains() -> None:
@@ -623,6 +669,23 @@ _DROP = object()
         pytest.param({"jwks_url": _DROP, "jwks": [1]}, "JWK Set dict", id="jwks-not-a-dict"),
         pytest.param({"audience": 7}, "audience", id="audience-type"),
         pytest.param({"audience": []}, "at least one", id="audience-empty"),
+        pytest.param(
+            {"jwks_url": "https://login.example.com/{org}/keys"},
+            "placeholder",
+            id="key-url-other-placeholder",
+        ),
+        pytest.param(
+            {"jwks_url": "https://login.example.com/{tid}/{tid}"}, "once", id="key-url-twice"
+        ),
+        pytest.param(
+            {
+                "jwks_url": "https://login.example.com/{tid}/keys",
+                "tenants": _DROP,
+                "any_tenant": True,
+            },
+            "needs tenants=",
+            id="key-url-per-tenant-any",
+        ),
         pytest.param({"tenant_timeout": 0}, "tenant_timeout", id="timeout-zero"),
         pytest.param({"tenant_timeout": "5"}, "tenant_timeout", id="timeout-text"),
         pytest.param({"algorithms": ["none"]}, "algorithms", id="alg-none"),

@@ -94,6 +94,7 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 # an encoding (``%``), or break a log line or a URL (controls, whitespace, quotes, brackets).
 _NEVER = frozenset('/\\@%:?#[]{}<>"`^| ')
 _MAX_VALUE = 255
+_MAX_TENANT_SOURCES = 1024  # key sources kept for tenants a callable admitted (per template)
 
 
 def _value_problem(value: str) -> str | None:
@@ -305,6 +306,13 @@ class IssuerTemplate:
             )
         check_text(own, "jwks_url", self.jwks_url, optional=True)
         check_text(own, "discovery", self.discovery, optional=True)
+        per_tenant = self._per_tenant_keys(own, shapes[0].placeholder)
+        if per_tenant and any_tenant:
+            raise ConfigurationError(
+                f"{own}: a key set per tenant ({{{shapes[0].placeholder}}} in {given[0]}=) needs "
+                "tenants=: with any_tenant=True any token could make the server fetch keys "
+                "from any URL of that shape"
+            )
         if self.jwks is not None and not isinstance(self.jwks, Mapping):
             raise ConfigurationError(
                 f"{own}(jwks=...): must be a JWK Set dict ({{'keys': [...]}}), "
@@ -320,6 +328,25 @@ class IssuerTemplate:
         object.__setattr__(self, "_claim", claim if claim is not None else shapes[0].placeholder)
         object.__setattr__(self, "_pattern", pattern)
         object.__setattr__(self, "_timeout", timeout)
+        object.__setattr__(self, "_per_tenant", per_tenant)
+
+    def _per_tenant_keys(self, owner: str, placeholder: str) -> bool:
+        """Whether ``jwks_url``/``discovery`` hold the placeholder: one key set per tenant
+        (Keycloak realms), else one shared by all (Entra)."""
+        for name in ("jwks_url", "discovery"):
+            url = getattr(self, name)
+            if url is None:
+                continue
+            found = _PLACEHOLDER.findall(url)
+            if not found and "{" not in url and "}" not in url:
+                return False
+            if found != [placeholder] or url.count("{") != 1 or url.count("}") != 1:
+                raise ConfigurationError(
+                    f"{owner}({name}={url!r:.100}): may hold the template's placeholder "
+                    f"{{{placeholder}}} once (a key set per tenant), and no other brace"
+                )
+            return True
+        return False
 
     @staticmethod
     def _tenant_set(owner: str, tenants: object, pattern: re.Pattern[str]) -> frozenset[str]:
@@ -408,16 +435,17 @@ class AwaitTenant(Exception):
     ``averify`` awaits :meth:`resolve`; ``verify`` calls :meth:`refuse`. Never leaves the
     verifier."""
 
-    def __init__(self, issuer: _TemplateIssuer, answer: Awaitable[Any], state: IssuerState) -> None:
+    def __init__(
+        self, issuer: _TemplateIssuer, answer: Awaitable[Any], tenant: str, iss: str
+    ) -> None:
         super().__init__("the tenant check answered with an awaitable")
-        self.issuer, self.answer, self.state = issuer, answer, state
+        self.issuer, self.answer, self.tenant, self.iss = issuer, answer, tenant, iss
         self.resume: Callable[[IssuerState], Any] | None = None
 
     async def resolve(self) -> Any:
         """Await the tenant check (bounded by ``tenant_timeout``); then what ``resume`` makes of
         the state, or the refusal."""
-        issuer = self.issuer
-        tenant = self.state.tenant or ""
+        issuer, tenant = self.issuer, self.tenant
         try:
             allowed = await asyncio.wait_for(_awaited(self.answer), issuer.timeout)
         except asyncio.TimeoutError:
@@ -435,7 +463,7 @@ class AwaitTenant(Exception):
         issuer.judge(allowed, tenant)
         if self.resume is None:  # pragma: no cover - the verifier always sets it
             raise InvalidToken("tenant check without a continuation")
-        return self.resume(self.state)
+        return self.resume(issuer.state(tenant, self.iss))
 
     def refuse(self) -> None:
         """``verify`` cannot await: close the awaitable, say so once, refuse the token."""
@@ -458,10 +486,9 @@ class _TemplateIssuer:
         self,
         cfg: IssuerTemplate,
         allowed: frozenset[str],
-        source: KeySource,
         rules: ClaimRules,
         scope_claims: tuple[str, ...],
-        same_clock: bool,
+        make_source: Callable[[str | None], tuple[KeySource, bool]],
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -469,8 +496,7 @@ class _TemplateIssuer:
         self.claim: str = cfg.__dict__["_claim"]
         self.pattern: re.Pattern[str] = cfg.__dict__["_pattern"]
         self.timeout: float = cfg.__dict__["_timeout"]
-        self.allowed, self.source, self.rules = allowed, source, rules
-        self.scope_claims, self.same_clock = scope_claims, same_clock
+        self.allowed, self.rules, self.scope_claims = allowed, rules, scope_claims
         tenants = cfg.tenants
         self.tenant_set = tenants if isinstance(tenants, frozenset) else None
         self.check: TenantCheck | None = tenants if callable(tenants) else None
@@ -479,6 +505,62 @@ class _TemplateIssuer:
         self._failing = False
         self._told_awaitable = False
         self._lock = threading.Lock()
+        # The key source: one for every tenant, or (a placeholder in the key URL) one per
+        # admitted tenant, built when first needed (every listed tenant's at once).
+        self._make_source = make_source
+        self.per_tenant: bool = cfg.__dict__["_per_tenant"]
+        self._shared = None if self.per_tenant else make_source(None)
+        self._sources: dict[str, tuple[KeySource, bool]] = {}
+        if self.per_tenant and self.tenant_set is not None:
+            for tenant in sorted(self.tenant_set):
+                self._sources[tenant] = make_source(tenant)
+
+    def source_for(self, tenant: str) -> tuple[KeySource, bool]:
+        """The key source (and whether it shares the verifier's clock) of an admitted tenant."""
+        shared = self._shared
+        if shared is not None:
+            return shared
+        found = self._sources.get(tenant)
+        if found is None:  # a tenant a callable admitted: bounded, the oldest go first
+            with self._lock:
+                found = self._sources.get(tenant)
+                if found is None:
+                    try:
+                        found = self._make_source(tenant)
+                    except ConfigurationError as exc:  # its key URL is one we may not fetch
+                        raise WrongIssuer(
+                            f"tenant {_shown(tenant)} has no usable key URL: {safe(exc)}"
+                        ) from None
+                    self._sources[tenant] = found
+                    while len(self._sources) > _MAX_TENANT_SOURCES:
+                        del self._sources[next(iter(self._sources))]
+        return found
+
+    def key_sources(self) -> dict[str, KeySource]:
+        if self._shared is not None:
+            return {self.name: self._shared[0]}
+        shape = self.shapes[0]
+        return {shape.fill(tenant): source for tenant, (source, _) in dict(self._sources).items()}
+
+    def state(self, tenant: str, iss: str) -> IssuerState:
+        """The state to verify the token of an admitted ``tenant`` (its ``iss``) with."""
+        source, same_clock = self.source_for(tenant)
+        rules = self.rules
+        return IssuerState(
+            ClaimRules(
+                iss,
+                rules.audiences,
+                rules.leeway,
+                rules.require_exp,
+                rules.max_age,
+                rules.required,
+            ),
+            self.allowed,
+            source,
+            self.scope_claims,
+            same_clock,
+            tenant=tenant,
+        )
 
     def admit(self, shape: _Shape, iss: str, payload: Mapping[str, Any]) -> IssuerState:
         """The state to verify a token of ``iss`` with, or the refusal (see the module doc)."""
@@ -502,21 +584,6 @@ class _TemplateIssuer:
                 f"claim 'iss' {_shown(iss)} is not {_shown(shape.fill(value))}, the issuer of "
                 f"the tenant in {where} ({self.name})"
             )
-        state = IssuerState(
-            ClaimRules(
-                iss,
-                self.rules.audiences,
-                self.rules.leeway,
-                self.rules.require_exp,
-                self.rules.max_age,
-                self.rules.required,
-            ),
-            self.allowed,
-            self.source,
-            self.scope_claims,
-            self.same_clock,
-            tenant=value,
-        )
         if self.tenant_set is not None:
             self.judge(value in self.tenant_set, value)
         elif self.check is not None:
@@ -529,10 +596,10 @@ class _TemplateIssuer:
                     f"({self.name})"
                 ) from None
             if inspect.isawaitable(answer):
-                raise AwaitTenant(self, answer, state)
+                raise AwaitTenant(self, answer, value, iss)
             self.answered()
             self.judge(answer, value)
-        return state
+        return self.state(value, iss)
 
     def judge(self, answer: object, tenant: str) -> None:
         if answer is not True:
@@ -599,7 +666,10 @@ class Tenancy:
         return issuer.admit(shape, iss, payload)
 
     def key_sources(self) -> dict[str, KeySource]:
-        return {t.name: t.source for t in self.issuers}
+        sources: dict[str, KeySource] = {}
+        for issuer in self.issuers:
+            sources.update(issuer.key_sources())
+        return sources
 
     def describe(self) -> list[str]:
         return [
@@ -640,22 +710,34 @@ def build_tenancy(
                 raise ConfigurationError(f"issuer template {text!r} is configured twice")
             seen.add(text)
         allowed = allowed_algorithms(cfg.algorithms if cfg.algorithms is not None else algorithms)
-        source = _source(cfg, allowed, jwks_options)
         rules = ClaimRules(
             cfg.templates[0], _audience("IssuerTemplate", cfg.audience), leeway, require_exp,
             max_age, required,
         )  # fmt: skip
         scopes = names(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
-        same_clock = isinstance(source, StaticKeys) or (
-            getattr(source, "monotonic", None) is monotonic
-        )
-        built.append(_TemplateIssuer(cfg, allowed, source, rules, scopes, same_clock))
+
+        def make_source(
+            tenant: str | None,
+            cfg: IssuerTemplate = cfg,
+            allowed: frozenset[str] = allowed,
+        ) -> tuple[KeySource, bool]:
+            source = _source(cfg, allowed, jwks_options, tenant)
+            same_clock = isinstance(source, StaticKeys) or (
+                getattr(source, "monotonic", None) is monotonic
+            )
+            return source, same_clock
+
+        built.append(_TemplateIssuer(cfg, allowed, rules, scopes, make_source))
     return Tenancy(built, exact)
 
 
 def _source(
-    cfg: IssuerTemplate, allowed: frozenset[str], jwks_options: Mapping[str, Any]
+    cfg: IssuerTemplate,
+    allowed: frozenset[str],
+    jwks_options: Mapping[str, Any],
+    tenant: str | None,
 ) -> KeySource:
+    """The key source of ``cfg``, or of one of its tenants (a placeholder in the key URL)."""
     if cfg.key_source is not None:
         source: KeySource = cfg.key_source
         return source
@@ -665,12 +747,19 @@ def _source(
         except ValueError as exc:
             raise ConfigurationError(f"jwks= for {cfg.name!r}: {exc}") from exc
         return StaticKeys(keyset)
+
+    def filled(url: str) -> str:
+        return url if tenant is None else _PLACEHOLDER.sub(lambda _: tenant, url)
+
     if cfg.jwks_url is not None:
         return JWKSClient(
-            cfg.jwks_url, algorithms=allowed, allow_oct=cfg.allow_remote_oct, **jwks_options
+            filled(cfg.jwks_url),
+            algorithms=allowed,
+            allow_oct=cfg.allow_remote_oct,
+            **jwks_options,
         )
     return JWKSClient(
-        discovery_issuer=cfg.discovery,
+        discovery_issuer=filled(str(cfg.discovery)),
         discovery_templates=cfg.templates,
         algorithms=allowed,
         allow_oct=cfg.allow_remote_oct,
