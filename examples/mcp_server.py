@@ -19,19 +19,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 from jwt_guard import JWTGuard
+from jwt_guard.guard.middleware import CLAIMS_KEY
 
 
 def build_server() -> MCPServer:
-    """The MCP server itself: one tool."""
+    """The MCP server itself: two tools."""
     server = MCPServer("jwt-guard-example")
 
     @server.tool()
     def add(a: int, b: int) -> int:
         """Add two numbers."""
         return a + b
+
+    @server.tool()
+    def whoami(ctx: Context) -> str:
+        """The subject of the caller's token (verified by JWTGuard)."""
+        request = ctx.request_context.request
+        return str(request.scope[CLAIMS_KEY].subject)
 
     return server
 

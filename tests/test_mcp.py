@@ -199,12 +199,12 @@ def _leaves(error: BaseException) -> list[BaseException]:
     return [leaf for e in inner for leaf in _leaves(e)] if inner else [error]
 
 
-async def _call_add(url: str, http: httpx2.AsyncClient) -> Any:
+async def _call_add(url: str, http: httpx2.AsyncClient, tool: str = "add") -> Any:
     async with streamable_http_client(url, http_client=http) as streams:
         read, write = streams[0], streams[1]
         async with ClientSession(read, write) as session:
             await session.initialize()
-            return await session.call_tool("add", {"a": 2, "b": 3})
+            return await session.call_tool(tool, {"a": 2, "b": 3} if tool == "add" else {})
 
 
 def test_the_mcp_client_discovers_gets_a_token_and_calls_a_tool(
@@ -219,14 +219,15 @@ def test_the_mcp_client_discovers_gets_a_token_and_calls_a_tool(
         issuer=authorization_server.issuer,
     )
 
-    async def run() -> Any:
+    async def run() -> tuple[Any, Any]:
         async with httpx2.AsyncClient(auth=provider, timeout=20) as http:
-            return await _call_add(mcp_url, http)
+            return await _call_add(mcp_url, http), await _call_add(mcp_url, http, "whoami")
 
     before = len(authorization_server.token_requests)
-    result = asyncio.run(run())
+    result, caller = asyncio.run(run())
     assert result.is_error is False
     assert result.structured_content == {"result": 5}
+    assert caller.structured_content == {"result": CLIENT_ID}  # the tool saw the verified claims
     # The client asked for a token for exactly this resource, with the scopes the document lists.
     requests = authorization_server.token_requests[before:]
     assert requests == [
