@@ -21,8 +21,9 @@ any key is fetched or looked up:
    callable returns ``True`` (anything else, an exception or a timeout refuses: fail closed), or
    ``any_tenant=True`` was chosen explicitly.
 
-Then the signature is checked with the template's one key source and the claims with the filled
-``iss`` as the expected issuer; ``Claims.tenant`` holds the tenant.
+Then the signature is checked with the template's key source (one for every tenant, or, with the
+placeholder in the key URL, the admitted tenant's own) and the claims with the filled ``iss`` as
+the expected issuer; ``Claims.tenant`` holds the tenant.
 """
 
 from __future__ import annotations
@@ -224,7 +225,11 @@ class IssuerTemplate:
             a static JWK Set, a discovery base URL whose
             ``/.well-known/openid-configuration`` names the ``jwks_uri`` (its ``issuer`` must
             be that URL or one of the templates, a placeholder matching any name: Entra's
-            ``common`` document says ``{tenantid}``), or a ready key source. Exactly one.
+            ``common`` document says ``{tenantid}``), or a ready key source. Exactly one. With
+            the template's placeholder in ``jwks_url`` or ``discovery`` each tenant has its own
+            key set instead (Keycloak realms), made only for admitted tenants (every listed one,
+            or those a ``tenants`` callable admitted, at most 1024 kept); not with
+            ``any_tenant``.
         algorithms / scope_claims / allow_remote_oct: as for ``Issuer``.
         tenant_timeout: how long an async ``tenants`` callable may take (default 5 s).
 
