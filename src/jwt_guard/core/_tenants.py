@@ -94,12 +94,23 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 # to another host, port, path, query or user (``/``, ``\``, ``@``, ``:``, ``?``, ``#``), smuggle
 # an encoding (``%``), or break a log line or a URL (controls, whitespace, quotes, brackets).
 _NEVER = frozenset('/\\@%:?#[]{}<>"`^| ')
+_NEVER_SEARCH = re.compile(r'[/\\@%:?#\[\]{}<>"`^| ]').search
 _MAX_VALUE = 255
 _MAX_TENANT_SOURCES = 1024  # key sources kept for tenants a callable admitted (per template)
+_MAX_STATES = 4096  # per-issuer verification states kept for admitted tenants (per template)
 
 
 def _value_problem(value: str) -> str | None:
     """Why ``value`` can never be a tenant (``None`` when it may be one)."""
+    if (
+        0 < len(value) <= _MAX_VALUE
+        and value.isascii()
+        and value.isprintable()
+        and _NEVER_SEARCH(value) is None
+        and ".." not in value
+        and value != "."
+    ):
+        return None  # the common case, in one pass of each check
     if not value:
         return "is empty"
     if len(value) > _MAX_VALUE:
@@ -121,15 +132,16 @@ class _Shape:
     prefix: str
     suffix: str
     placeholder: str
+    fixed: int = 0  # len(prefix) + len(suffix)
 
     def fill(self, value: str) -> str:
         return self.prefix + value + self.suffix
 
     def cut(self, iss: str) -> str | None:
         """The value ``iss`` holds where the placeholder is, if ``iss`` has this shape."""
-        prefix, suffix = self.prefix, self.suffix
-        if len(iss) > len(prefix) + len(suffix) and iss.startswith(prefix) and iss.endswith(suffix):
-            return iss[len(prefix) : len(iss) - len(suffix)]
+        size = len(iss)
+        if size > self.fixed and iss.startswith(self.prefix) and iss.endswith(self.suffix):
+            return iss[len(self.prefix) : size - len(self.suffix)]
         return None
 
 
@@ -165,7 +177,7 @@ def _shape(owner: str, text: object) -> _Shape:
             f"{owner}(template={text!r:.100}): the placeholder cannot start the issuer: the "
             "fixed text before it is what says which provider this is"
         )
-    return _Shape(text, prefix, suffix, match.group(1))
+    return _Shape(text, prefix, suffix, match.group(1), len(prefix) + len(suffix))
 
 
 def _default_pattern(shapes: Sequence[_Shape]) -> str:
@@ -516,6 +528,7 @@ class _TemplateIssuer:
         self.per_tenant: bool = cfg.__dict__["_per_tenant"]
         self._shared = None if self.per_tenant else make_source(None)
         self._sources: dict[str, tuple[KeySource, bool]] = {}
+        self._states: dict[str, IssuerState] = {}
         if self.per_tenant and self.tenant_set is not None:
             for tenant in sorted(self.tenant_set):
                 self._sources[tenant] = make_source(tenant)
@@ -548,7 +561,21 @@ class _TemplateIssuer:
         return {shape.fill(tenant): source for tenant, (source, _) in dict(self._sources).items()}
 
     def state(self, tenant: str, iss: str) -> IssuerState:
-        """The state to verify the token of an admitted ``tenant`` (its ``iss``) with."""
+        """The state to verify the token of an admitted ``tenant`` (its ``iss``) with: made once
+        per issuer and kept (bounded), as an exact issuer's is."""
+        state = self._states.get(iss)
+        if state is not None and state.tenant == tenant:
+            return state
+        state = self._new_state(tenant, iss)
+        states = self._states
+        states[iss] = state  # a race only makes an equal state twice
+        if len(states) > _MAX_STATES:
+            with self._lock:
+                while len(states) > _MAX_STATES:
+                    states.pop(next(iter(states)), None)
+        return state
+
+    def _new_state(self, tenant: str, iss: str) -> IssuerState:
         source, same_clock = self.source_for(tenant)
         rules = self.rules
         return IssuerState(
@@ -651,6 +678,10 @@ class Tenancy:
         self.shapes = tuple((t, s) for t in self.issuers for s in t.shapes)
         self.expected = (*exact, *(s.text for _, s in self.shapes))
         self.is_async = any(t.is_async for t in self.issuers)
+        # iss -> (its template, its state) for tenants a set or any_tenant admitted: the same
+        # iss and tenant claim always get the same answer from those, so it is given at once.
+        self._admitted: dict[str, tuple[_TemplateIssuer, IssuerState]] = {}
+        self._lock = threading.Lock()
 
     def state_for(self, iss: object, payload: Mapping[str, Any]) -> IssuerState:
         """The state for a token whose ``iss`` named no exact issuer, or ``WrongIssuer``.
@@ -659,16 +690,33 @@ class Tenancy:
         """
         if not isinstance(iss, str):
             raise _issuer_mismatch(iss, self.expected)
-        fits = [(t, s) for t, s in self.shapes if s.cut(iss) is not None]
-        if not fits:
+        known = self._admitted.get(iss)
+        if known is not None:
+            issuer, state = known
+            if issuer.claim == "iss" or payload.get(issuer.claim) == state.tenant:
+                return state
+        fit: tuple[_TemplateIssuer, _Shape] | None = None
+        for issuer, shape in self.shapes:
+            if shape.cut(iss) is not None:
+                if fit is not None:
+                    others = ", ".join(_shown(s.text) for t, s in self.shapes if s.cut(iss))
+                    raise WrongIssuer(
+                        f"claim 'iss' {_shown(iss)} fits several templates ({others}): "
+                        "refused, it is ambiguous"
+                    )
+                fit = (issuer, shape)
+        if fit is None:
             raise _issuer_mismatch(iss, self.expected)
-        if len(fits) > 1:
-            raise WrongIssuer(
-                f"claim 'iss' {_shown(iss)} fits several templates "
-                f"({', '.join(_shown(s.text) for _, s in fits)}): refused, it is ambiguous"
-            )
-        issuer, shape = fits[0]
-        return issuer.admit(shape, iss, payload)
+        issuer = fit[0]
+        state = issuer.admit(fit[1], iss, payload)
+        if issuer.check is None:  # a set or any_tenant: the answer cannot change
+            admitted = self._admitted
+            admitted[iss] = (issuer, state)
+            if len(admitted) > _MAX_STATES:
+                with self._lock:
+                    while len(admitted) > _MAX_STATES:
+                        admitted.pop(next(iter(admitted)), None)
+        return state
 
     def key_sources(self) -> dict[str, KeySource]:
         sources: dict[str, KeySource] = {}

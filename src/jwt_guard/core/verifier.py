@@ -577,9 +577,11 @@ class TokenVerifier:
         try:
             state = tenancy.state_for(iss, payload)
         except AwaitTenant as pending:
-            pending.resume = prepared
+            pending.resume = prepared  # averify carries on once the tenant check answered
             raise
-        return prepared(state)
+        if alg not in state.allowed:
+            check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
+        return _Prepared(token, parsed, alg, kid, payload, state)
 
     def _finish(self, prep: _Prepared, keyset: KeySet) -> Claims:
         check_signature(prep.parsed, keyset, prep.alg, prep.kid)
