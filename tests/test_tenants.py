@@ -47,6 +47,7 @@ from jwt_guard import (
 )
 from jwt_guard.core.claims import Claims
 from jwt_guard.errors import (
+    BadSignature,
     InvalidToken,
     KeysUnavailable,
     UnknownKey,
@@ -338,6 +339,41 @@ def test_the_callable_sees_only_values_that_passed_the_pattern(kit: TenantKit) -
         with pytest.raises(WrongIssuer):
             verifier.verify(kit.token(bad))
     assert seen == []
+
+
+def test_a_tenant_seen_before_is_still_checked_against_its_claim(kit: TenantKit) -> None:
+    """Its later tokens are admitted at once, but only with the same iss and tid."""
+    verifier = entra(kit)
+    for _ in range(2):
+        assert verifier.verify(kit.token(TENANT_A)).tenant == TENANT_A
+    for bad in (
+        kit.token(TENANT_B, iss=kit.v2(TENANT_A)),
+        kit.token(None, iss=kit.v2(TENANT_A)),
+        kit.token([TENANT_A], iss=kit.v2(TENANT_A)),
+    ):
+        with pytest.raises(WrongIssuer):
+            verifier.verify(bad)
+
+
+def test_made_up_tenants_cannot_grow_memory(
+    kit: TenantKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With any_tenant, tenants are admitted before the signature is checked: what is kept for
+    them is bounded, whatever arrives."""
+    import jwt_guard.core._tenants as tenants_module
+
+    monkeypatch.setattr(tenants_module, "_MAX_STATES", 8)
+    verifier = entra(kit, tenants=None, any_tenant=True)
+    forged = kit.attacker.key("RS256")
+    for n in range(40):
+        tid = f"{n:08x}-0000-4000-8000-000000000000"
+        with pytest.raises(BadSignature):
+            verifier.verify(kit.token(tid, key=forged))
+    tenancy = verifier._tenancy
+    assert tenancy is not None
+    assert len(tenancy._admitted) <= 8
+    assert len(tenancy.issuers[0]._states) <= 8
+    assert verifier.verify(kit.token(TENANT_EVIL)).tenant == TENANT_EVIL
 
 
 def test_a_callable_is_not_asked_again_for_a_cached_token(kit: TenantKit) -> None:

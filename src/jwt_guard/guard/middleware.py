@@ -332,8 +332,9 @@ class Guard:
         """For the WSGI adapters: refuse, now, a verifier whose hooks only ``averify`` can run."""
         if self.verifier.async_hooks:
             raise ConfigurationError(
-                f"{self.owner}: async claims_check/is_revoked hooks need the ASGI middleware "
-                "(JWTGuard); under WSGI pass plain functions (verify() cannot await)"
+                f"{self.owner}: async claims_check/is_revoked hooks (and async IssuerTemplate "
+                "tenants= functions) need the ASGI middleware (JWTGuard); under WSGI pass plain "
+                "functions (verify() cannot await)"
             )
 
     def prefetch(self) -> None:
