@@ -191,6 +191,20 @@ def test_methods_head_options_and_the_rest(verifier: TokenVerifier) -> None:
         assert "www-authenticate" not in refused.headers
 
 
+def test_head_under_wsgi_sends_the_get_headers_and_no_content(verifier: TokenVerifier) -> None:
+    app = JWTGuardWSGI(lambda e, s: [], verifier=verifier, resource=RESOURCE)
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen[status] = dict(headers)
+
+    environ = {"REQUEST_METHOD": "HEAD", "PATH_INFO": SUFFIXED, "SCRIPT_NAME": ""}
+    assert list(app(environ, start_response)) == []
+    get = b"".join(app({**environ, "REQUEST_METHOD": "GET"}, start_response))
+    assert seen["200 OK"]["content-length"] == str(len(get))
+    assert json.loads(get)["resource"] == RESOURCE
+
+
 def test_the_host_header_changes_nothing(verifier: TokenVerifier) -> None:
     """The URLs come from the configured resource, never from the request."""
     client = _asgi(verifier)

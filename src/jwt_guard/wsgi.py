@@ -189,7 +189,8 @@ class JWTGuardWSGI:
             return self.app(environ, start_response)
         status, headers, body = _wsgi_answer(refusal)
         start_response(status, headers)
-        return [body]
+        # HEAD: the GET's headers (Content-Length included), no content (RFC 9110 9.3.2).
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
 def _wsgi_answer(answer: ErrorResponse) -> tuple[str, list[tuple[str, str]], bytes]:

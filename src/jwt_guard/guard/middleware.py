@@ -112,7 +112,8 @@ def bearer_token(values: Sequence[str]) -> str:
 @dataclass(frozen=True)
 class ErrorResponse:
     """A refusal in plain values, before any framework sees it: what ``error_handler`` receives
-    and returns.
+    and returns. (The guard's other answers, the protected-resource metadata of ``resource=``,
+    travel to the adapters in the same form.)
 
     ``status`` is the HTTP status, ``headers`` the header pairs (``WWW-Authenticate``,
     ``Cache-Control: no-store``, ``Content-Type``, ``Retry-After`` for a 503) and ``body`` the
