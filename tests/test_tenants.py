@@ -48,6 +48,7 @@ from jwt_guard import (
 from jwt_guard.core.claims import Claims
 from jwt_guard.errors import (
     BadSignature,
+    ExpiredToken,
     InvalidToken,
     KeysUnavailable,
     UnknownKey,
@@ -353,6 +354,23 @@ def test_a_tenant_seen_before_is_still_checked_against_its_claim(kit: TenantKit)
     ):
         with pytest.raises(WrongIssuer):
             verifier.verify(bad)
+
+
+def test_the_rejection_log_names_an_admitted_tenants_issuer_only(
+    kit: TenantKit, caplog: pytest.LogCaptureFixture
+) -> None:
+    verifier = entra(kit)
+    caplog.set_level(logging.INFO, logger="jwt_guard.verifier")
+    expired = kit.provider.mint(
+        {"tid": TENANT_A}, issuer=kit.v2(TENANT_A), audience=kit.audience, expires_in=-3600
+    )
+    with pytest.raises(ExpiredToken):
+        verifier.verify(expired)
+    with pytest.raises(WrongIssuer):
+        verifier.verify(kit.token(TENANT_EVIL))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rejected")]
+    assert f"iss={kit.v2(TENANT_A)} " in lines[0]
+    assert "iss=None " in lines[1]  # a tenant that was not admitted: its iss is not repeated
 
 
 def test_made_up_tenants_cannot_grow_memory(

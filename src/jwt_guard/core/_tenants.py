@@ -718,6 +718,10 @@ class Tenancy:
                         admitted.pop(next(iter(admitted)), None)
         return state
 
+    def admitted(self, iss: str) -> bool:
+        """Whether a template admitted ``iss`` (a tenant's issuer) lately: safe to log."""
+        return iss in self._admitted or any(iss in t._states for t in self.issuers)
+
     def key_sources(self) -> dict[str, KeySource]:
         sources: dict[str, KeySource] = {}
         for issuer in self.issuers:

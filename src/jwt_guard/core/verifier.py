@@ -511,9 +511,13 @@ class TokenVerifier:
         iss = payload.get("iss")
         kid = parsed.header.get("kid")
         return (
-            iss if isinstance(iss, str) and iss in self._issuers else None,
+            iss if isinstance(iss, str) and self._is_known(iss) else None,
             repr(kid[:64]) if isinstance(kid, str) else None,
         )
+
+    def _is_known(self, iss: str) -> bool:
+        """A configured issuer, or a tenant's issuer a template admitted (safe to log)."""
+        return iss in self._issuers or (self._tenancy is not None and self._tenancy.admitted(iss))
 
     def prefetch(self) -> None:
         """Fetch every remote key set now (start-up); raise ``KeysUnavailable`` on failure."""
