@@ -94,7 +94,7 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 # to another host, port, path, query or user (``/``, ``\``, ``@``, ``:``, ``?``, ``#``), smuggle
 # an encoding (``%``), or break a log line or a URL (controls, whitespace, quotes, brackets).
 _NEVER = frozenset('/\\@%:?#[]{}<>"`^| ')
-_NEVER_SEARCH = re.compile(r'[/\\@%:?#\[\]{}<>"`^| ]').search
+_NEVER_SEARCH = re.compile("[" + "".join(re.escape(ch) for ch in sorted(_NEVER)) + "]").search
 _MAX_VALUE = 255
 _MAX_TENANT_SOURCES = 1024  # key sources kept for tenants a callable admitted (per template)
 _MAX_STATES = 4096  # per-issuer verification states kept for admitted tenants (per template)
