@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from jwt_guard import TokenVerifier
+from jwt_guard import Issuer, IssuerTemplate, TokenVerifier
 from jwt_guard.testing import generate_key
 
 from ._fixtures import MAIN_ALGS, Bench, alg_of
@@ -205,7 +205,8 @@ def run_algorithms(bench: Bench, results: dict[str, Any]) -> list[Row]:
 
 
 def run_cache_and_keys(bench: Bench, results: dict[str, Any]) -> list[Row]:
-    """A repeated token against a fresh RS256 verify; 1 key against 100 keys in the set."""
+    """A repeated token against a fresh RS256 verify; 1 key against 100 keys in the set; the
+    multi-tenant rows (:func:`run_tenants`)."""
     mode = bench.mode
     tokens = bench.mint("RS256", mode.pool)
     fresh = verifier_for(bench, ("RS256",))
@@ -252,6 +253,7 @@ def run_cache_and_keys(bench: Bench, results: dict[str, Any]) -> list[Row]:
             status=verdict(abs(ratio - 1) <= 0.10),
         )
     )
+    rows.extend(run_tenants(bench, results))
     return rows
 
 
@@ -301,4 +303,99 @@ def run_default_configuration(bench: Bench, results: dict[str, Any]) -> list[Row
             )
         )
     results["default_configuration"] = raw
+    return rows
+
+
+TENANTS_SECTION = "multi-tenant issuers (IssuerTemplate)"
+
+
+def run_tenants(bench: Bench, results: dict[str, Any]) -> list[Row]:
+    """Templates cost nothing where they are not used, and little where they are.
+
+    Three RS256 comparisons, token cache off unless said: a token of an exact issuer in a
+    verifier that also holds templates against one without (the exact path must not notice
+    them); a token an Entra-shaped template admits (tid claim, GUID pattern, an allow list of
+    1000 tenants, v1 and v2 templates) against the same token shape from an exact issuer; and a
+    repeated templated token from the token cache against a repeated exact one.
+    """
+    mode = bench.mode
+    jwks = bench.jwks_for("RS256")
+    base = bench.issuer.url
+    audience = bench.issuer.audience
+    tenants = [f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(1000)]
+    tenant = tenants[500]
+    templated_iss = f"{base}/{tenant}/v2.0"
+
+    def template(exact_too: bool = False, cache: int = 0) -> TokenVerifier:
+        shape = IssuerTemplate(
+            [f"{base}/{{tid}}/v2.0", f"{base}/sts/{{tid}}/"],
+            audience,
+            tenants=set(tenants),
+            tenant_pattern=IssuerTemplate.ENTRA_TENANT_PATTERN,
+            jwks=jwks,
+        )
+        exact = [Issuer(bench.issuer.issuer, audience, jwks=jwks)] if exact_too else []
+        return TokenVerifier(issuers=[*exact, shape], token_cache_size=cache)
+
+    def exact_only(iss: str, cache: int = 0) -> TokenVerifier:
+        return TokenVerifier(issuer=iss, audience=audience, jwks=jwks, token_cache_size=cache)
+
+    plain = bench.mint("RS256", mode.pool)
+    shaped = bench.mint("RS256", mode.pool, issuer=templated_iss, claims={"tid": tenant})
+    rows: list[Row] = []
+    raw: dict[str, Any] = {}
+
+    def compare(
+        key: str,
+        label: str,
+        contenders: dict[str, Any],
+        tokens: list[str],
+        target: tuple[str, Callable[[float], bool]] | None,
+        note: str = "",
+    ) -> None:
+        stats = _measure(contenders, tokens, mode, "baseline")
+        ratio = stats["subject"].best / stats["baseline"].best
+        raw[key] = {k: st.as_json() for k, st in stats.items()} | {"ratio": ratio}
+        rows.append(
+            Row(
+                key=f"tenants.{key}",
+                section=TENANTS_SECTION,
+                label=label,
+                value=fmt_us(stats["subject"].best),
+                baseline=fmt_us(stats["baseline"].best),
+                ratio=ratio,
+                target=target[0] if target else "-",
+                status=verdict(target[1](ratio)) if target else "info",
+                note=note,
+            )
+        )
+
+    compare(
+        "exact_beside_templates",
+        "RS256 verify, exact issuer, templates also configured vs none",
+        {"baseline": exact_only(bench.issuer.issuer).verify, "subject": template(True).verify},
+        plain,
+        ("within 5%", lambda r: abs(r - 1) <= 0.05),
+        "templates are tried only after every exact issuer missed",
+    )
+    compare(
+        "template_vs_exact",
+        "RS256 verify, templated issuer (1000 tenants) vs exact issuer",
+        {"baseline": exact_only(templated_iss).verify, "subject": template().verify},
+        shaped,
+        ("<= 1.1x", lambda r: r <= 1.1),
+        "tid claim, issuer lookup (the tenant's first token: pattern, fill, allow list too)",
+    )
+    compare(
+        "cached",
+        "RS256 cached (repeat), templated issuer vs exact issuer",
+        {
+            "baseline": exact_only(templated_iss, cache=4096).verify,
+            "subject": template(cache=4096).verify,
+        },
+        shaped,
+        None,
+        "a cache hit never looks at the issuer",
+    )
+    results["tenants"] = raw
     return rows

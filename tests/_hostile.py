@@ -1284,3 +1284,156 @@ class Tally:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+# -- multi-tenant issuers (IssuerTemplate) ------------------------------------------------------
+# An Entra-like provider on loopback: one key set, one ``iss`` per tenant
+# (``{url}/{tid}/v2.0``, and ``{url}/sts/{tid}/`` for v1 tokens). The verifier trusts two of its
+# tenants. Every case below is a token *signed by the provider's own key* (a tenant admin of a
+# multi-tenant provider gets those): only the tenant rules stand between it and the API.
+
+TENANT_A = "0a5e0b1d-2c3f-4a5b-8c6d-7e8f9a0b1c2d"
+TENANT_B = "1b6f1c2e-3d40-4b6c-9d7e-8f9a0b1c2d3e"
+TENANT_EVIL = "e7e7e7e7-0000-4000-8000-000000000bad"
+
+
+@dataclass
+class TenantKit:
+    """``provider`` (the shared key set and the tenants' issuers) and an ``attacker`` issuer."""
+
+    provider: LocalIssuer
+    attacker: LocalIssuer
+    audience: str = "api://tenants-test"
+
+    def v2(self, tid: str) -> str:
+        return f"{self.provider.url}/{tid}/v2.0"
+
+    def v1(self, tid: str) -> str:
+        return f"{self.provider.url}/sts/{tid}/"
+
+    @property
+    def templates(self) -> list[str]:
+        return [self.v2("{tid}"), self.v1("{tid}")]
+
+    def token(
+        self, tid: Any = TENANT_A, iss: str | None = None, key: SigningKey | None = None
+    ) -> str:
+        """A token of the provider's key (or ``key``) naming tenant ``tid`` (``None``: no tid
+        claim) and ``iss`` (default: the v2 issuer filled with ``tid``)."""
+        return self.provider.mint(
+            {"tid": tid},
+            issuer=self.v2(str(tid)) if iss is None else iss,
+            audience=self.audience,
+            key=key,
+        )
+
+
+@contextlib.contextmanager
+def make_tenant_kit() -> Iterator[TenantKit]:
+    with (
+        LocalIssuer(keys=_named_keys("RS256")) as provider,
+        LocalIssuer(keys=_named_keys("RS256")) as attacker,
+    ):
+        yield TenantKit(provider, attacker)
+
+
+TenantLines = Callable[[TenantKit], str]
+
+
+@dataclass(frozen=True)
+class TenantHostile:
+    """A token an ``IssuerTemplate`` must refuse, with the refusal."""
+
+    make: TenantLines
+    refusal: type[JWTGuardError] = WrongIssuer
+    fetches: bool = False  # whether the refusal may come after the key set was asked for
+
+    def lines(self, kit: TenantKit) -> list[bytes]:
+        return [b"Bearer " + self.make(kit).encode("latin-1")]
+
+
+TENANT_CORPUS: list[Any] = []
+
+
+def tenant_case(
+    case_id: str, make: TenantLines, refusal: type[JWTGuardError] = WrongIssuer
+) -> None:
+    fetches = refusal is not WrongIssuer
+    TENANT_CORPUS.append(pytest.param(TenantHostile(make, refusal, fetches), id=case_id))
+
+
+# A tid that would fill the template into another host, port, user, path, query or encoding;
+# the token's iss is the template filled with exactly that value, so only the value rules
+# refuse it.
+for _id, _tid in {
+    "tid-slash": "x/y",
+    "tid-slash-only": "/",
+    "tid-dot-dot": "..",
+    "tid-dot-dot-slash": "../admin",
+    "tid-dot": ".",
+    "tid-percent-2f": "a%2Fb",
+    "tid-percent-2e": "%2e%2e",
+    "tid-at": "user@evil.example",
+    "tid-colon-port": "evil.example:8443",
+    "tid-query": "a?x=1",
+    "tid-fragment": "a#b",
+    "tid-backslash": "a\\b",
+    "tid-unicode-fullwidth": "\uff10a5e0b1d-2c3f-4a5b-8c6d-7e8f9a0b1c2d",
+    "tid-unicode-slash": "a\u2215b",
+    "tid-empty": "",
+    "tid-space": "a b",
+    "tid-newline": f"{TENANT_A}\nCANARY-7f3a",
+    "tid-nul": f"{TENANT_A}\x00",
+    "tid-very-long": "a" * 1000,
+    "tid-upper-case-guid": TENANT_A.upper(),
+    "tid-braces": "{tid}",
+    "tid-canary": "CANARY-7f3a",
+}.items():
+    tenant_case(_id, lambda k, t=_tid: k.token(t))
+
+# The claim and iss disagree, or one of them is not what a tenant's token holds.
+tenant_case("iss-and-tid-disagree", lambda k: k.token(TENANT_A, iss=k.v2(TENANT_B)))
+tenant_case("iss-of-evil-tid-of-allowed", lambda k: k.token(TENANT_A, iss=k.v2(TENANT_EVIL)))
+tenant_case("tid-missing", lambda k: k.token(None, iss=k.v2(TENANT_A)))
+tenant_case("tid-number", lambda k: k.token(12345, iss=k.v2("12345")))
+tenant_case("tid-list", lambda k: k.token([TENANT_A], iss=k.v2(TENANT_A)))
+tenant_case("tid-object", lambda k: k.token({"id": TENANT_A}, iss=k.v2(TENANT_A)))
+tenant_case("tenant-not-allowed", lambda k: k.token(TENANT_EVIL))
+tenant_case("iss-template-text-itself", lambda k: k.token("{tid}", iss=k.v2("{tid}")))
+tenant_case(
+    "iss-another-host", lambda k: k.token(TENANT_A, iss=f"http://evil.example/{TENANT_A}/v2.0")
+)
+tenant_case(
+    "iss-host-prefix-trick",
+    lambda k: k.token(TENANT_A, iss=k.v2(TENANT_A).replace("127.0.0.1", "127.0.0.1.evil.example")),
+)
+tenant_case("iss-path-extended", lambda k: k.token(TENANT_A, iss=k.v2(TENANT_A) + "/extra"))
+tenant_case("iss-trailing-slash", lambda k: k.token(TENANT_A, iss=k.v2(TENANT_A) + "/"))
+tenant_case("iss-v1-with-evil-tid", lambda k: k.token(TENANT_EVIL, iss=k.v1(TENANT_EVIL)))
+tenant_case("iss-v1-tid-disagree", lambda k: k.token(TENANT_B, iss=k.v1(TENANT_A)))
+tenant_case(
+    "iss-not-a-string",
+    lambda k: k.provider.mint({"tid": TENANT_A, "iss": [k.v2(TENANT_A)]}, audience=k.audience),
+)
+# An allowed tenant, but a key the shared source does not hold: the usual key rules refuse.
+tenant_case(
+    "allowed-tenant-attacker-key-same-kid",
+    lambda k: k.token(TENANT_A, key=k.attacker.key("RS256")),
+    BadSignature,
+)
+tenant_case(
+    "allowed-tenant-unknown-kid",
+    lambda k: k.provider.sign_raw(
+        {"alg": "RS256", "typ": "JWT", "kid": "rs256-evil"},
+        {
+            "iss": k.v2(TENANT_A),
+            "tid": TENANT_A,
+            "aud": k.audience,
+            "sub": "mallory",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 300,
+        },
+        key=k.attacker.key("RS256"),
+    ),
+    UnknownKey,
+)

@@ -22,6 +22,7 @@ import pytest
 
 from jwt_guard import (
     Issuer,
+    IssuerTemplate,
     JWKSOptions,
     JWTGuard,
     JWTGuardError,
@@ -30,7 +31,7 @@ from jwt_guard import (
     errors,
 )
 from jwt_guard.core._env import ENV_VARIABLES
-from jwt_guard.errors import InvalidClaim, WrongAudience
+from jwt_guard.errors import InvalidClaim, UnknownKey, WrongAudience, WrongIssuer
 from jwt_guard.fastapi import JWTBearer
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.testing.pytest_plugin import MintToken
@@ -365,6 +366,148 @@ def _run_metrics(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: 
     assert value("jwt_jwks_fetches_total", {"outcome": "ok"}) == 1
 
 
+# -- multi-tenant recipes (IssuerTemplate): the templates stay as written (an iss is only text);
+# the key URLs point at loopback servers holding the keys.
+
+ENTRA_KEYS = '"https://login.microsoftonline.com/common/discovery/v2.0/keys"'
+ENTRA_COMMON = '"https://login.microsoftonline.com/common/v2.0"'
+CONTOSO = "3c5e8c4a-0f5b-4d2e-9a71-6b1f0e2d4c8a"
+FABRIKAM = "9b2d7e61-4a3c-4f08-b5d9-1e7c3a6f2b40"
+STRANGER = "e0f1a2b3-c4d5-4e6f-8a9b-0c1d2e3f4a5b"
+ENTRA_API = "11111111-1111-1111-1111-111111111111"
+
+
+class _EntraCommon(LocalIssuer):
+    """Entra's ``common`` metadata: its ``issuer`` is the template, ``{tenantid}`` included."""
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            **super().discovery(),
+            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+        }
+
+
+def _entra_token(issuer: LocalIssuer, tid: str, iss: str | None = None, **claims: Any) -> str:
+    iss = iss or f"https://login.microsoftonline.com/{tid}/v2.0"
+    payload = {"tid": tid, "scp": "Items.Read", "roles": ["Items.Admin"], **claims}
+    return issuer.mint(payload, issuer=iss, audience=ENTRA_API)
+
+
+def _check_entra(verifier: TokenVerifier, keys: LocalIssuer, any_tenant: bool) -> None:
+    claims = verifier.verify(_entra_token(keys, CONTOSO))
+    assert (claims.tenant, claims.scopes) == (CONTOSO, {"Items.Read", "Items.Admin"})
+    if any_tenant:
+        assert verifier.verify(_entra_token(keys, STRANGER)).tenant == STRANGER
+    else:
+        v1 = verifier.verify(_entra_token(keys, FABRIKAM, f"https://sts.windows.net/{FABRIKAM}/"))
+        assert v1.tenant == FABRIKAM
+        with pytest.raises(WrongIssuer):  # not a customer
+            verifier.verify(_entra_token(keys, STRANGER))
+    for bad in (
+        _entra_token(keys, CONTOSO, f"https://login.microsoftonline.com/{FABRIKAM}/v2.0"),
+        _entra_token(keys, "contoso", "https://login.microsoftonline.com/contoso/v2.0"),
+        _entra_token(keys, CONTOSO.upper()),
+    ):
+        with pytest.raises(WrongIssuer):  # tid and iss disagree; not a GUID; not lower case
+            verifier.verify(bad)
+    with pytest.raises(WrongAudience):
+        verifier.verify(
+            keys.mint(
+                {"tid": CONTOSO},
+                issuer=f"https://login.microsoftonline.com/{CONTOSO}/v2.0",
+                audience="other",
+            )
+        )
+
+
+def _run_tenants(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    code = block.code
+    if block.name == "entra-tenants":
+        assert ENTRA_KEYS in code
+        verifier = _run(
+            dataclasses.replace(block, code=code.replace(ENTRA_KEYS, repr(issuer.jwks_url))), issuer
+        )["verifier"]
+        _check_entra(verifier, issuer, any_tenant=False)
+    elif block.name == "entra-any-tenant":
+        assert ENTRA_COMMON in code
+        with _EntraCommon(path="/common/v2.0") as common:
+            ns = _run(
+                dataclasses.replace(block, code=code.replace(ENTRA_COMMON, repr(common.issuer))),
+                issuer,
+            )
+            _check_entra(ns["verifier"], common, any_tenant=True)
+            assert common.discovery_requests == 1
+    elif block.name == "keycloak-realms":
+        from _realms import realms
+
+        with realms("acme", "globex", "initech") as kc:
+            local = code.replace('"https://keycloak.example.com/', f'"{kc.base}/')
+            verifier = _run(dataclasses.replace(block, code=local), issuer)["verifier"]
+            claims = verifier.verify(kc.mint("acme", {"realm_access": {"roles": ["admin"]}}))
+            assert (claims.tenant, claims.scopes) == ("acme", {"admin"})
+            assert verifier.verify(kc.mint("globex")).tenant == "globex"
+            with pytest.raises(WrongIssuer):
+                verifier.verify(kc.mint("initech"))
+            with pytest.raises(UnknownKey):  # each realm its own keys
+                verifier.verify(kc.mint("acme", key="globex"))
+    else:
+        raise AssertionError(f"no test for the tenants block {block.name!r}")
+
+
+def _run_mcp(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    """The MCP server of the README: metadata, the challenge, the audience, a tool call."""
+    from starlette.testclient import TestClient
+
+    resource = "http://127.0.0.1:8000/mcp"  # the MCP app only answers a loopback Host here
+    code = block.code.replace('"https://mcp.example.com/mcp"', repr(resource))
+    app = _run(dataclasses.replace(block, code=code), issuer)["app"]
+    accept = {"Accept": "application/json, text/event-stream"}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "readme", "version": "1"},
+        },
+    }
+    metadata_url = "http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp"
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        refused = client.post("/mcp", json=init, headers=accept)
+        assert refused.status_code == 401
+        assert f'resource_metadata="{metadata_url}"' in refused.headers["www-authenticate"]
+        document = client.get(metadata_url).json()
+        assert document == {
+            "resource": resource,
+            "authorization_servers": [issuer.issuer],
+            "scopes_supported": ["mcp:tools"],
+            "resource_name": "My tools",
+            "bearer_methods_supported": ["header"],
+        }
+        mine = {
+            **accept,
+            "Authorization": f"Bearer {mint_token(subject='alice', audience=resource)}",
+        }
+        assert client.post("/mcp", json=init, headers=mine).status_code == 200
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}},
+        }
+        answer = client.post(
+            "/mcp", json=call, headers={**mine, "MCP-Protocol-Version": "2025-06-18"}
+        )
+        assert answer.status_code == 200
+        assert '"alice"' in answer.text
+        theirs = {
+            **accept,
+            "Authorization": f"Bearer {mint_token(audience='http://127.0.0.1:9/mcp')}",
+        }
+        assert client.post("/mcp", json=init, headers=theirs).status_code == 401
+
+
 KINDS: dict[str, Callable[..., None]] = {
     "app": _run_app,
     "django": _run_django,
@@ -376,6 +519,8 @@ KINDS: dict[str, Callable[..., None]] = {
     "pytest": _run_pytest,
     "recipe": _run_recipe,
     "sources": _run_sources,
+    "tenants": _run_tenants,
+    "mcp": _run_mcp,
 }
 
 
@@ -455,6 +600,11 @@ def _parameters(func: Callable[..., Any]) -> Iterator[tuple[str, Any]]:
             "### `Issuer(",
             lambda: ((f.name, f.default) for f in dataclasses.fields(Issuer)),
             id="Issuer",
+        ),
+        pytest.param(
+            "### `IssuerTemplate(",
+            lambda: ((f.name, f.default) for f in dataclasses.fields(IssuerTemplate)),
+            id="IssuerTemplate",
         ),
     ],
 )

@@ -38,6 +38,7 @@ import importlib
 import typing
 
 from ._version import __version__ as __version__
+from .core._tenants import IssuerTemplate
 from .core.claims import Claims
 from .core.verifier import Issuer, TokenVerifier
 from .errors import (
@@ -68,6 +69,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidToken",
     "Issuer",
+    "IssuerTemplate",
     "JWKSOptions",
     "JWTGuard",
     "JWTGuardError",

@@ -140,6 +140,15 @@ class JWTGuard:
         error_handler: ``f(exc, response) -> ErrorResponse | None`` to reshape refusals.
         prefetch: fetch every remote key set during the ASGI lifespan start-up, so the first
             request does not pay for it and a wrong JWKS URL fails the boot (default False).
+        resource: this API's resource URI (RFC 8707/9728), e.g.
+            ``"https://api.example.com/mcp"``: the middleware serves its protected-resource
+            metadata at ``/.well-known/oauth-protected-resource/mcp`` (and the bare
+            well-known path) to anyone, names that URL in every challenge
+            (``resource_metadata="..."``), and, unless ``audience=`` is given, requires tokens
+            whose ``aud`` holds the resource URI.
+        resource_metadata: more RFC 9728 fields for that document (``scopes_supported``,
+            ``resource_name``, ``resource_documentation``, ``authorization_servers``, which
+            defaults to the configured issuers...).
 
     Example::
 
@@ -166,6 +175,8 @@ class JWTGuard:
         realm: str = "api",
         error_handler: ErrorHandler | None = None,
         prefetch: bool = False,
+        resource: str | None = None,
+        resource_metadata: Mapping[str, Any] | None = None,
         **verifier_options: Any,
     ) -> None:
         self.app = app
@@ -179,6 +190,8 @@ class JWTGuard:
             optional=optional,
             realm=realm,
             error_handler=error_handler,
+            resource=resource,
+            resource_metadata=resource_metadata,
             **verifier_options,
         )
         self.prefetch = flag_option("JWTGuard", "prefetch", prefetch)
@@ -192,6 +205,11 @@ class JWTGuard:
             await self.app(scope, receive, send)
             return
         guard = self.guard
+        if guard.resource is not None and scope["type"] == "http":
+            answer = guard.metadata_answer(scope.get("method", "GET"), scope.get("path", ""))
+            if answer is not None:  # RFC 9728 metadata: open to anyone, built from configuration
+                await _to_response(answer)(scope, receive, send)
+                return
         scope[GUARD_KEY] = guard
         authorization: list[bytes] = []
         origin = request_method = None

@@ -51,11 +51,17 @@ def guard_environ(
     ``environ`` is a WSGI environ (or Django's ``request.META``); ``path`` defaults to its
     ``PATH_INFO``, the path inside the application. Afterwards ``environ[CLAIMS_KEY]`` holds the
     verified ``Claims``, or ``None`` when the request passed unchecked (an open path, a CORS
-    preflight, no token in optional mode). A ``None`` result means "call the application".
+    preflight, no token in optional mode). A ``None`` result means "call the application"; with
+    ``resource=``, a request for the protected-resource metadata gets its (200) answer here.
     """
+    method = str(environ.get("REQUEST_METHOD", "GET"))
+    if guard.resource is not None:  # RFC 9728 metadata: open to anyone, built from configuration
+        full = f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
+        answer = guard.metadata_answer(method, full)
+        if answer is not None:
+            return answer
     environ[GUARD_KEY] = guard
     environ[CLAIMS_KEY] = None
-    method = str(environ.get("REQUEST_METHOD", "GET"))
 
     def header(name: str) -> str | None:
         value = environ.get("HTTP_" + name.upper().replace("-", "_"))
@@ -105,6 +111,11 @@ class JWTGuardWSGI:
         error_handler: ``f(exc, response) -> ErrorResponse | None`` to reshape refusals.
         prefetch: fetch every remote key set now, at construction, so the first request does
             not pay for it and a wrong JWKS URL fails the boot with ``ConfigurationError``.
+        resource: this API's resource URI (RFC 8707/9728): the metadata document at
+            ``/.well-known/oauth-protected-resource{path}``, ``resource_metadata`` in every
+            challenge, and the required audience unless ``audience=`` is given (see
+            ``JWTGuard``). The well-known path is matched against ``SCRIPT_NAME + PATH_INFO``.
+        resource_metadata: more RFC 9728 fields for that document.
 
     Example::
 
@@ -133,6 +144,8 @@ class JWTGuardWSGI:
         realm: str = "api",
         error_handler: ErrorHandler | None = None,
         prefetch: bool = False,
+        resource: str | None = None,
+        resource_metadata: Mapping[str, Any] | None = None,
         **verifier_options: Any,
     ) -> None:
         self.app = app
@@ -146,6 +159,8 @@ class JWTGuardWSGI:
             optional=optional,
             realm=realm,
             error_handler=error_handler,
+            resource=resource,
+            resource_metadata=resource_metadata,
             **verifier_options,
         )
         self.verifier = self.guard.verifier
@@ -174,7 +189,8 @@ class JWTGuardWSGI:
             return self.app(environ, start_response)
         status, headers, body = _wsgi_answer(refusal)
         start_response(status, headers)
-        return [body]
+        # HEAD: the GET's headers (Content-Length included), no content (RFC 9110 9.3.2).
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
 def _wsgi_answer(answer: ErrorResponse) -> tuple[str, list[tuple[str, str]], bytes]:

@@ -15,8 +15,14 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ._issuers import Issuer
+from ._tenants import IssuerTemplate
 
-__all__ = ["ENV_VARIABLES", "middleware_options_from_env", "verifier_options_from_env"]
+__all__ = [
+    "ENV_VARIABLES",
+    "middleware_options_from_env",
+    "template_options",
+    "verifier_options_from_env",
+]
 
 
 def _list(value: str) -> list[str]:
@@ -66,10 +72,17 @@ def _issuers(value: str) -> list[Any]:
     items = json.loads(value)
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise ValueError("expected a JSON list of objects")
-    try:
-        return [Issuer(**item) for item in items]
+    try:  # an object with "template" is an IssuerTemplate, any other an Issuer
+        return [IssuerTemplate(**item) if "template" in item else Issuer(**item) for item in items]
     except TypeError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    found = json.loads(value)
+    if not isinstance(found, dict):
+        raise ValueError("expected a JSON object")
+    return found
 
 
 Parser = Callable[[str], Any]
@@ -84,7 +97,27 @@ ENV_VARIABLES: dict[str, tuple[str, str, Parser, str]] = {
         "accepted audiences, comma-separated ('none': no audience check)",
     ),
     "JWKS_URL": ("verifier", "jwks_url", str, "JWKS URL (omit for OpenID discovery)"),
-    "ISSUERS": ("verifier", "issuers", _issuers, "several issuers: JSON list of Issuer fields"),
+    "ISSUERS": (
+        "verifier",
+        "issuers",
+        _issuers,
+        "several issuers: JSON list of Issuer (or IssuerTemplate) fields",
+    ),
+    "ISSUER_TEMPLATE": (
+        "template",
+        "template",
+        _list,
+        "multi-tenant issuer template(s) with one {placeholder}, comma-separated",
+    ),
+    "TENANTS": ("template", "tenants", _list, "allowed tenants of the template, comma-separated"),
+    "ANY_TENANT": ("template", "any_tenant", _bool, "accept every tenant of the template"),
+    "TENANT_CLAIM": (
+        "template",
+        "claim",
+        str,
+        "claim holding the tenant ('iss': cut out of iss)",
+    ),
+    "TENANT_PATTERN": ("template", "tenant_pattern", str, "regular expression a tenant matches"),
     "ALGORITHMS": ("verifier", "algorithms", _list, "allowed algorithms, comma-separated"),
     "LEEWAY": ("verifier", "leeway", _float, "clock-skew leeway in seconds"),
     "MAX_AGE": ("verifier", "max_age", _float, "maximum token age from iat, seconds"),
@@ -115,12 +148,29 @@ ENV_VARIABLES: dict[str, tuple[str, str, Parser, str]] = {
     "OPTIONAL": ("middleware", "optional", _bool, "let requests without a token through"),
     "REALM": ("middleware", "realm", str, "WWW-Authenticate realm"),
     "PREFETCH": ("middleware", "prefetch", _bool, "fetch keys at start-up"),
+    "RESOURCE": (
+        "middleware",
+        "resource",
+        str,
+        "this API's resource URI (RFC 9728 metadata, default audience)",
+    ),
+    "RESOURCE_METADATA": (
+        "middleware",
+        "resource_metadata",
+        _json_object,
+        "more RFC 9728 metadata fields, a JSON object",
+    ),
 }
 
 
 def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str, Any]]:
     env = os.environ if environ is None else environ
-    found: dict[str, dict[str, Any]] = {"verifier": {}, "jwks": {}, "middleware": {}}
+    found: dict[str, dict[str, Any]] = {
+        "verifier": {},
+        "jwks": {},
+        "middleware": {},
+        "template": {},
+    }
     for name, raw in env.items():
         if not name.startswith(prefix):
             continue
@@ -141,12 +191,59 @@ def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str,
 def verifier_options_from_env(
     prefix: str = "JWT_GUARD_", environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """``TokenVerifier`` keyword arguments from the environment (middleware ones ignored)."""
+    """``TokenVerifier`` keyword arguments from the environment (middleware ones ignored).
+
+    The ``IssuerTemplate`` variables come back under ``"issuer_template"`` (a dict of its
+    options), for :func:`template_options` to turn into ``issuers=`` once the caller's
+    overrides are in.
+    """
     found = _read(prefix, environ)
     options = found["verifier"]
     if found["jwks"]:
         options["jwks_options"] = found["jwks"]
+    if found["template"]:
+        options["issuer_template"] = found["template"]
     return options
+
+
+def template_options(
+    prefix: str, options: dict[str, Any], template: dict[str, Any]
+) -> dict[str, Any]:
+    """``options`` with ``issuers=[IssuerTemplate(...)]`` built from the template variables,
+    ``audience`` and ``jwks_url`` (the template's one key source)."""
+    if "template" not in template:
+        raise ConfigurationError(
+            f"{prefix}{', '.join(_names(prefix, template))} need {prefix}ISSUER_TEMPLATE"
+        )
+    for other in ("issuer", "issuers"):
+        if other in options:
+            raise ConfigurationError(
+                f"{prefix}ISSUER_TEMPLATE with {prefix}{other.upper()}: put every issuer into "
+                f'{prefix}ISSUERS instead (an object with "template" is an IssuerTemplate)'
+            )
+    if "audience" not in options:
+        raise ConfigurationError(
+            f"set {prefix}AUDIENCE (the value 'none' turns the audience check off)"
+        )
+    rest = dict(options)
+    fields = dict(template)
+    fields["audience"] = rest.pop("audience")
+    if "jwks_url" in rest:
+        fields["jwks_url"] = rest.pop("jwks_url")
+    else:
+        raise ConfigurationError(
+            f"set {prefix}JWKS_URL: the one key set every tenant of {prefix}ISSUER_TEMPLATE "
+            "shares (Entra: https://login.microsoftonline.com/common/discovery/v2.0/keys)"
+        )
+    if len(fields["template"]) == 1:
+        fields["template"] = fields["template"][0]
+    rest["issuers"] = [IssuerTemplate(**fields)]
+    return rest
+
+
+def _names(prefix: str, template: dict[str, Any]) -> list[str]:
+    by_option = {spec[1]: suffix for suffix, spec in ENV_VARIABLES.items() if spec[0] == "template"}
+    return [by_option[name] for name in template]
 
 
 def middleware_options_from_env(

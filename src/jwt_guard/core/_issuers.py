@@ -217,6 +217,7 @@ class IssuerState:
     source: KeySource
     scope_claims: tuple[str, ...]
     same_clock: bool = False  # the key source reads the verifier's monotonic clock: share it
+    tenant: str | None = None  # the tenant an IssuerTemplate admitted (core/_tenants.py)
 
 
 def names(value: str | Sequence[str]) -> tuple[str, ...]:

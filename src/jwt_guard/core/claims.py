@@ -273,15 +273,23 @@ class Claims(FrozenDict):
         return JSONResponse(claims.to_dict())
     """
 
-    __slots__ = ("_memo", "_scopes")
+    __slots__ = ("_memo", "_scopes", "_tenant")
     _scopes: frozenset[str]
     _memo: dict[object, Any]
+    _tenant: str  # set only for a token an IssuerTemplate admitted: see ``tenant``
 
-    def __init__(self, data: Mapping[str, Any], scopes: frozenset[str] | None = None) -> None:
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        scopes: frozenset[str] | None = None,
+        tenant: str | None = None,
+    ) -> None:
         frozen = {k: _freeze(v, 1) for k, v in data.items()}
         _set(self, "_data", frozen)
         _set(self, "_scopes", extract_scopes(frozen) if scopes is None else scopes)
         _set(self, "_memo", {})
+        if tenant is not None:
+            _set(self, "_tenant", tenant)
 
     @classmethod
     def _adopt(cls, data: dict[str, Any], scopes: frozenset[str]) -> Claims:
@@ -303,7 +311,7 @@ class Claims(FrozenDict):
         return f"Claims(sub={self.subject!r}, iss={self.issuer!r}, scopes={sorted(self._scopes)})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (dict(self._data), self._scopes))
+        return (type(self), (dict(self._data), self._scopes, self.tenant))
 
     def memo(self, key: object, factory: Callable[[Claims], _T]) -> _T:
         """What ``factory(self)`` gave the first time ``key`` was asked for, for this token.
@@ -333,6 +341,16 @@ class Claims(FrozenDict):
         """The ``iss`` claim."""
         value = self._data.get("iss")
         return value if isinstance(value, str) else None
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant of a token an ``IssuerTemplate`` admitted (Entra's ``tid``, a Keycloak
+        realm...): the value that filled the template's placeholder. ``None`` for a token of an
+        exact issuer."""
+        try:
+            return self._tenant
+        except AttributeError:  # the slot is filled only for templated tokens: no cost otherwise
+            return None
 
     @property
     def audience(self) -> tuple[str, ...]:
@@ -375,6 +393,8 @@ class Claims(FrozenDict):
 _set_data = FrozenDict.__dict__["_data"].__set__
 _set_scopes = Claims.__dict__["_scopes"].__set__
 _set_memo = Claims.__dict__["_memo"].__set__
+set_tenant = Claims.__dict__["_tenant"].__set__
+"""``set_tenant(claims, tenant)``: the verifier's way to record the tenant of fresh claims."""
 
 
 @dataclass(frozen=True)

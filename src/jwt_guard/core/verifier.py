@@ -28,7 +28,7 @@ from ..sources.base import CheckedSource, KeySource
 from ..sources.jwks import JWKSClient
 from ..sources.options import JWKSOptions
 from ..sources.static import StaticKeys
-from ._env import verifier_options_from_env
+from ._env import template_options, verifier_options_from_env
 from ._issuers import (
     Issuer,
     IssuerState,
@@ -43,12 +43,14 @@ from ._issuers import (
     is_remote,
     jwks_defaults,
 )
+from ._tenants import AwaitTenant, IssuerTemplate, Tenancy, build_tenancy
 from ._tokencache import DEFAULT_CACHE_BYTES, TokenCache
 from .claims import (
     DEFAULT_SCOPE_CLAIMS,
     Claims,
     _issuer_mismatch,
     extract_scopes,
+    set_tenant,
     validate_claims,
 )
 from .jws import (
@@ -153,7 +155,9 @@ class TokenVerifier:
     """Verifies bearer tokens: signature, header rules, and claims, for one or more issuers.
 
     Args:
-        issuer: the trusted ``iss`` (exact match). Or pass ``issuers=[Issuer(...), ...]``.
+        issuer: the trusted ``iss`` (exact match). Or pass ``issuers=[Issuer(...), ...]``, which
+            may hold :class:`~jwt_guard.core._tenants.IssuerTemplate` entries too (multi-tenant
+            issuers, tried after every exact one).
         audience: accepted ``aud`` value(s); required. ``None`` disables the audience check.
         jwks_url: remote JWK Set; ``jwks``: a static JWK Set dict; ``key_source``: any
             :class:`~jwt_guard.sources.base.KeySource` (a ``JWKSFile``, your own); none of
@@ -205,7 +209,7 @@ class TokenVerifier:
         key_source: KeySource | None = None,
         algorithms: Sequence[str] | None = None,
         leeway: float | timedelta = 60,
-        issuers: Iterable[Issuer] | None = None,
+        issuers: Iterable[Issuer | IssuerTemplate] | None = None,
         require_exp: bool = True,
         max_age: float | timedelta | None = None,
         required_claims: Sequence[str] = (),
@@ -223,6 +227,7 @@ class TokenVerifier:
         observer: GuardObserver | None = None,
     ) -> None:
         own = "TokenVerifier"
+        templates: list[IssuerTemplate] = []
         if issuers is not None:
             if any(v is not None for v in (issuer, jwks_url, jwks, key_source)):
                 raise ConfigurationError("give issuer=... or issuers=[Issuer(...)], not both")
@@ -230,19 +235,23 @@ class TokenVerifier:
                 raise ConfigurationError(
                     "with issuers=, give each Issuer(...) its own audience, not audience="
                 )
-            if isinstance(issuers, (str, bytes, Mapping, Issuer)) or not isinstance(
+            if isinstance(issuers, (str, bytes, Mapping, Issuer, IssuerTemplate)) or not isinstance(
                 issuers, Iterable
             ):
                 raise ConfigurationError(
                     f"{own}(issuers=...): must be a list of Issuer(...), "
                     f"not {type(issuers).__name__!r}"
                 )
-            configs = list(issuers)
-            for cfg in configs:
-                if not isinstance(cfg, Issuer):
+            configs = []
+            for cfg in issuers:
+                if isinstance(cfg, IssuerTemplate):
+                    templates.append(cfg)
+                elif isinstance(cfg, Issuer):
+                    configs.append(cfg)
+                else:
                     raise ConfigurationError(
-                        f"{own}(issuers=...): every item must be an Issuer(...), "
-                        f"not {type(cfg).__name__!r}"
+                        f"{own}(issuers=...): every item must be an Issuer(...) or an "
+                        f"IssuerTemplate(...), not {type(cfg).__name__!r}"
                     )
         elif issuer is None:
             raise ConfigurationError("issuer= is required: the exact 'iss' your provider uses")
@@ -256,7 +265,7 @@ class TokenVerifier:
                 own, issuer, audience, jwks_url, jwks, algorithms, key_source=key_source
             )
             configs = [Issuer(issuer, audience, jwks_url, jwks, algorithms, key_source=key_source)]
-        if not configs:
+        if not configs and not templates:
             raise ConfigurationError("issuers= must name at least one Issuer")
         check_algorithms(own, algorithms)
         self.leeway = duration(own, "leeway", leeway)
@@ -284,7 +293,8 @@ class TokenVerifier:
         given = jwks_options is not None and not (
             isinstance(jwks_options, Mapping) and not jwks_options  # {}: nothing given
         )
-        if given and not any(is_remote(cfg) for cfg in configs):
+        remote_templates = any(t.jwks_url is not None or t.discovery is not None for t in templates)
+        if given and not any(is_remote(cfg) for cfg in configs) and not remote_templates:
             raise ConfigurationError(
                 f"{own}(jwks_options=...): jwks_options apply to a remote JWKS only (jwks_url= "
                 "or discovery), and no issuer here has one: drop jwks_options"
@@ -313,7 +323,26 @@ class TokenVerifier:
                 monotonic=monotonic,
                 jwks_options=self._jwks_options,
             )
-        self._allowed = frozenset().union(*(s.allowed for s in self._issuers.values()))
+        # Templates are tried only when no exact issuer matches (core/_tenants.py).
+        self._tenancy: Tenancy | None = None
+        if templates:
+            self._tenancy = build_tenancy(
+                templates,
+                tuple(self._issuers),
+                algorithms,
+                require_exp,
+                max_age,
+                required,
+                scope_claims,
+                leeway=self.leeway,
+                monotonic=monotonic,
+                jwks_options=self._jwks_options,
+            )
+            self.async_hooks = self.async_hooks or self._tenancy.is_async
+        self._allowed = frozenset().union(
+            *(s.allowed for s in self._issuers.values()),
+            *(t.allowed for t in (self._tenancy.issuers if self._tenancy else ())),
+        )
         # First in first out with a deadline per entry, bounded in count and in bytes.
         self._cache = (
             TokenCache(cache_size, cache_bytes, cache_ttl, self.leeway)
@@ -323,8 +352,11 @@ class TokenVerifier:
 
     def __repr__(self) -> str:
         issuers = ", ".join(
-            f"{iss!r}: audience={_audiences(state)}, keys={_source_kind(state.source)}"
-            for iss, state in self._issuers.items()
+            [
+                f"{iss!r}: audience={_audiences(state)}, keys={_source_kind(state.source)}"
+                for iss, state in self._issuers.items()
+            ]
+            + (self._tenancy.describe() if self._tenancy is not None else [])
         )
         cache = "off" if self._cache is None else f"{self._cache.maxsize} tokens"
         return (
@@ -360,13 +392,17 @@ class TokenVerifier:
                 f"{prefix}JWKS_* variables are set and jwks_options= is not a dict to merge "
                 "them with: give jwks_options as a dict, or unset the variables"
             )
+        template = options.pop("issuer_template", None)
         options.update(overrides)
         jwks_options = jwks_options if jwks_options is not None else from_env or None
         if jwks_options is not None:
             options["jwks_options"] = jwks_options
+        if template is not None:
+            options = template_options(prefix, options, template)
         if "issuer" not in options and "issuers" not in options:
             raise ConfigurationError(
-                f"set {prefix}ISSUER (or {prefix}ISSUERS) to configure jwt_guard"
+                f"set {prefix}ISSUER (or {prefix}ISSUERS, or {prefix}ISSUER_TEMPLATE) to "
+                "configure jwt_guard"
             )
         if "issuer" in options and "audience" not in options:
             raise ConfigurationError(
@@ -378,16 +414,31 @@ class TokenVerifier:
 
     @property
     def issuers(self) -> tuple[str, ...]:
-        """The configured issuers."""
+        """The configured exact issuers (not the templates: see :attr:`templates`)."""
         return tuple(self._issuers)
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        """The configured issuer templates (``IssuerTemplate``), each template string."""
+        if self._tenancy is None:
+            return ()
+        return tuple(s.text for _, s in self._tenancy.shapes)
 
     def key_sources(self) -> dict[str, KeySource]:
         """The key source of each issuer (for health checks and prefetching): the one given
-        as ``key_source=`` itself, or the one the verifier built."""
+        as ``key_source=`` itself, or the one the verifier built; an ``IssuerTemplate``'s one
+        shared source is named by its templates."""
         return {
-            iss: s.source.source if isinstance(s.source, CheckedSource) else s.source
-            for iss, s in self._issuers.items()
+            name: source.source if isinstance(source, CheckedSource) else source
+            for name, source in self._sources().items()
         }
+
+    def _sources(self) -> dict[str, KeySource]:
+        """Every key source as the verifier calls it (an app's own behind its checker)."""
+        sources = {iss: state.source for iss, state in self._issuers.items()}
+        if self._tenancy is not None:
+            sources.update(self._tenancy.key_sources())
+        return sources
 
     def verify(self, token: str | bytes, *, client: str | None = None) -> Claims:
         """Verify ``token``: its ``Claims``, or a ``JWTGuardError`` (never any other exception).
@@ -402,14 +453,18 @@ class TokenVerifier:
         """
         if self.async_hooks:
             raise ConfigurationError(
-                "TokenVerifier.verify() cannot await the async claims_check/is_revoked hook: "
-                "call averify(), or give a synchronous hook"
+                "TokenVerifier.verify() cannot await the async claims_check/is_revoked hook (or "
+                "IssuerTemplate tenants= function): call averify(), or give a synchronous one"
             )
         with _Refusals(self, token, client):
             claims = self._from_cache(token)
             cached = claims is not None
             if claims is None:
-                prep = self._prepare(token)
+                try:
+                    prep = self._prepare(token)
+                except AwaitTenant as pending:  # an async tenant check: verify() cannot await
+                    pending.refuse()
+                    raise
                 claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
             if self._has_hooks:
                 self._hooks_result(self._sync_results(self._call_hooks(claims)))
@@ -423,7 +478,10 @@ class TokenVerifier:
             claims = self._from_cache(token)
             cached = claims is not None
             if claims is None:
-                prep = self._prepare(token)
+                try:
+                    prep = self._prepare(token)
+                except AwaitTenant as pending:  # an async tenant check, before any key fetch
+                    prep = await pending.resolve()
                 claims = self._finish(prep, await prep.state.source.akeys_for(prep.kid))
             if self._has_hooks:
                 results = self._call_hooks(claims)
@@ -489,20 +547,24 @@ class TokenVerifier:
         iss = payload.get("iss")
         kid = parsed.header.get("kid")
         return (
-            iss if isinstance(iss, str) and iss in self._issuers else None,
+            iss if isinstance(iss, str) and self._is_known(iss) else None,
             repr(kid[:64]) if isinstance(kid, str) else None,
         )
+
+    def _is_known(self, iss: str) -> bool:
+        """A configured issuer, or a tenant's issuer a template admitted (safe to log)."""
+        return iss in self._issuers or (self._tenancy is not None and self._tenancy.admitted(iss))
 
     def prefetch(self) -> None:
         """Have every key source get its keys now (start-up): a remote JWKS is fetched, a file
         checked, a static set does nothing. Raises ``KeysUnavailable`` on failure."""
-        for state in self._issuers.values():
-            state.source.prefetch()
+        for source in self._sources().values():
+            source.prefetch()
 
     async def aprefetch(self) -> None:
         """Like :meth:`prefetch`, without blocking the event loop."""
-        for state in self._issuers.values():
-            await state.source.aprefetch()
+        for source in self._sources().values():
+            await source.aprefetch()
 
     def health(self) -> dict[str, Any]:
         """Per issuer: when its keys were fetched, their age, staleness, the last error.
@@ -510,7 +572,7 @@ class TokenVerifier:
         ``{"ok": bool, "issuers": {iss: {...}}}``; ``ok`` is false when an issuer has no
         usable keys.
         """
-        issuers = {iss: state.source.status() for iss, state in self._issuers.items()}
+        issuers = {name: source.status() for name, source in self._sources().items()}
         return {"ok": all(s["usable"] for s in issuers.values()), "issuers": issuers}
 
     # -- the steps -------------------------------------------------------------------------
@@ -525,7 +587,37 @@ class TokenVerifier:
         iss = payload.get("iss")
         state = self._issuers.get(iss) if isinstance(iss, str) else None
         if state is None:
-            raise _issuer_mismatch(iss, tuple(self._issuers))
+            tenancy = self._tenancy
+            if tenancy is None:
+                raise _issuer_mismatch(iss, tuple(self._issuers))
+            return self._prepare_templated(tenancy, token, parsed, alg, kid, payload, iss)
+        if alg not in state.allowed:
+            check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
+        return _Prepared(token, parsed, alg, kid, payload, state)
+
+    def _prepare_templated(
+        self,
+        tenancy: Tenancy,
+        token: Any,
+        parsed: ParsedJWS,
+        alg: str,
+        kid: str | None,
+        payload: dict[str, Any],
+        iss: object,
+    ) -> _Prepared:
+        """``_prepare`` for an ``iss`` no exact issuer has: an issuer template may admit it
+        (its tenant checked here, before any key is fetched)."""
+
+        def prepared(state: IssuerState) -> _Prepared:
+            if alg not in state.allowed:
+                check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
+            return _Prepared(token, parsed, alg, kid, payload, state)
+
+        try:
+            state = tenancy.state_for(iss, payload)
+        except AwaitTenant as pending:
+            pending.resume = prepared  # averify carries on once the tenant check answered
+            raise
         if alg not in state.allowed:
             check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
         return _Prepared(token, parsed, alg, kid, payload, state)
@@ -536,6 +628,8 @@ class TokenVerifier:
         now = self.clock()
         validate_claims(prep.payload, state.rules, now)
         claims = Claims._adopt(prep.payload, extract_scopes(prep.payload, state.scope_claims))
+        if state.tenant is not None:
+            set_tenant(claims, state.tenant)
         if self._cache is not None and isinstance(prep.token, str):
             self._cache.put(
                 prep.token,

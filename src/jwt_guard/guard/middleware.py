@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .._logsafe import exc_info, safe
-from ..core._env import middleware_options_from_env
+from ..core._env import middleware_options_from_env, verifier_options_from_env
 from ..core.claims import Claims
 from ..core.verifier import TokenVerifier
 from ..errors import (
@@ -29,6 +29,7 @@ from ..errors import (
     KeysUnavailable,
     MissingToken,
 )
+from ._resource import ProtectedResource, check_resource
 
 __all__ = [
     "CLAIMS_KEY",
@@ -111,7 +112,8 @@ def bearer_token(values: Sequence[str]) -> str:
 @dataclass(frozen=True)
 class ErrorResponse:
     """A refusal in plain values, before any framework sees it: what ``error_handler`` receives
-    and returns.
+    and returns. (The guard's other answers, the protected-resource metadata of ``resource=``,
+    travel to the adapters in the same form.)
 
     ``status`` is the HTTP status, ``headers`` the header pairs (``WWW-Authenticate``,
     ``Cache-Control: no-store``, ``Content-Type``, ``Retry-After`` for a 503) and ``body`` the
@@ -150,6 +152,8 @@ _MIDDLEWARE_OPTIONS = frozenset(
         "optional",
         "prefetch",
         "realm",
+        "resource",
+        "resource_metadata",
         "verifier",
     }
 )
@@ -237,9 +241,18 @@ class Guard:
         optional: bool = False,
         realm: str = "api",
         error_handler: ErrorHandler | None = None,
+        resource: str | None = None,
+        resource_metadata: Mapping[str, Any] | None = None,
         **verifier_options: Any,
     ) -> None:
         check_option_names(owner, verifier_options)
+        if resource is None and resource_metadata is not None:
+            raise ConfigurationError(
+                f"{_where(owner, 'resource_metadata')}: describes the resource= this API is; "
+                "give resource='https://api.example.com/...' too"
+            )
+        if resource is not None and verifier is None:
+            _default_audience(owner, check_resource(owner, resource), verifier_options)
         if verifier is None:
             verifier = _build_verifier(owner, verifier_options)
         elif verifier_options:
@@ -265,11 +278,34 @@ class Guard:
         self.optional = flag_option(owner, "optional", optional)
         self.realm = realm
         self.error_handler = error_handler
+        # RFC 9728: the metadata document and the resource_metadata challenge parameter.
+        self.resource: ProtectedResource | None = None
+        self.resource_metadata: str | None = None
+        self._metadata_answers: dict[str, ErrorResponse] | None = None
+        if resource is not None:
+            self.resource = ProtectedResource(owner, resource, resource_metadata, verifier.issuers)
+            self.resource_metadata = self.resource.url
 
     def may_open(self, method: str) -> bool:
         """Whether :meth:`is_open` could be true for ``method``: callers skip building its
         arguments on the hot path otherwise."""
         return self._has_open_paths or (self.allow_preflight and method == "OPTIONS")
+
+    def metadata_answer(self, method: str, path: str) -> ErrorResponse | None:
+        """With ``resource=``: the answer to a request for the protected-resource metadata
+        (RFC 9728: ``/.well-known/oauth-protected-resource`` and its path-suffixed form), which
+        needs no token; ``None`` for any other request. ``path`` is the request's full path
+        (a WSGI app's ``SCRIPT_NAME`` + ``PATH_INFO``)."""
+        resource = self.resource
+        if resource is None or path not in resource.paths:
+            return None
+        answers = self._metadata_answers
+        if answers is None:  # built on first use: the guard's DPoP settings are final by then
+            answers = self._metadata_answers = {
+                method: ErrorResponse(status, headers, body)
+                for method, (status, headers, body) in resource.answers(self).items()
+            }
+        return answers.get(method, answers[""])
 
     def bearer(self, authorization: Sequence[str], client: str | None) -> str | None:
         """The bearer token of a request to check, or ``None`` to pass it unauthenticated
@@ -297,8 +333,9 @@ class Guard:
         """For the WSGI adapters: refuse, now, a verifier whose hooks only ``averify`` can run."""
         if self.verifier.async_hooks:
             raise ConfigurationError(
-                f"{self.owner}: async claims_check/is_revoked hooks need the ASGI middleware "
-                "(JWTGuard); under WSGI pass plain functions (verify() cannot await)"
+                f"{self.owner}: async claims_check/is_revoked hooks (and async IssuerTemplate "
+                "tenants= functions) need the ASGI middleware (JWTGuard); under WSGI pass plain "
+                "functions (verify() cannot await)"
             )
 
     def prefetch(self) -> None:
@@ -317,10 +354,11 @@ class Guard:
         one line of latin-1 text, a body that is not bytes), gets the default answer instead
         (logged): a refusal never becomes a 500 or a split header.
         """
+        metadata = self.resource_metadata
         if self.error_handler is None:
-            return render_error(exc, self.realm)
+            return render_error(exc, self.realm, resource_metadata=metadata)
         try:
-            response = render_error(exc, self.realm, self.error_handler)
+            response = render_error(exc, self.realm, self.error_handler, resource_metadata=metadata)
             _check_response(response)
         except Exception as problem:
             logger.error(
@@ -329,8 +367,15 @@ class Guard:
                 safe(problem),
                 exc_info=exc_info(problem),
             )
-            return render_error(exc, self.realm)
+            return render_error(exc, self.realm, resource_metadata=metadata)
         return response
+
+
+def _default_audience(owner: str, resource: str, options: dict[str, Any]) -> None:
+    """RFC 8707: with ``resource=`` and no ``audience=``, the token must be meant for this very
+    resource (``aud`` holds the resource URI). ``issuers=[...]`` name their own audiences."""
+    if "audience" not in options and "issuers" not in options:
+        options["audience"] = resource
 
 
 def _build_verifier(owner: str, options: dict[str, Any]) -> TokenVerifier:
@@ -387,6 +432,11 @@ def options_from_env(
     for_verifier = {k: v for k, v in overrides.items() if k not in _MIDDLEWARE_OPTIONS}
     options = {**middleware_options_from_env(prefix, environ), **own}
     if "verifier" not in options:
+        resource = options.get("resource")
+        if isinstance(resource, str) and "audience" not in verifier_options_from_env(
+            prefix, environ
+        ):
+            _default_audience(owner, resource, for_verifier)
         options["verifier"] = TokenVerifier.from_env(prefix, environ=environ, **for_verifier)
     else:
         options.update(for_verifier)
@@ -526,30 +576,45 @@ def _token(request: RouteRequest) -> str | None:
         return None
 
 
-def challenge(exc: JWTGuardError, realm: str = "api") -> str:
-    """The ``WWW-Authenticate`` value for ``exc``: fixed descriptions, quoted and escaped."""
+def challenge(
+    exc: JWTGuardError, realm: str = "api", *, resource_metadata: str | None = None
+) -> str:
+    """The ``WWW-Authenticate`` value for ``exc``: fixed descriptions, quoted and escaped.
+
+    ``resource_metadata``: the URL of the protected-resource metadata (RFC 9728 5.1), from
+    configuration.
+    """
     parts = [f"Bearer realm={_quote(realm)}"]
     if exc.error is not None:
         parts.append(f"error={_quote(exc.error)}")
         parts.append(f"error_description={_quote(exc.description)}")
     if isinstance(exc, InsufficientScope) and exc.scopes:
         parts.append(f"scope={_quote(_header_safe(' '.join(exc.scopes)))}")
+    if resource_metadata is not None:
+        parts.append(f"resource_metadata={_quote(_header_safe(resource_metadata))}")
     return ", ".join(parts)
 
 
 def render_error(
-    exc: JWTGuardError, realm: str = "api", error_handler: ErrorHandler | None = None
+    exc: JWTGuardError,
+    realm: str = "api",
+    error_handler: ErrorHandler | None = None,
+    *,
+    resource_metadata: str | None = None,
 ) -> ErrorResponse:
     """The answer to a refused request: status, RFC 6750 header, small JSON body, no-store.
 
-    A 503 carries ``Retry-After`` instead of a challenge.
+    A 503 carries ``Retry-After`` instead of a challenge. ``resource_metadata`` goes into the
+    challenge (RFC 9728 5.1).
     """
     body = {"error": exc.error or "unauthorized", "error_description": exc.description}
     headers = [("content-type", "application/json"), ("cache-control", "no-store")]
     if isinstance(exc, KeysUnavailable):
         headers.append(("retry-after", str(exc.retry_after)))
     else:
-        headers.append(("www-authenticate", challenge(exc, realm)))
+        headers.append(
+            ("www-authenticate", challenge(exc, realm, resource_metadata=resource_metadata))
+        )
     response = ErrorResponse(exc.status, headers, json.dumps(body).encode())
     if error_handler is not None:
         shaped = error_handler(exc, response)

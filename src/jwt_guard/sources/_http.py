@@ -388,6 +388,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]{0,63}\}")
+
+
+def _template_form(text: str) -> str:
+    """``text`` with every ``{name}`` placeholder written ``{}``: Entra's ``{tenantid}`` and an
+    ``IssuerTemplate``'s ``{tid}`` compare equal."""
+    return _PLACEHOLDER.sub("{}", text)
+
+
 def _adapter_for(session: requests.Session, url: str) -> BaseAdapter:
     """The adapter jwt_guard sends ``url`` through: its own copy of a plain ``HTTPAdapter``."""
     if _transports.pid != os.getpid():  # a fork that skipped the at-fork hooks
@@ -428,11 +437,16 @@ class HTTPFetcher:
         """Why ``url`` may not be fetched with these settings (``None`` when it may)."""
         return check_url(url, allow_http=self.allow_http, allow_link_local=self.allow_link_local)
 
-    def discover(self, issuer: str | None, deadline: float) -> str:
-        """The ``jwks_uri`` of ``issuer``'s OpenID discovery document (which must name it)."""
+    def discover(self, issuer: str | None, deadline: float, templates: tuple[str, ...] = ()) -> str:
+        """The ``jwks_uri`` of ``issuer``'s OpenID discovery document, which must name
+        ``issuer``, or one of ``templates`` (a placeholder matching one of any name)."""
         url = str(issuer).rstrip("/") + "/.well-known/openid-configuration"
         document, _ = self.get_json(url, deadline)
-        if document.get("issuer") != issuer:
+        named = document.get("issuer")
+        if named != issuer and not (
+            isinstance(named, str)
+            and _template_form(named) in {_template_form(t) for t in templates}
+        ):
             raise FetchError(
                 f"discovery document 'issuer' {safe(document.get('issuer'))} differs from "
                 f"the configured issuer {safe(issuer)}"

@@ -57,7 +57,11 @@ class JWKSClient:
     Args:
         url: the JWKS URL; or ``None`` with ``discovery_issuer`` set.
         discovery_issuer: fetch ``{issuer}/.well-known/openid-configuration`` and use its
-            ``jwks_uri``; the document's ``issuer`` must equal this value exactly.
+            ``jwks_uri``; the document's ``issuer`` must equal this value exactly, or one of
+            ``discovery_templates``.
+        discovery_templates: issuer templates (``IssuerTemplate``) the discovery document may
+            name as its ``issuer`` instead, a placeholder matching one of any name (Entra's
+            ``common`` document names ``https://login.microsoftonline.com/{tenantid}/v2.0``).
         algorithms: the algorithms keys may be bound to.
         allow_oct: accept symmetric keys from this remote source (off: RFC 8725 3.1).
         options: a :class:`~jwt_guard.sources.options.JWKSOptions` (timeouts, lifetimes,
@@ -79,6 +83,7 @@ class JWKSClient:
         url: str | None = None,
         *,
         discovery_issuer: str | None = None,
+        discovery_templates: Iterable[str] = (),
         algorithms: Iterable[str] | None = None,
         allow_oct: bool = False,
         options: JWKSOptions | None = None,
@@ -121,6 +126,11 @@ class JWKSClient:
         allow_http, allow_link_local = opts.allow_http, opts.allow_link_local
         self.url = url
         self.discovery_issuer = discovery_issuer
+        self.discovery_templates = tuple(discovery_templates)
+        if not all(isinstance(t, str) and t for t in self.discovery_templates):
+            raise ConfigurationError(
+                f"{_OWNER}(discovery_templates=...): must be a list of non-empty strings"
+            )
         self.algorithms = tuple(algorithms) if algorithms is not None else None
         self.allow_oct, self.allow_http = allow_oct, allow_http
         self.allow_link_local = allow_link_local
@@ -367,7 +377,9 @@ class JWKSClient:
         )
         deadline = time.monotonic() + self.total_timeout
         if self._jwks_uri is None:
-            self._jwks_uri = http.discover(self.discovery_issuer, deadline)
+            self._jwks_uri = http.discover(
+                self.discovery_issuer, deadline, templates=self.discovery_templates
+            )
         jwks_uri = self._jwks_uri
         try:
             document, headers = http.get_json(jwks_uri, deadline)

@@ -32,6 +32,7 @@ SET_BY_VERIFIER = {
     "discovery_issuer": "issuer",
     "algorithms": "algorithms",
     "allow_oct": "Issuer(allow_remote_oct=...)",
+    "discovery_templates": "IssuerTemplate(discovery=...)",
 }
 
 _OBSERVER_EVENTS = tuple(name for name in vars(GuardObserver) if not name.startswith("_"))
