@@ -69,6 +69,13 @@ NOT_REEXPORTED: dict[str, set[str]] = {
         "render_error",
         "scope_names",
     },
+    "guard.websocket": {
+        "Handshake",
+        "WebSocketClosedByGuard",
+        "WebSocketSession",
+        "read_handshake",
+        "websocket_options",
+    },
     "keys.algorithms": {
         "AlgorithmSpec",
         "ECCurve",

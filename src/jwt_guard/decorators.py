@@ -154,8 +154,9 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[F], F]:
                 answer = check_route(route, wanted, any_of)
                 if answer is None:
                     return await func(*args, **kwargs)
-                if route.websocket:
-                    await request.close(code=1008)
+                if route.websocket:  # before accept: the guard's own kind of refusal
+                    websocket_adapter: Any = adapter
+                    await websocket_adapter.refuse_websocket(request, answer)
                     return None
                 return adapter.respond(request, answer)
 

@@ -141,6 +141,8 @@ anyone can send ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method`
 
 # -- options ------------------------------------------------------------------------------------
 
+# JWTGuard's own (ASGI only): the other middlewares refuse them by name.
+_WEBSOCKET_OPTIONS = ("websocket_query_param", "websocket_recheck", "websocket_sleep")
 _MIDDLEWARE_OPTIONS = frozenset(
     {
         "allow_preflight",
@@ -151,6 +153,7 @@ _MIDDLEWARE_OPTIONS = frozenset(
         "prefetch",
         "realm",
         "verifier",
+        *_WEBSOCKET_OPTIONS,
     }
 )
 
@@ -240,6 +243,12 @@ class Guard:
         **verifier_options: Any,
     ) -> None:
         check_option_names(owner, verifier_options)
+        misplaced = sorted(set(verifier_options) & set(_WEBSOCKET_OPTIONS))
+        if misplaced:
+            raise ConfigurationError(
+                f"{_where(owner, misplaced[0])}: websockets are served by the ASGI middleware "
+                "only; give this option to JWTGuard"
+            )
         if verifier is None:
             verifier = _build_verifier(owner, verifier_options)
         elif verifier_options:
