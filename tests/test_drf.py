@@ -28,6 +28,7 @@ from rest_framework.test import APIClient  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
 
 from jwt_guard import TokenVerifier  # noqa: E402
+from jwt_guard.decorators import require_scopes  # noqa: E402
 from jwt_guard.drf import HasScopes, JWTGuardAuthentication  # noqa: E402
 from jwt_guard.errors import InsufficientScope, InvalidRequest, KeysUnavailable  # noqa: E402
 from jwt_guard.guard.middleware import challenge  # noqa: E402
@@ -79,6 +80,13 @@ def make_urls() -> types.ModuleType:
         def get(self, request: Request) -> Response:  # pragma: no cover - always refused
             return Response({"ok": True})
 
+    class Decorated(Defaults):
+        permission_classes = (IsAuthenticated,)
+
+        @require_scopes("read:items")  # the table-driven decorator, on a DRF view method
+        def get(self, request: Request) -> Response:
+            return Response({"ok": True})
+
     class Admin(Defaults):
         required_scopes = ("admin",)
 
@@ -92,6 +100,7 @@ def make_urls() -> types.ModuleType:
         path("combined", Combined.as_view()),
         path("undeclared", Undeclared.as_view()),
         path("admin", Admin.as_view()),
+        path("decorated", Decorated.as_view()),
     ]
 
     urls = types.ModuleType("drf_test_urls")
@@ -153,6 +162,8 @@ def auth(token: str) -> dict[str, str]:
         pytest.param("/combined", ["read:items"], 200, id="combined"),
         pytest.param("/combined", [], 403, id="combined-missing"),
         pytest.param("/undeclared", ["read:items"], 403, id="undeclared-fails-closed"),
+        pytest.param("/decorated", ["read:items"], 200, id="decorator"),
+        pytest.param("/decorated", ["profile"], 403, id="decorator-missing"),
     ],
 )
 def test_scopes(
@@ -165,7 +176,11 @@ def test_scopes(
     if status == 403 and path != "/undeclared":
         scheme, params = parse_challenge(response["WWW-Authenticate"])
         assert (scheme, params["error"]) == ("Bearer", "insufficient_scope")
-        assert response.json() == {"detail": InsufficientScope.description}
+        body = response.json()
+        if path == "/decorated":  # the guard's own RFC 6750 body
+            assert body["error"] == "insufficient_scope"
+        else:
+            assert body == {"detail": InsufficientScope.description}
 
 
 def test_a_view_without_required_scopes_is_refused_and_logged(

@@ -49,7 +49,8 @@ from rest_framework.request import Request
 
 from ._logsafe import safe
 from .core.claims import Claims
-from .django import ROUTE_ADAPTER, guard_from_settings, token_user
+from .django import ROUTE_ADAPTER as DJANGO_ROUTES
+from .django import guard_from_settings, to_response, token_user
 from .errors import (
     InsufficientScope,
     JWTGuardError,
@@ -59,7 +60,9 @@ from .errors import (
 from .guard.middleware import (
     CLAIMS_KEY,
     GUARD_KEY,
+    ErrorResponse,
     Guard,
+    RouteRequest,
     bearer_token,
     challenge,
     check_scopes,
@@ -157,6 +160,21 @@ class JWTGuardAuthentication(BaseAuthentication):  # type: ignore[misc]
         return challenge(error if isinstance(error, JWTGuardError) else MissingToken(), realm)
 
 
+class _DRFRoutes:
+    """The DRF side of ``jwt_guard.require_scopes``: a DRF ``Request`` in, a Django
+    ``HttpResponse`` out (DRF passes it through)."""
+
+    def route_request(self, request: Request) -> RouteRequest:
+        return DJANGO_ROUTES.route_request(request._request)
+
+    def respond(self, request: Request, answer: ErrorResponse) -> Any:
+        return to_response(answer)
+
+
+ROUTE_ADAPTER = _DRFRoutes()
+"""How ``jwt_guard.require_scopes`` reads a DRF request (on an ``APIView`` method) and answers."""
+
+
 def _claims(request: Request) -> Claims | None:
     auth = getattr(request, "auth", None)
     if isinstance(auth, Claims):
@@ -224,7 +242,7 @@ class HasScopes(OperationHolderMixin, BasePermission):  # type: ignore[misc]
 
     @staticmethod
     def _log(request: Request, exc: JWTGuardError) -> Guard | None:
-        route = ROUTE_ADAPTER.route_request(request._request)
+        route = DJANGO_ROUTES.route_request(request._request)
         guard = route.store.get(GUARD_KEY)
         if isinstance(guard, Guard):
             refuse(route, exc)  # logged once, told to the observer
