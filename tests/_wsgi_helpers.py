@@ -160,6 +160,9 @@ def check_refusal(
         assert body["error"] == error
 
 
+_BASE_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+
+
 def ensure_django() -> None:
     """Configure Django once for the whole test session (tests override what they need)."""
     import django
@@ -170,7 +173,9 @@ def ensure_django() -> None:
             SECRET_KEY="tests-only",
             DEBUG=False,
             ALLOWED_HOSTS=["testserver", "localhost", "127.0.0.1"],
-            INSTALLED_APPS=[],
+            # What any test may install, registered once: an override that adds an app whose
+            # models another override already loaded reloads them (a RuntimeWarning).
+            INSTALLED_APPS=_BASE_APPS,
             DATABASES={},
             MIDDLEWARE=[],
             USE_TZ=True,

@@ -15,7 +15,17 @@ import jwt_guard
 # Public modules whose API is reached as ``jwt_guard.<module>.<name>``, never re-exported at the
 # top level: framework adapters (importing them imports their framework), the command line and
 # the test tooling.
-OWN_NAMESPACE = {"binding", "cli", "django", "fastapi", "flask", "stores", "testing"}
+OWN_NAMESPACE = {
+    "binding",
+    "cli",
+    "django",
+    "drf",
+    "fastapi",
+    "flask",
+    "litestar",
+    "stores",
+    "testing",
+}
 
 # Names defined in the framework-free modules that are deliberately not re-exported: building
 # blocks of the verification core, reachable through their module for advanced use and tests.
@@ -68,6 +78,13 @@ NOT_REEXPORTED: dict[str, set[str]] = {
         "refuse",
         "render_error",
         "scope_names",
+    },
+    "guard.websocket": {
+        "Handshake",
+        "WebSocketClosedByGuard",
+        "WebSocketSession",
+        "read_handshake",
+        "websocket_options",
     },
     "keys.algorithms": {
         "AlgorithmSpec",

@@ -29,14 +29,28 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("core",)),
     ("binding", ("binding",)),
     ("guard", ("guard",)),
-    ("adapters", ("asgi", "wsgi", "flask", "django", "fastapi", "decorators")),
+    ("adapters", ("asgi", "wsgi", "flask", "django", "drf", "fastapi", "litestar", "decorators")),
     ("testing", ("testing",)),
     ("cli", ("cli", "__main__")),
 )
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 API_RANK = len(LAYERS)  # the package namespace itself: above everything, imported by nothing
 
-FRAMEWORKS = frozenset({"starlette", "anyio", "werkzeug", "flask", "django", "fastapi", "uvicorn"})
+FRAMEWORKS = frozenset(
+    {
+        "starlette",
+        "anyio",
+        "werkzeug",
+        "flask",
+        "django",
+        "asgiref",
+        "rest_framework",
+        "drf_spectacular",
+        "fastapi",
+        "litestar",
+        "uvicorn",
+    }
+)
 # Third-party packages only some layers may import (the rest of the package may not).
 RESTRICTED: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(FRAMEWORKS, ("adapters", "cli")),

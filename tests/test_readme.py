@@ -81,7 +81,7 @@ def _section(heading: str) -> str:
 
 
 def test_every_block_is_python_with_a_marker_or_bash() -> None:
-    assert {b.lang for b in BLOCKS} == {"python", "bash", "text"}
+    assert {b.lang for b in BLOCKS} == {"python", "bash", "text", "js"}
     assert all(b.kind in KINDS for b in PYTHON), [(b.line, b.kind) for b in PYTHON]
     assert not [b.line for b in BLOCKS if b.lang == "bash" and b.kind]
 
@@ -149,20 +149,9 @@ def _run_app(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any)
 
 
 def _ensure_django() -> None:
-    import django
-    from django.conf import settings
+    from _wsgi_helpers import ensure_django
 
-    if not settings.configured:
-        settings.configure(
-            SECRET_KEY="tests-only",
-            ALLOWED_HOSTS=["testserver", "localhost", "127.0.0.1"],
-            INSTALLED_APPS=[],
-            DATABASES={},
-            MIDDLEWARE=[],
-            USE_TZ=True,
-            ROOT_URLCONF=None,
-        )
-        django.setup()
+    ensure_django()
 
 
 def _run_django(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
@@ -183,6 +172,109 @@ def _run_django(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: A
             return response.status_code, response.json()
 
         _check_app(get, mint_token)
+
+
+def _run_django_async(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    """The async views through Django's AsyncClient: the middleware on an async chain."""
+    import asyncio
+
+    _ensure_django()
+    from django.test import AsyncClient, override_settings
+
+    ns = _run(block, issuer)
+    urls = types.ModuleType(f"readme_urls_{block.line}")
+    urls.urlpatterns = ns["urlpatterns"]  # type: ignore[attr-defined]
+    with override_settings(
+        MIDDLEWARE=ns["MIDDLEWARE"], JWT_GUARD=ns["JWT_GUARD"], ROOT_URLCONF=urls
+    ):
+        client = AsyncClient()
+
+        def get(path: str, token: str | None) -> tuple[int, Any]:
+            headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+            response = asyncio.run(client.get(path, headers=headers))
+            return response.status_code, response.json()
+
+        _check_app(get, mint_token)
+
+
+def _run_drf(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    """The DRF views through DRF's APIClient; the settings' dotted paths name jwt_guard's
+    classes."""
+    _ensure_django()
+    from django.test import override_settings
+    from django.utils.module_loading import import_string
+    from rest_framework.test import APIClient
+
+    from jwt_guard.drf import HasScopes, JWTGuardAuthentication
+
+    ns = _run(block, issuer)
+    defaults = ns["REST_FRAMEWORK"]
+    assert [import_string(p) for p in defaults["DEFAULT_AUTHENTICATION_CLASSES"]] == [
+        JWTGuardAuthentication
+    ]
+    assert [import_string(p) for p in defaults["DEFAULT_PERMISSION_CLASSES"]] == [HasScopes]
+    urls = types.ModuleType(f"readme_urls_{block.line}")
+    urls.urlpatterns = ns["urlpatterns"]  # type: ignore[attr-defined]
+    with override_settings(
+        INSTALLED_APPS=ns["INSTALLED_APPS"],
+        MIDDLEWARE=[],
+        JWT_GUARD=ns["JWT_GUARD"],
+        REST_FRAMEWORK=defaults,
+        ROOT_URLCONF=urls,
+    ):
+        client = APIClient()
+
+        def get(path: str, token: str | None) -> tuple[int, Any]:
+            extra = {} if token is None else {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+            response = client.get(path, **extra)
+            return response.status_code, response.json()
+
+        _check_app(get, mint_token)
+
+
+def _run_litestar(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    """A Litestar app (Litestar reads its handlers' module: the block runs as one)."""
+    import sys
+
+    from litestar.testing import TestClient
+
+    name = f"readme_line_{block.line}"
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    try:
+        code = block.code.replace(PLACEHOLDER_ISSUER, repr(issuer.issuer))
+        exec(compile(code, f"README.md:{block.line}", "exec"), module.__dict__)
+        with TestClient(module.app) as client:
+
+            def get(path: str, token: str | None) -> tuple[int, Any]:
+                response = client.get(path, headers=_bearer(token))
+                return response.status_code, response.json()
+
+            _check_app(get, mint_token)
+    finally:
+        del sys.modules[name]
+
+
+def _run_websocket(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    """A browser's handshake (the token in Sec-WebSocket-Protocol) and a refused one."""
+    from starlette.testclient import TestClient, WebSocketDenialResponse
+
+    app = _run(block, issuer)["app"]
+    token = mint_token(subject="alice")
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws", subprotocols=["chat", "bearer", token]) as ws:
+            assert ws.accepted_subprotocol == "chat"
+            assert ws.receive_text() == "hello alice"
+            ws.send_text("ping")
+            assert ws.receive_text() == "ping"
+        with client.websocket_connect("/ws", subprotocols=["bearer", token]) as ws:
+            assert ws.accepted_subprotocol == "bearer"
+        with (
+            pytest.raises(WebSocketDenialResponse) as refused,
+            client.websocket_connect("/ws", subprotocols=["chat"]),
+        ):
+            pass  # pragma: no cover - refused
+        assert refused.value.status_code == 401
 
 
 def _run_verifier(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
@@ -511,6 +603,10 @@ def _run_mcp(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any)
 KINDS: dict[str, Callable[..., None]] = {
     "app": _run_app,
     "django": _run_django,
+    "django-async": _run_django_async,
+    "drf": _run_drf,
+    "litestar": _run_litestar,
+    "websocket": _run_websocket,
     "verifier": _run_verifier,
     "env": _run_env,
     "errors": _run_errors,
@@ -594,7 +690,14 @@ def _parameters(func: Callable[..., Any]) -> Iterator[tuple[str, Any]]:
             id="JWKSOptions",
         ),
         pytest.param("### `JWTGuard(app", JWTGuard.__init__, id="JWTGuard"),
-        pytest.param("### `JWTGuard(app", JWTGuardWSGI.__init__, id="JWTGuardWSGI"),
+        pytest.param(
+            "### `JWTGuard(app",
+            lambda: [  # the table also lists the ASGI middleware's websocket options
+                *_parameters(JWTGuardWSGI.__init__),
+                *((n, d) for n, d in _parameters(JWTGuard.__init__) if n.startswith("websocket_")),
+            ],
+            id="JWTGuardWSGI",
+        ),
         pytest.param("FastAPI's `JWTBearer`", JWTBearer.__init__, id="JWTBearer"),
         pytest.param(
             "### `Issuer(",

@@ -13,8 +13,8 @@ The package, in layers; an import points only at its own layer or one above it i
     core/       a token in, Claims or a JWTGuardError out: jws, claims, issuers, token cache,
                 TokenVerifier, configuration from the environment
     guard/      framework-free middleware logic (header -> token -> decision -> ErrorResponse),
-                health endpoints
-    asgi, wsgi, flask, django, fastapi, decorators    one adapter per framework
+                websocket handshakes and lifetimes, health endpoints
+    asgi, wsgi, flask, django, drf, fastapi, litestar, decorators    one adapter per framework
     testing/    the local issuer and the pytest plugin
     cli/        the jwt-guard command
 

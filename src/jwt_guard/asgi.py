@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from datetime import timedelta
 from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketState
 
 from ._logsafe import exc_info, safe
 from .core.claims import Claims
@@ -33,6 +35,7 @@ from .guard.middleware import (
     flag_option,
     options_from_env,
 )
+from .guard.websocket import Sleep, WebSocketSession, read_handshake, websocket_options
 
 __all__ = ["JWTGuard", "JWTUser"]
 
@@ -44,7 +47,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_GUARDED = frozenset({"http", "websocket"})
 _WS_DENIAL = "websocket.http.response"
 _POLICY_VIOLATION = 1008
 
@@ -149,6 +151,17 @@ class JWTGuard:
         resource_metadata: more RFC 9728 fields for that document (``scopes_supported``,
             ``resource_name``, ``resource_documentation``, ``authorization_servers``, which
             defaults to the configured issuers...).
+        websocket_recheck: seconds (or a ``timedelta``) between re-verifications of the token
+            of an open websocket, which close it with 1008 once the token is revoked or no
+            longer passes the checks (default 60; ``None``: only its expiry closes it).
+        websocket_query_param: the name of a query parameter a websocket handshake may carry
+            its token in (default ``None``: off; URLs end up in access logs and proxies).
+        websocket_sleep: how the websocket watcher waits, ``asyncio.sleep`` by default; tests
+            pass one they control, together with the verifier's ``clock``.
+
+    A websocket handshake carries its token in ``Authorization``, or (browsers) in
+    ``Sec-WebSocket-Protocol`` (see :mod:`jwt_guard.guard.websocket`); the connection is
+    closed with 1008 when the token expires or is revoked, without the app doing anything.
 
     Example::
 
@@ -177,6 +190,9 @@ class JWTGuard:
         prefetch: bool = False,
         resource: str | None = None,
         resource_metadata: Mapping[str, Any] | None = None,
+        websocket_recheck: float | timedelta | None = 60.0,
+        websocket_query_param: str | None = None,
+        websocket_sleep: Sleep | None = None,
         **verifier_options: Any,
     ) -> None:
         self.app = app
@@ -197,9 +213,15 @@ class JWTGuard:
         self.prefetch = flag_option("JWTGuard", "prefetch", prefetch)
         self.verifier = self.guard.verifier
         self._cached = self.verifier.cached
+        self._ws_recheck, self._ws_query_param, self._ws_sleep = websocket_options(
+            "JWTGuard", websocket_recheck, websocket_query_param, websocket_sleep
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in _GUARDED:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+                return
             if scope["type"] == "lifespan" and self.prefetch:
                 send = self._prefetching(send)
             await self.app(scope, receive, send)
@@ -324,6 +346,66 @@ class JWTGuard:
         # Starlette's Response sends "websocket.http.response.*" for a websocket scope
         await _to_response(self.guard.error_response(exc))(scope, receive, send)
 
+    # -- websockets: the handshake's token places, the app's view of them, the lifetime -------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One websocket connection: check its token, then run the app behind a
+        :class:`~jwt_guard.guard.websocket.WebSocketSession` that closes the connection when
+        the token stops being valid."""
+        guard = self.guard
+        scope[GUARD_KEY] = guard
+        handshake = read_handshake(scope, self._ws_query_param)
+        client = scope.get("client")
+        address = client[0] if client else None
+        token: str | None = None
+        claims: Claims | None = None
+        try:
+            if not (guard.may_open("GET") and guard.is_open("GET", scope.get("path", ""), _none)):
+                token = handshake.token(guard, address)
+                if token is not None:
+                    claims = await self._averify(token, address)
+        except JWTGuardError as exc:
+            await self._refuse(scope, receive, send, exc)
+            return
+        if claims is None:
+            scope[CLAIMS_KEY] = None
+            scope["user"] = UnauthenticatedUser()
+            scope["auth"] = AuthCredentials()
+        else:
+            scope[CLAIMS_KEY] = claims
+            scope["user"], scope["auth"] = claims.memo(_MEMO_KEY, _user_and_auth)
+        session = WebSocketSession(
+            send,
+            handshake,
+            self.verifier,
+            token,
+            claims,
+            address,
+            self._ws_recheck,
+            self._ws_sleep,
+        )
+        try:
+            await self.app(scope, receive, session.send)
+        except RouteRefusal as refusal:  # a FastAPI dependency refused (and logged) it
+            await _to_response(refusal.response)(scope, receive, session.send)
+        finally:
+            await session.stop()
+
+    async def _averify(self, token: str, address: str | None) -> Claims:
+        try:
+            return await self.verifier.averify(token, client=address)
+        except JWTGuardError:
+            raise
+        except Exception as exc:  # a duck-typed verifier; never let it become a 500
+            logger.error(
+                "verifier raised %s: %s", type(exc).__name__, safe(exc), exc_info=exc_info(exc)
+            )
+            raise InvalidToken(f"token could not be verified ({type(exc).__name__})") from exc
+
+
+def _none(name: str) -> str | None:
+    return None  # a websocket handshake is never a CORS preflight
+
 
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
@@ -364,6 +446,16 @@ class _StarletteRoutes:
 
     def respond(self, request: HTTPConnection, answer: ErrorResponse) -> Response:
         return _to_response(answer)
+
+    async def refuse_websocket(self, websocket: WebSocket, answer: ErrorResponse) -> None:
+        """A websocket route's refusal, as the middleware's own: the RFC 6750 answer as an
+        HTTP denial response where the server supports it (before accept), else close 1008."""
+        if websocket.client_state is WebSocketState.CONNECTING and _WS_DENIAL in (
+            websocket.scope.get("extensions") or {}
+        ):
+            await websocket.send_denial_response(_to_response(answer))
+        else:
+            await websocket.close(code=_POLICY_VIOLATION)
 
 
 ROUTE_ADAPTER = _StarletteRoutes()

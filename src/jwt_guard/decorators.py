@@ -1,4 +1,5 @@
-"""``require_scopes``: one per-route scope check for Starlette, Flask, Django and Werkzeug views.
+"""``require_scopes``: one per-route scope check for Starlette, Flask, Django, DRF and Werkzeug
+views (and functions taking a Litestar connection).
 
 The decorator finds the request among the view's arguments, reads the claims the middleware put
 there, and answers 401 (no verified claims) or 403 (``insufficient_scope``) in that framework's
@@ -10,7 +11,9 @@ one place.
 
 FastAPI routes take the dependency :func:`jwt_guard.fastapi.require_scopes` instead: this
 decorator on a FastAPI route fails when the route is defined, with a ``ConfigurationError``
-saying so.
+saying so. Litestar route handlers take the guard :func:`jwt_guard.litestar.require_scopes`
+(``guards=[...]``): Litestar builds its own model of a handler's signature and refuses the
+parameter this decorator adds for FastAPI's sake, at start-up.
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ class _Framework:
 
 _FRAMEWORKS = (
     _Framework("starlette.requests", "HTTPConnection", "jwt_guard.asgi"),
+    _Framework("rest_framework.request", "Request", "jwt_guard.drf"),
     _Framework("django.http.request", "HttpRequest", "jwt_guard.django"),
+    _Framework("litestar.connection.base", "ASGIConnection", "jwt_guard.litestar"),
     _Framework("werkzeug.wrappers.request", "Request", "jwt_guard.wsgi"),
 )
 """Where ``require_scopes`` looks for the request, in order: a view argument that is one of
@@ -76,8 +81,9 @@ def _find(args: tuple[Any, ...]) -> tuple[RouteAdapter, Any]:
         return ROUTE_ADAPTER, flask.request
     raise ConfigurationError(
         "require_scopes found no request: decorate a Starlette endpoint, a Flask view, a Django "
-        "view (method_decorator for class-based views) or a Werkzeug view; on a FastAPI route "
-        "use dependencies=[jwt_guard.fastapi.require_scopes(...)]"
+        "view (method_decorator for class-based views), a DRF view method or a Werkzeug view; "
+        "on a FastAPI route use dependencies=[jwt_guard.fastapi.require_scopes(...)], on a "
+        "Litestar handler guards=[jwt_guard.litestar.require_scopes(...)]"
     )
 
 
@@ -154,8 +160,9 @@ def require_scopes(*scopes: str, any_of: bool = False) -> Callable[[F], F]:
                 answer = check_route(route, wanted, any_of)
                 if answer is None:
                     return await func(*args, **kwargs)
-                if route.websocket:
-                    await request.close(code=1008)
+                if route.websocket:  # before accept: the guard's own kind of refusal
+                    websocket_adapter: Any = adapter
+                    await websocket_adapter.refuse_websocket(request, answer)
                     return None
                 return adapter.respond(request, answer)
 

@@ -143,6 +143,8 @@ anyone can send ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method`
 
 # -- options ------------------------------------------------------------------------------------
 
+# JWTGuard's own (ASGI only): the other middlewares refuse them by name.
+_WEBSOCKET_OPTIONS = ("websocket_query_param", "websocket_recheck", "websocket_sleep")
 _MIDDLEWARE_OPTIONS = frozenset(
     {
         "allow_preflight",
@@ -155,6 +157,7 @@ _MIDDLEWARE_OPTIONS = frozenset(
         "resource",
         "resource_metadata",
         "verifier",
+        *_WEBSOCKET_OPTIONS,
     }
 )
 
@@ -253,6 +256,12 @@ class Guard:
             )
         if resource is not None and verifier is None:
             _default_audience(owner, check_resource(owner, resource), verifier_options)
+        misplaced = sorted(set(verifier_options) & set(_WEBSOCKET_OPTIONS))
+        if misplaced:
+            raise ConfigurationError(
+                f"{_where(owner, misplaced[0])}: websockets are served by the ASGI middleware "
+                "only; give this option to JWTGuard"
+            )
         if verifier is None:
             verifier = _build_verifier(owner, verifier_options)
         elif verifier_options:
