@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jwt_guard.binding.dpop import DPoPVerifier
-from jwt_guard.binding.memory import MemoryReplayStore
+from jwt_guard.stores.memory import MemoryReplayStore
 from jwt_guard.testing.dpop import DPoPKey
 
 from ._fixtures import Bench

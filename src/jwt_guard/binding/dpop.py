@@ -24,10 +24,10 @@ the token's ``cnf.jkt``, and returns a :class:`DPoPProof` or raises:
 9. the ``jti`` is new for this key: the replay store remembers SHA-256(jkt, jti) for as long as
    the proof could be accepted (``2 * (iat_window + leeway)``).
 
-Refusals are :mod:`jwt_guard.binding.errors` classes: ``invalid_dpop_proof`` (401),
-``invalid_token`` for a key-binding mismatch, ``use_dpop_nonce``, and 503 when the replay store
-cannot answer. Nothing of a proof is ever cached except what its header alone decides (the key
-built from ``jwk``): every request needs a fresh proof.
+Refusals are :mod:`jwt_guard.errors` classes: ``invalid_dpop_proof`` (401),
+``invalid_token`` for a key-binding mismatch, ``use_dpop_nonce``, and ``StoreUnavailable`` (503)
+when the replay store cannot answer. Nothing of a proof is ever cached except what its header
+alone decides (the key built from ``jwk``): every request needs a fresh proof.
 """
 
 from __future__ import annotations
@@ -49,21 +49,23 @@ from .._codec import b64url_decode, b64url_encode, loads_object
 from .._logsafe import safe
 from .._options import duration, positive_int
 from ..core.jws import DEFAULT_MAX_TOKEN_SIZE, allowed_algorithms, check_header, parse
-from ..errors import ConfigurationError, InsufficientScope, JWTGuardError
-from ..keys.algorithms import ALGORITHMS
-from ..keys.jwk import KeyRejected, build_key
-from ._replay import ReplayStore
-from ._url import normalize_url, public_base_url, request_url, strip_query
-from .errors import (
+from ..errors import (
+    ConfigurationError,
     DPoPBindingMismatch,
     DPoPProofExpired,
     DPoPProofMismatch,
     DPoPProofReplayed,
+    InsufficientScope,
     InvalidDPoPProof,
-    ReplayCheckUnavailable,
+    JWTGuardError,
+    StoreUnavailable,
     UseDPoPNonce,
 )
-from .memory import MemoryReplayStore
+from ..keys.algorithms import ALGORITHMS
+from ..keys.jwk import KeyRejected, build_key
+from ..stores.base import ReplayStore
+from ..stores.memory import MemoryReplayStore
+from ._url import normalize_url, public_base_url, request_url, strip_query
 from .nonce import DPoPNonces
 
 __all__ = [
@@ -254,9 +256,10 @@ class DPoPVerifier:
         max_proof_size: the longest proof accepted, in characters (default 8192, the token's).
         min_rsa_bits: the smallest RSA key accepted in a proof's ``jwk`` (default 2048).
         replay_store: where each proof's ``jti`` is remembered (a
-            :class:`~jwt_guard.binding._replay.ReplayStore`; default a fresh
-            :class:`~jwt_guard.binding.memory.MemoryReplayStore`, which protects one process
-            only: with several workers use a shared store).
+            :class:`~jwt_guard.stores.base.ReplayStore`; default a fresh
+            :class:`~jwt_guard.stores.memory.MemoryReplayStore`, which protects one process
+            only: with several workers use a shared one,
+            :class:`~jwt_guard.stores.redis.RedisReplayStore`).
         nonces: a :class:`~jwt_guard.binding.nonce.DPoPNonces` to require server nonces
             (RFC 9449 section 9); ``None`` (default) requires none.
         clock: the ``time.time``-like wall clock ``iat`` is compared with.
@@ -304,7 +307,10 @@ class DPoPVerifier:
         self.min_rsa_bits = positive_int(owner, "min_rsa_bits", min_rsa_bits, minimum=2048)
         if replay_store is None:
             replay_store = MemoryReplayStore()
-        elif not isinstance(replay_store, ReplayStore):
+        elif not (
+            callable(getattr(replay_store, "first_use", None))
+            and callable(getattr(replay_store, "afirst_use", None))
+        ):
             raise ConfigurationError(
                 f"{owner}(replay_store=...): needs first_use(key, ttl) and afirst_use(key, ttl), "
                 f"not {type(replay_store).__name__!r}"
@@ -349,7 +355,7 @@ class DPoPVerifier:
         except JWTGuardError:
             raise
         except Exception as exc:
-            raise ReplayCheckUnavailable(f"replay store failed: {safe(exc)}") from exc
+            raise StoreUnavailable(f"replay store failed: {safe(exc)}") from exc
         if new is not True:
             raise DPoPProofReplayed(f"DPoP proof jti {safe(checked.jti, 60)!r} was used before")
         return checked
@@ -370,7 +376,7 @@ class DPoPVerifier:
         except JWTGuardError:
             raise
         except Exception as exc:
-            raise ReplayCheckUnavailable(f"replay store failed: {safe(exc)}") from exc
+            raise StoreUnavailable(f"replay store failed: {safe(exc)}") from exc
         if new is not True:
             raise DPoPProofReplayed(f"DPoP proof jti {safe(checked.jti, 60)!r} was used before")
         return checked
