@@ -337,7 +337,7 @@ class DPoPVerifier:
         proof: str | bytes | Sequence[str],
         *,
         method: str,
-        url: str,
+        url: str | Sequence[str],
         access_token: str | None = None,
         expected_jkt: str | None = None,
     ) -> DPoPProof:
@@ -345,9 +345,10 @@ class DPoPVerifier:
 
         ``proof`` is the list of the request's ``DPoP`` header values (a single string counts as
         one). ``url`` is the request's public URL from :func:`request_url` (its query is
-        ignored). ``access_token`` is the token of ``Authorization: DPoP <token>``, and
-        ``expected_jkt`` that token's ``cnf.jkt`` (:func:`confirmation_jkt`): give both at a
-        resource server.
+        ignored), or a list of them when the API is reachable under several public URLs: the
+        proof's ``htu`` must be one of them. ``access_token`` is the token of
+        ``Authorization: DPoP <token>``, and ``expected_jkt`` that token's ``cnf.jkt``
+        (:func:`confirmation_jkt`): give both at a resource server.
         """
         checked, replay_key = self._check(proof, method, url, access_token, expected_jkt)
         try:
@@ -365,7 +366,7 @@ class DPoPVerifier:
         proof: str | bytes | Sequence[str],
         *,
         method: str,
-        url: str,
+        url: str | Sequence[str],
         access_token: str | None = None,
         expected_jkt: str | None = None,
     ) -> DPoPProof:
@@ -387,7 +388,7 @@ class DPoPVerifier:
         self,
         proof: str | bytes | Sequence[str],
         method: str,
-        url: str,
+        url: str | Sequence[str],
         access_token: str | None,
         expected_jkt: str | None,
     ) -> tuple[DPoPProof, str]:
@@ -416,9 +417,10 @@ class DPoPVerifier:
             raise DPoPProofMismatch(
                 f"DPoP proof htm {safe(htm, 20)!r} is not the request method {safe(method, 20)!r}"
             )
-        if htu != url and strip_query(htu) != strip_query(url) and not _same_url(htu, url):
+        if not _htu_matches(htu, url):
+            shown = url if isinstance(url, str) else " or ".join(url)
             raise DPoPProofMismatch(
-                f"DPoP proof htu {safe(htu, 200)!r} is not the request URL {safe(url, 200)!r}"
+                f"DPoP proof htu {safe(htu, 200)!r} is not the request URL {safe(shown, 400)!r}"
             )
         nonce = claims.get("nonce")
         if self.nonces is not None and (not isinstance(nonce, str) or not self.nonces.check(nonce)):
@@ -525,6 +527,15 @@ def _same_jkt(expected: object, jkt: str) -> bool:
     if not isinstance(expected, str):
         return False
     return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), jkt.encode("ascii"))
+
+
+def _htu_matches(htu: str, url: str | Sequence[str]) -> bool:
+    """Whether ``htu`` is ``url`` (or one of several), exactly or after normalisation."""
+    urls = (url,) if isinstance(url, str) else url
+    for candidate in urls:
+        if htu == candidate or strip_query(htu) == strip_query(candidate):
+            return True
+    return any(_same_url(htu, candidate) for candidate in urls)
 
 
 def _same_url(htu: str, url: str) -> bool:

@@ -10,6 +10,7 @@
         issuer.set_fault(JWKSFault.ERROR_500)         # and watch it cope (or "error_500")
 
 It needs only the standard library, ``cryptography`` and jwt_guard's token core (no web framework).
+DPoP clients for tests (``DPoPKey``, ``DPoPClient``) are in :mod:`jwt_guard.testing.dpop`.
 """
 
 from __future__ import annotations
