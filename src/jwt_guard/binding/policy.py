@@ -330,12 +330,12 @@ class SenderConstraints:
         self.public_urls = _public_urls(owner, public_url)
         self._networks, self._unix = _proxies(owner, trusted_proxies)
         self.mtls_header = _mtls_header(owner, mtls_header)
-        options = dict(dpop_options or {})
         if not isinstance(dpop_options, (Mapping, type(None))):
             raise ConfigurationError(
                 f"{_where(owner, 'dpop_options')}: a dict of DPoPVerifier options, not "
                 f"{type(dpop_options).__name__!r}"
             )
+        options = dict(dpop_options or {})
         unknown = sorted(set(options) - _DPOP_OPTIONS)
         if unknown:
             raise ConfigurationError(
