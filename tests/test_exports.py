@@ -67,6 +67,7 @@ NOT_REEXPORTED: dict[str, set[str]] = {
         "RouteAdapter",
         "RouteRefusal",
         "RouteRequest",
+        "authorization_credentials",
         "bearer_token",
         "challenge",
         "check_option_names",

@@ -134,7 +134,7 @@ def bearer_token(values: Sequence[str]) -> str:
     return authorization_credentials(values)[1]
 
 
-def request_scheme(authorization: Sequence[str]) -> str | None:
+def _request_scheme(authorization: Sequence[str]) -> str | None:
     """The scheme an ``Authorization`` header names (``"bearer"``, ``"dpop"``), else ``None``:
     which challenge a refusal's error goes into."""
     if not authorization:
@@ -418,7 +418,7 @@ class Guard:
         www_authenticate = None
         if self.sender.dpop != "off":
             www_authenticate = self.sender.challenge(
-                exc, request_scheme(authorization), self.realm, challenge(exc, self.realm)
+                exc, _request_scheme(authorization), self.realm, challenge(exc, self.realm)
             )
         if self.error_handler is None:
             return render_error(exc, self.realm, www_authenticate=www_authenticate)
