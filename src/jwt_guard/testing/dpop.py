@@ -24,15 +24,12 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jwt_guard.binding.dpop import access_token_hash, jwk_thumbprint
 from jwt_guard.errors import ConfigurationError
 
 from ._keys import SigningKey, compact_jws, generate_key
-
-if TYPE_CHECKING:
-    from ._issuer import LocalIssuer
 
 __all__ = ["DPoPClient", "DPoPKey"]
 
@@ -129,7 +126,8 @@ class DPoPClient:
 
     Parameters:
         key: the client's :class:`DPoPKey` (default: a fresh ES256 one).
-        issuer: the :class:`~jwt_guard.testing.LocalIssuer` :meth:`mint` asks for tokens.
+        issuer: the :class:`~jwt_guard.testing.LocalIssuer` :meth:`mint` asks for tokens
+            (anything with its ``mint(claims, dpop_key=..., **options)``).
         public_url: the API's public URL, as the guard's ``public_url`` says it.
 
     Example (the ``dpop_client`` fixture of the pytest plugin is one of these)::
@@ -144,7 +142,7 @@ class DPoPClient:
         self,
         key: DPoPKey | None = None,
         *,
-        issuer: LocalIssuer | None = None,
+        issuer: Any = None,
         public_url: str = "https://api.example.com",
     ) -> None:
         self.key = key if key is not None else DPoPKey.generate("ES256")
@@ -164,7 +162,8 @@ class DPoPClient:
         """A token from ``issuer`` bound to this client's key (``LocalIssuer.mint`` keywords)."""
         if self.issuer is None:
             raise ConfigurationError("DPoPClient(issuer=...) is needed to mint tokens")
-        return self.issuer.mint(claims, dpop_key=self.key, **options)
+        token: str = self.issuer.mint(claims, dpop_key=self.key, **options)
+        return token
 
     def url(self, url: str) -> str:
         """``url``, or ``public_url`` + ``url`` for a path."""
