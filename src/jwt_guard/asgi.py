@@ -108,8 +108,10 @@ class _Credentials(AuthCredentials):
 _MEMO_KEY = object()  # this module's slot in Claims.memo: no other code can name it
 
 
-def _user_and_auth(claims: Claims) -> tuple[JWTUser, _Credentials]:
-    return JWTUser(claims), _Credentials(claims.scopes)
+def _derived(claims: Claims) -> tuple[JWTUser, _Credentials, bool]:
+    """What each request with this token needs: its user, its credentials, and whether it is
+    bound to a sender (``cnf``), so the guard's check of that costs nothing for the others."""
+    return JWTUser(claims), _Credentials(claims.scopes), "cnf" in claims
 
 
 class JWTGuard:
@@ -185,6 +187,8 @@ class JWTGuard:
         self.prefetch = flag_option("JWTGuard", "prefetch", prefetch)
         self.verifier = self.guard.verifier
         self._cached = self.verifier.cached
+        self._bearer, self._dpop = self.guard.bearer_scheme, self.guard.dpop_scheme
+        self._bind_all = self.guard.sender.always  # a "required" mode: check every token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _GUARDED:
@@ -218,14 +222,15 @@ class JWTGuard:
             ):
                 pass
             else:
-                scheme = token = None
+                scheme = BEARER
+                token = ""
                 if len(authorization) == 1:  # a token verified before? (the cache holds only
                     value = authorization[0]  # well-formed tokens, so no parse is needed here)
-                    if value.startswith(b"Bearer ") and guard.bearer_scheme:
-                        scheme, token = BEARER, value[7:].decode("latin-1")
-                    elif value.startswith(b"DPoP ") and guard.dpop_scheme:
+                    if value.startswith(b"Bearer ") and self._bearer:
+                        token = value[7:].decode("latin-1")
+                        claims = self._cached(token, address)
+                    elif value.startswith(b"DPoP ") and self._dpop:
                         scheme, token = DPOP, value[5:].decode("latin-1")
-                    if token is not None:
                         claims = self._cached(token, address)
                 if claims is None:
                     verified = await self._verify(
@@ -233,13 +238,12 @@ class JWTGuard:
                     )
                     if verified is not None:
                         scheme, token, claims = verified
-                if (
-                    claims is not None
-                    and scheme is not None
-                    and token is not None
-                    and guard.needs_binding(claims, scheme)
-                ):  # the proof and the certificate: fresh on every request, never cached
-                    await guard.abind(claims, scheme, token, _ScopeFacts(scope), address)
+                if claims is not None:
+                    # Derived once per verified token, immutable, shared like the claims.
+                    user, auth, bound = claims.memo(_MEMO_KEY, _derived)
+                    if bound or self._bind_all or scheme == DPOP:
+                        # the proof and the certificate: checked on every request, never cached
+                        await guard.abind(claims, scheme, token, _ScopeFacts(scope), address)
         except JWTGuardError as exc:
             await self._refuse(scope, receive, send, exc)
             return
@@ -249,8 +253,7 @@ class JWTGuard:
             scope["auth"] = AuthCredentials()
         else:
             scope[CLAIMS_KEY] = claims
-            # Derived once per verified token, immutable, shared like the claims.
-            scope["user"], scope["auth"] = claims.memo(_MEMO_KEY, _user_and_auth)
+            scope["user"], scope["auth"] = user, auth
         try:
             await self.app(scope, receive, send)
         except RouteRefusal as refusal:  # a FastAPI dependency refused (and logged) the request

@@ -387,7 +387,8 @@ class SenderConstraints:
             if self.dpop == "required"
             else frozenset({BEARER, DPOP})
         )
-        self._always = self.dpop == "required" or self.mtls == "required"
+        self.always = self.dpop == "required" or self.mtls == "required"
+        """Whether every request has something to check (a ``"required"`` mode)."""
 
     def __repr__(self) -> str:
         return (
@@ -407,7 +408,7 @@ class SenderConstraints:
     def needs_check(self, claims: Claims, scheme: str) -> bool:
         """Whether :meth:`check` has anything to do for this token and scheme: a plain bearer
         token under the default modes costs this one test."""
-        return self._always or scheme == DPOP or "cnf" in claims
+        return self.always or scheme == DPOP or "cnf" in claims
 
     def check(
         self, claims: Claims, scheme: str, token: str, request: RequestFacts
