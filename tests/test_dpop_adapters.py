@@ -20,6 +20,8 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from _binding_apps import FRAMEWORKS, PUBLIC, Driver, Facts, driver
 from _common import parse_challenge, verifier_for
@@ -575,3 +577,78 @@ def test_the_claims_show_the_confirmation(verifier: TokenVerifier, client: DPoPC
     assert reply.json() == {"jkt": client.jkt, "cnf": {"jkt": client.jkt}}
     assert verifier.verify(client.mint(scopes=["x"])).confirmation == {"jkt": client.jkt}
     assert verifier.verify(client.issuer.mint()).confirmation is None  # type: ignore[union-attr]
+
+
+# -- arbitrary bytes: never a 500, never an acceptance ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fuzz_apps(verifier: TokenVerifier, issuer: LocalIssuer) -> tuple[Any, Any, DPoPClient, str]:
+    from _adapter_apps import starlette_app, werkzeug_app
+
+    client = DPoPClient(issuer=issuer)
+    options = {"dpop": "allowed", "public_url": PUBLIC, "mtls": "allowed"}
+    options["trusted_proxies"] = ["127.0.0.1"]
+    options["mtls_header"] = "Client-Cert"
+    return (
+        starlette_app(verifier, **options),
+        werkzeug_app(verifier, **options),
+        client,
+        client.mint(),
+    )
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    proofs=st.lists(st.binary(max_size=300), max_size=3),
+    cert=st.one_of(st.none(), st.binary(max_size=200)),
+    scheme=st.sampled_from([b"DPoP", b"dpop", b"Bearer"]),
+)
+def test_arbitrary_proof_and_certificate_headers_never_pass_or_crash(
+    fuzz_apps: tuple[Any, Any, DPoPClient, str],
+    proofs: list[bytes],
+    cert: bytes | None,
+    scheme: bytes,
+) -> None:
+    import asyncio
+
+    from werkzeug.test import Client
+
+    from _asgi_helpers import call_raw
+
+    asgi, wsgi, _client, token = fuzz_apps
+    headers = [(b"authorization", scheme + b" " + token.encode())]
+    headers += [(b"dpop", proof) for proof in proofs]
+    if cert is not None:
+        headers.append((b"client-cert", cert))
+    result = asyncio.run(call_raw(asgi, path="/me", headers=headers))
+    assert result.status in (400, 401), (result.status, result.body)
+    environ_headers = [(k.decode(), v.decode("latin-1")) for k, v in headers]
+    with Client(wsgi).get(
+        "/me", headers=environ_headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+    ) as reply:
+        assert reply.status_code in (400, 401), reply.get_data()
+
+
+def test_several_public_urls(framework: str, verifier: TokenVerifier, client: DPoPClient) -> None:
+    guarded = app(
+        framework, verifier, public_url=["https://api.example.com", "https://example.org/api"]
+    )
+    token = client.mint()
+    for url, status in (
+        ("https://api.example.com/me", 200),
+        ("https://example.org/api/me", 200),  # a prefix the proxy strips is part of the URL
+        ("https://example.org/me", 401),
+        ("https://evil.example/me", 401),
+    ):
+        headers = {
+            "Authorization": f"DPoP {token}",
+            "DPoP": client.key.proof("GET", url, access_token=token),
+        }
+        assert guarded.send("/me", headers).status == status, url

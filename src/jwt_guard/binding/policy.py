@@ -61,8 +61,8 @@ __all__ = [
     "BEARER",
     "DPOP",
     "MODES",
-    "SENDER_OPTIONS",
     "RequestFacts",
+    "SENDER_OPTIONS",
     "SenderConstraints",
 ]
 
