@@ -61,8 +61,8 @@ __all__ = [
     "BEARER",
     "DPOP",
     "MODES",
-    "RequestFacts",
     "SENDER_OPTIONS",
+    "RequestFacts",
     "SenderConstraints",
 ]
 
