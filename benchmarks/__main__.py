@@ -17,7 +17,7 @@ from ._fixtures import Bench, Mode
 from ._report import Row, render
 
 DEFAULT_JSON = Path(__file__).with_name("results.json")
-SECTIONS = ("verify", "default", "cache", "asgi", "wsgi", "jwks", "dpop")
+SECTIONS = ("verify", "default", "cache", "asgi", "wsgi", "jwks", "dpop", "dpop_request")
 
 
 def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
@@ -31,6 +31,7 @@ def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
         "wsgi": app_bench.run_wsgi,
         "jwks": jwks_bench.run_jwks,
         "dpop": dpop_bench.run_dpop,
+        "dpop_request": dpop_bench.run_dpop_requests,
     }
 
 

@@ -64,6 +64,7 @@ from jwt_guard.errors import (
     TokenTooLarge,
     UnknownKey,
     UnsupportedHeader,
+    UseDPoPNonce,
     WrongAudience,
     WrongIssuer,
 )
@@ -1209,7 +1210,12 @@ def _vocabulary() -> str:
         classes.extend(cls.__subclasses__())
     texts = []
     for cls in classes:
-        exc = InsufficientScope(scopes=("admin",)) if cls is InsufficientScope else cls()
+        if cls is InsufficientScope:
+            exc: JWTGuardError = InsufficientScope(scopes=("admin",))
+        elif cls is UseDPoPNonce:
+            exc = UseDPoPNonce(nonce="fresh-nonce")
+        else:
+            exc = cls()
         rendered = render_error(exc)
         headers = [(k, v) for k, v in rendered.headers]
         headers += [("content-length", str(len(rendered.body))), ("content-type", "")]

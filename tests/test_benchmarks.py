@@ -61,6 +61,9 @@ ROW_KEYS = [
     "dpop.EdDSA",
     "dpop.RS256",
     "dpop.ES256.new_key",
+    "dpop.request.ES256",
+    "dpop.request.EdDSA",
+    "dpop.request.RS256",
 ]
 TARGETED = [
     *(f"verify.{alg}" for alg in ("RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256")),
@@ -80,6 +83,7 @@ TARGETED = [
     "jwks.slow_cached_requests",
     "jwks.refresh_ahead",
     "dpop.ES256",
+    "dpop.request.ES256",
 ]
 SECTION_KEYS = [
     "algorithms",
@@ -91,6 +95,7 @@ SECTION_KEYS = [
     "wsgi",
     "jwks",
     "dpop",
+    "dpop_request",
 ]
 
 

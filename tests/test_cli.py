@@ -827,3 +827,130 @@ def test_a_kid_written_into_the_key_file_is_kept(
     path.write_text(json.dumps(document))
     (key,) = KeyFile.load(path).keys
     assert key.kid == thumbprint(key.public_jwk())
+
+
+# -- DPoP and certificate-bound tokens: mint --dpop-key / --cert, dpop-proof
+
+
+def _claims(token: str) -> dict[str, Any]:
+    segment = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))))
+
+
+def test_mint_binds_to_a_dpop_key_and_dpop_proof_signs_for_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import jwt as pyjwt
+
+    from jwt_guard.binding.dpop import DPoPVerifier
+
+    keys, client = tmp_path / "keys.json", tmp_path / "client.jwk"
+    code, token, err = run(
+        capsys, "mint", "--key-file", str(keys), "--port", "18997", "--dpop-key", str(client)
+    )
+    assert code == 0
+    token = token.strip()
+    assert f"created DPoP key {client} (ES256, jkt " in err
+    assert client.stat().st_mode & 0o777 == 0o600
+    jkt = _claims(token)["cnf"]["jkt"]
+    # the same key file again: the same key
+    code, again, _ = run(capsys, "mint", "--key-file", str(keys), "--dpop-key", str(client))
+    assert _claims(again.strip())["cnf"]["jkt"] == jkt
+    url = "https://api.example.com/items"
+    code, proof, err = run(
+        capsys,
+        "dpop-proof",
+        "--dpop-key",
+        str(client),
+        "--url",
+        url,
+        "--method",
+        "POST",
+        "--token",
+        token,
+        "--nonce",
+        "n-1",
+    )
+    assert (code, err) == (0, "")
+    proof = proof.strip()
+    checked = DPoPVerifier().verify(
+        proof, method="POST", url=url, access_token=token, expected_jkt=jkt
+    )
+    assert checked.nonce == "n-1"
+    # an independent reading (PyJWT) of the proof agrees
+    header = pyjwt.get_unverified_header(proof)
+    payload = pyjwt.decode(proof, pyjwt.PyJWK(header["jwk"]).key, algorithms=["ES256"])
+    assert (payload["htm"], payload["htu"]) == ("POST", url)
+    # the token verifies as a token of the key file's issuer
+    verifier = TokenVerifier(
+        issuer="http://127.0.0.1:18997",
+        audience="https://api.example.test",
+        jwks=KeyFile.load(keys).jwks(),
+    )
+    assert verifier.verify(token).confirmation == {"jkt": jkt}
+    code, document, _ = run(
+        capsys,
+        "dpop-proof",
+        "--json",
+        "--dpop-key",
+        str(client),
+        "--url",
+        url,
+        "--token",
+        f"DPoP {token}",
+    )
+    reply = json.loads(document)
+    assert reply["jkt"] == jkt
+    assert reply["headers"]["Authorization"] == f"DPoP {token}"
+    assert reply["headers"]["DPoP"] == reply["proof"]
+
+
+def test_mint_binds_to_a_certificate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from _certs import client_certificate, pem
+    from jwt_guard.binding.mtls import certificate_thumbprint
+
+    cert = client_certificate("cli")
+    for name, data in (("c.pem", pem(cert).encode()), ("c.der", cert.public_bytes(Encoding.DER))):
+        (tmp_path / name).write_bytes(data)
+        code, token, _ = run(capsys, "mint", "--cert", str(tmp_path / name))
+        assert code == 0
+        thumb = certificate_thumbprint(cert.public_bytes(Encoding.DER))
+        assert _claims(token.strip())["cnf"] == {"x5t#S256": thumb}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["dpop-proof", "--dpop-key", "k.jwk"], "--url", id="no-url"),
+        pytest.param(["mint", "--dpop-alg", "ES256"], "--dpop-alg needs --dpop-key", id="alg"),
+        pytest.param(
+            ["mint", "--dpop-key", "new.jwk", "--dpop-alg", "HS256"], "asymmetric", id="hmac"
+        ),
+        pytest.param(["mint", "--dpop-key", "bad.jwk"], "not one private JWK", id="bad-file"),
+        pytest.param(
+            ["mint", "--dpop-key", "es.jwk", "--dpop-alg", "EdDSA"], "holds an ES256 key", id="mix"
+        ),
+        pytest.param(["mint", "--cert", "missing.pem"], "--cert 'missing.pem'", id="no-cert"),
+        pytest.param(["mint", "--cert", "bad.jwk"], "--cert 'bad.jwk'", id="junk-cert"),
+    ],
+)
+def test_dpop_and_certificate_options_fail_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.jwk").write_text('{"kty": "EC"}')
+    from jwt_guard.cli._dpop import dpop_key
+
+    dpop_key("es.jwk", "ES256")
+    capsys.readouterr()
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert err.count("\n") == 1

@@ -193,3 +193,20 @@ def test_the_token_user(issuer: LocalIssuer, verifier: TokenVerifier) -> None:
         user.save()
     assert not ANONYMOUS.is_authenticated
     assert not ANONYMOUS.has_perm("read:items")
+
+
+@pytest.mark.usefixtures("settings_guarded")
+async def test_a_dpop_bound_token_sent_as_bearer_is_refused_on_the_async_path(
+    issuer: LocalIssuer,
+) -> None:
+    """The async chain applies the sender checks like the sync one: with DPoP off (the
+    default), a token bound to a key (``cnf.jkt``) is no bearer token (found at the merge of the
+    DPoP and Django-async work: the async path skipped the check)."""
+    from jwt_guard.testing.dpop import DPoPKey
+
+    bound = issuer.mint(subject="ada", dpop_key=DPoPKey.generate("ES256"))
+    refused = await AsyncClient().get("/async/me", **bearer(bound))
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+    plain = await AsyncClient().get("/async/me", **bearer(issuer.mint(subject="ada")))
+    assert plain.status_code == 200

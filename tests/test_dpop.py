@@ -35,16 +35,18 @@ from jwt_guard.binding.dpop import (
     public_base_url,
     request_url,
 )
-from jwt_guard.binding.errors import (
+from jwt_guard.errors import (
+    ConfigurationError,
     DPoPBindingMismatch,
     DPoPProofExpired,
     DPoPProofMismatch,
     DPoPProofReplayed,
+    InsufficientScope,
     InvalidDPoPProof,
-    ReplayCheckUnavailable,
+    InvalidRequest,
+    StoreUnavailable,
 )
-from jwt_guard.binding.memory import MemoryReplayStore
-from jwt_guard.errors import ConfigurationError, InsufficientScope, InvalidRequest
+from jwt_guard.stores.memory import MemoryReplayStore
 from jwt_guard.testing import LocalIssuer, SigningKey, generate_key
 from jwt_guard.testing._keys import compact_jws
 from jwt_guard.testing.dpop import DPoPKey
@@ -91,7 +93,7 @@ class Ctx:
     def __post_init__(self) -> None:
         self.key = DPoPKey.generate("ES256", clock=self.clock)
         self.other = DPoPKey.generate("ES256", clock=self.clock)
-        self.store = MemoryReplayStore(monotonic=self.clock.monotonic)
+        self.store = MemoryReplayStore(clock=self.clock.monotonic)
         self.verifier = DPoPVerifier(clock=self.clock, replay_store=self.store)
 
     def proof(self, key: DPoPKey | None = None, **changes: Any) -> str:
@@ -719,11 +721,11 @@ def test_a_failing_store_refuses_with_503_never_accepts(ctx: Ctx) -> None:
             raise TimeoutError("slow")
 
     verifier = DPoPVerifier(clock=ctx.clock, replay_store=Down())
-    with pytest.raises(ReplayCheckUnavailable) as info:
+    with pytest.raises(StoreUnavailable) as info:
         verifier.verify(ctx.proof(), method="GET", url=URL)
     assert info.value.status == 503
     assert "\n" not in str(info.value)
-    with pytest.raises(ReplayCheckUnavailable):
+    with pytest.raises(StoreUnavailable):
         asyncio.run(verifier.averify(ctx.proof(), method="GET", url=URL))
 
 

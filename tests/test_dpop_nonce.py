@@ -12,10 +12,9 @@ import pytest
 
 from _common import parse_challenge
 from jwt_guard.binding.dpop import DPoPVerifier
-from jwt_guard.binding.errors import DPoPProofReplayed, UseDPoPNonce
-from jwt_guard.binding.memory import MemoryReplayStore
 from jwt_guard.binding.nonce import NONCE_HEADER, DPoPNonces
-from jwt_guard.errors import ConfigurationError
+from jwt_guard.errors import ConfigurationError, DPoPProofReplayed, UseDPoPNonce
+from jwt_guard.stores.memory import MemoryReplayStore
 from jwt_guard.testing.dpop import DPoPKey
 
 URL = "https://api.example.com/items"
@@ -36,9 +35,7 @@ class Clock:
 
 def _setup(clock: Clock, **options: Any) -> tuple[DPoPNonces, DPoPVerifier, DPoPKey]:
     nonces = DPoPNonces(SECRET, lifetime=LIFETIME, clock=clock, **options)
-    verifier = DPoPVerifier(
-        nonces=nonces, clock=clock, replay_store=MemoryReplayStore(monotonic=clock)
-    )
+    verifier = DPoPVerifier(nonces=nonces, clock=clock, replay_store=MemoryReplayStore(clock=clock))
     return nonces, verifier, DPoPKey.generate("ES256", clock=clock)
 
 

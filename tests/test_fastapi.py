@@ -21,6 +21,7 @@ from jwt_guard.fastapi import (
     JWTBearer,
     docs_paths,
     document_refusals,
+    dpop_claims,
     jwt_claims,
     require_scopes,
 )
@@ -395,3 +396,74 @@ def test_document_refusals_lists_401_and_403_on_secured_operations(
     assert "WWW-Authenticate" in unauthorized["headers"]
     body = unauthorized["content"]["application/json"]["schema"]
     assert body["required"] == ["error", "error_description"]
+
+
+# -- DPoP -----------------------------------------------------------------------------------------
+
+
+def _dpop_app(verifier: TokenVerifier, dpop: str) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(JWTGuard, verifier=verifier, dpop=dpop, public_url="https://api.example.com")
+
+    @app.get("/items")
+    async def items(claims: Annotated[Claims, Security(dpop_claims, scopes=["read:items"])]) -> Any:
+        return {"sub": claims.subject}
+
+    @app.delete("/items/{item_id}", dependencies=[require_scopes("write:items", scheme="DPoP")])
+    async def delete_item(item_id: int) -> Any:
+        return {"deleted": item_id}
+
+    @app.get("/me")
+    async def me(claims: Annotated[Claims, Security(jwt_claims)]) -> Any:
+        return {"sub": claims.subject}
+
+    return app
+
+
+def test_openapi_says_dpop_where_the_route_takes_dpop_tokens(verifier: TokenVerifier) -> None:
+    schema = _dpop_app(verifier, "allowed").openapi()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["DPoP"]["type"] == "http"
+    assert schemes["DPoP"]["scheme"] == "DPoP"
+    assert "RFC 9449" in schemes["DPoP"]["description"]
+    assert schemes["JWTBearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    paths = schema["paths"]
+    assert paths["/items"]["get"]["security"] == [{"DPoP": ["read:items"]}]
+    assert paths["/items/{item_id}"]["delete"]["security"] == [{"DPoP": ["write:items"]}]
+    assert paths["/me"]["get"]["security"] == [{"JWTBearer": []}]
+
+
+def test_a_dpop_route_refuses_a_bearer_token_the_guard_allows(
+    verifier: TokenVerifier, issuer: LocalIssuer
+) -> None:
+    from jwt_guard.testing.dpop import DPoPClient
+
+    client = TestClient(_dpop_app(verifier, "allowed"))
+    plain = issuer.mint(scopes=["read:items", "write:items"])
+    assert client.get("/me", headers=bearer(plain)).status_code == 200  # the guard allows Bearer
+    reply = client.get("/items", headers=bearer(plain))  # the route takes DPoP only
+    assert reply.status_code == 401
+    scheme, params = parse_challenge(reply.headers["www-authenticate"])
+    assert (scheme, params["error"]) == ("Bearer", "invalid_token")
+    assert reply.headers["www-authenticate"].endswith(
+        'algs="ES256 EdDSA Ed25519 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 ES256K Ed448"'
+    )
+    assert client.delete("/items/3", headers=bearer(plain)).status_code == 401
+    dpop = DPoPClient(issuer=issuer)
+    token = dpop.mint(scopes=["read:items", "write:items"], subject="alice")
+    assert client.get("/items", headers=dpop.headers("GET", "/items", token)).json() == {
+        "sub": "alice"
+    }
+    reply = client.delete("/items/3", headers=dpop.headers("DELETE", "/items/3", token))
+    assert reply.json() == {"deleted": 3}
+    unscoped = dpop.mint()
+    reply = client.get("/items", headers=dpop.headers("GET", "/items", unscoped))
+    assert reply.status_code == 403
+    assert parse_challenge(reply.headers["www-authenticate"])[0] == "DPoP"
+
+
+def test_the_scheme_option_is_checked() -> None:
+    with pytest.raises(ConfigurationError, match="'Bearer' or 'DPoP'"):
+        JWTBearer(scheme="bearer")
+    with pytest.raises(ConfigurationError, match="'Bearer' or 'DPoP'"):
+        require_scopes("a", scheme="MAC")

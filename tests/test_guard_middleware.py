@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from jwt_guard.errors import InvalidRequest, JWTGuardError, MissingToken
-from jwt_guard.guard.middleware import bearer_token
+from jwt_guard.errors import (
+    InvalidRequest,
+    JWTGuardError,
+    KeysUnavailable,
+    MissingToken,
+    StoreFull,
+    StoreUnavailable,
+)
+from jwt_guard.guard.middleware import bearer_token, render_error
 
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
 
@@ -56,3 +63,23 @@ def test_several_lines_get_the_answer_of_the_line_a_wsgi_server_joins(lines: lis
 
     assert outcome(lines) == outcome([",".join(lines)])
     assert outcome(lines) != TOKEN  # two lines never make one credential
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pytest.param(KeysUnavailable("jwks down", retry_after=7), id="keys"),
+        pytest.param(StoreUnavailable("redis timed out", retry_after=7), id="store"),
+        pytest.param(StoreFull("replay store full", retry_after=7), id="store-full"),
+    ],
+)
+def test_every_503_carries_retry_after_and_no_challenge(exc: JWTGuardError) -> None:
+    """A store that cannot answer (a DPoP replay check, a stale revocation replica) is answered
+    like unavailable keys: a client told ``invalid_token`` would throw a good token away."""
+    answer = render_error(exc)
+    headers = dict(answer.headers)
+    assert answer.status == 503
+    assert headers["retry-after"] == "7"
+    assert "www-authenticate" not in headers
+    assert b"redis" not in answer.body
+    assert b"jwks" not in answer.body

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from jwt_guard import TokenVerifier
-from jwt_guard.binding.errors import CertificateBindingMismatch
 from jwt_guard.binding.mtls import (
     certificate_thumbprint,
     check_certificate_binding,
@@ -27,6 +26,7 @@ from jwt_guard.binding.mtls import (
     parse_xfcc,
     xfcc_thumbprint,
 )
+from jwt_guard.errors import CertificateBindingMismatch
 from jwt_guard.testing import LocalIssuer
 
 

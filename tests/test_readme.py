@@ -30,6 +30,7 @@ from jwt_guard import (
     TokenVerifier,
     errors,
 )
+from jwt_guard.binding.policy import SENDER_OPTIONS, SenderConstraints
 from jwt_guard.core._env import ENV_VARIABLES
 from jwt_guard.errors import InvalidClaim, UnknownKey, WrongAudience, WrongIssuer
 from jwt_guard.fastapi import JWTBearer
@@ -338,6 +339,56 @@ def _run_errors(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: A
             }, (framework, path)
 
 
+def _run_dpop(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    """The DPoP block: a bound token with fresh proofs passes, a replayed proof, a proof for
+    another URL and the token as Bearer do not."""
+    from starlette.testclient import TestClient
+
+    from jwt_guard.testing.dpop import DPoPClient
+
+    client = TestClient(_run(block, issuer)["app"])
+    dpop = DPoPClient(issuer=issuer, public_url="https://api.example.com")
+    token = dpop.mint(scopes=["read:items"])
+    headers = dpop.headers("GET", "/items", token)
+    reply = client.get("/items", headers=headers)
+    assert (reply.status_code, reply.json()) == (200, {"items": ["apple"], "key": dpop.jkt})
+    assert client.get("/items", headers=headers).status_code == 401  # replayed
+    other_url = dpop.headers("GET", "https://api.example.org/items", token)
+    assert client.get("/items", headers=other_url).status_code == 401
+    assert client.get("/items", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    unscoped = dpop.mint()
+    assert client.get("/items", headers=dpop.headers("GET", "/items", unscoped)).status_code == 403
+
+
+def _run_mtls(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: Any) -> None:
+    """The mTLS block: the certificate the trusted proxy reports must be the token's."""
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from _certs import client_certificate
+
+    app = _run(block, issuer)["app"]
+    cert, other = client_certificate("alice"), client_certificate("mallory")
+    token = mint_token(certificate=cert)
+
+    def get(certificate: Any, peer: str, token: str = token) -> tuple[int, Any]:
+        header = ":" + base64.b64encode(certificate.public_bytes(Encoding.DER)).decode() + ":"
+        response = app.test_client().get(
+            "/me",
+            headers={"Authorization": f"Bearer {token}", "Client-Cert": header},
+            environ_base={"REMOTE_ADDR": peer},
+        )
+        return response.status_code, response.get_json()
+
+    status, body = get(cert, "10.1.2.3")
+    assert status == 200
+    assert body["sub"] == "user-1"
+    assert get(other, "10.1.2.3")[0] == 401  # another certificate
+    assert get(cert, "192.0.2.1")[0] == 401  # the header straight from a client: not believed
+    assert get(cert, "10.1.2.3", mint_token())[0] == 401  # mtls="required": unbound tokens too
+
+
 def _run_env(
     block: Block, issuer: LocalIssuer, mint_token: MintToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -609,6 +660,8 @@ KINDS: dict[str, Callable[..., None]] = {
     "websocket": _run_websocket,
     "verifier": _run_verifier,
     "env": _run_env,
+    "dpop": _run_dpop,
+    "mtls": _run_mtls,
     "errors": _run_errors,
     "health": _run_health,
     "metrics": _run_metrics,
@@ -699,6 +752,15 @@ def _parameters(func: Callable[..., Any]) -> Iterator[tuple[str, Any]]:
             id="JWTGuardWSGI",
         ),
         pytest.param("FastAPI's `JWTBearer`", JWTBearer.__init__, id="JWTBearer"),
+        pytest.param(
+            "### Sender-binding options",
+            lambda: (
+                (name, param.default)
+                for name, param in inspect.signature(SenderConstraints).parameters.items()
+                if name not in ("owner", "clock")  # set by the guard, not by users
+            ),
+            id="SenderConstraints",
+        ),
         pytest.param(
             "### `Issuer(",
             lambda: ((f.name, f.default) for f in dataclasses.fields(Issuer)),
@@ -815,3 +877,9 @@ def test_error_table_matches_the_error_classes() -> None:
         assert (code, status, description) == (f"`{cls.code}`", str(cls.status), cls.description)
         if cls.error is not None and cls.status != 503:
             assert f'`error="{cls.error}"`' in challenge
+
+
+def test_the_sender_binding_options_are_the_guard_s() -> None:
+    """What the table documents is what the middlewares route to ``SenderConstraints``."""
+    table = _table("### Sender-binding options")
+    assert tuple(table) == SENDER_OPTIONS

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from jwt_guard.errors import ConfigurationError, JWTGuardError
+from jwt_guard.errors import ConfigurationError, JWTGuardError, StoreFull, StoreUnavailable
 from jwt_guard.stores import _envelope
 from jwt_guard.stores._replica import Replica
 from jwt_guard.stores.base import ReplayStore, Revocation
-from jwt_guard.stores.errors import StoreFull, StoreUnavailable
 from jwt_guard.stores.memory import MemoryKeySetStore, MemoryReplayStore, MemoryRevocationStore
 
 NOW = 1_800_000_000.0

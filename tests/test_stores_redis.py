@@ -25,10 +25,9 @@ from typing import Any
 import pytest
 
 from _redis import RedisServer, free_port
-from jwt_guard.errors import ConfigurationError
+from jwt_guard.errors import ConfigurationError, StoreUnavailable
 from jwt_guard.stores import _envelope
 from jwt_guard.stores.base import ReplayStore
-from jwt_guard.stores.errors import StoreUnavailable
 from jwt_guard.stores.redis import (
     RedisConnection,
     RedisKeySetStore,

@@ -468,3 +468,61 @@ def test_redirect_loop_and_per_endpoint_faults(issuer: LocalIssuer) -> None:
     issuer.set_fault(JWKSFault.ERROR_500, endpoint="jwks")
     assert _get(issuer.discovery_url).status_code == 200
     assert _get(issuer.jwks_url).status_code == 500
+
+
+def test_mint_binds_tokens_to_a_dpop_key_and_a_certificate() -> None:
+    import base64
+    import datetime
+    import hashlib
+    import json
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    from jwt_guard.testing.dpop import DPoPKey
+
+    def payload(token: str) -> dict[str, Any]:
+        segment = token.split(".")[1]
+        return dict(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))))
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    der = cert.public_bytes(Encoding.DER)
+    x5t = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
+    dpop = DPoPKey.generate("ES256")
+    issuer = LocalIssuer(keys=[generate_key("ES256")])
+    issuer.start()
+    try:
+        _check_binding(issuer, payload, dpop, cert, der, x5t)
+    finally:
+        issuer.stop()
+
+
+def _check_binding(
+    issuer: LocalIssuer, payload: Any, dpop: Any, cert: Any, der: bytes, x5t: str
+) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    assert payload(issuer.mint(dpop_key=dpop))["cnf"] == {"jkt": dpop.jkt}
+    assert payload(issuer.mint(dpop_key="j" * 43))["cnf"] == {"jkt": "j" * 43}
+    for form in (cert, der, cert.public_bytes(Encoding.PEM).decode()):
+        assert payload(issuer.mint(certificate=form))["cnf"] == {"x5t#S256": x5t}
+    both = payload(issuer.mint(dpop_key=dpop, certificate=cert))
+    assert both["cnf"] == {"jkt": dpop.jkt, "x5t#S256": x5t}
+    assert "cnf" not in payload(issuer.mint())
+    overridden = payload(issuer.mint({"cnf": {"kid": "k"}}, dpop_key=dpop))
+    assert overridden["cnf"] == {"kid": "k"}  # claims= still has the last word

@@ -337,6 +337,26 @@ def test_an_expired_token_in_the_subprotocol_is_refused(
     )
 
 
+def test_a_sender_bound_token_is_no_bearer_token_on_a_websocket(
+    client: TestClient, issuer: LocalIssuer
+) -> None:
+    """A handshake carries no DPoP proof: a token bound to a key (``cnf.jkt``) is refused
+    there as it is on HTTP (found at the merge of the websocket and DPoP work), and the DPoP
+    scheme itself is a malformed handshake."""
+    from jwt_guard.testing.dpop import DPoPKey
+
+    bound = issuer.mint(dpop_key=DPoPKey.generate("ES256"))
+    for place in (
+        {"subprotocols": ["bearer", bound]},
+        {"headers": {"Authorization": f"Bearer {bound}"}},
+    ):
+        status, params = deny(client, **place)
+        assert (status, params["error"]) == (401, "invalid_token")
+    status, params = deny(client, headers={"Authorization": f"DPoP {bound}"})
+    assert status in (400, 401)
+    assert EVENTS == []
+
+
 def test_query_tokens_are_off_by_default(client: TestClient, issuer: LocalIssuer) -> None:
     assert deny(client, "/ws?access_token=" + issuer.mint())[0] == 401
 

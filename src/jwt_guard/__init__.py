@@ -8,10 +8,13 @@ The package, in layers; an import points only at its own layer or one above it i
 
     errors, events, _codec, _logsafe, _options, _version   the foundation
     keys/       JWK -> verification keys bound to algorithms; the algorithm table (python-jose)
+    stores/     shared state (revocation, DPoP replay, key sets): in memory and Redis
     sources/    where keys come from: the KeySource protocol; static keys, the remote JWKS
                 client (its options, cache policy, HTTP) and a JWKS file
     core/       a token in, Claims or a JWTGuardError out: jws, claims, issuers, token cache,
                 TokenVerifier, configuration from the environment
+    binding/    sender-constrained tokens: DPoP proofs and nonces, certificate thumbprints, the
+                per-request check (SenderConstraints)
     guard/      framework-free middleware logic (header -> token -> decision -> ErrorResponse),
                 websocket handshakes and lifetimes, health endpoints
     asgi, wsgi, flask, django, drf, fastapi, litestar, decorators    one adapter per framework
@@ -24,11 +27,15 @@ The exceptions (all in :mod:`jwt_guard.errors`; the bases are exported here)::
     ├── MissingToken, InvalidRequest
     ├── InvalidToken            MalformedToken (TokenTooLarge, EncryptedToken),
     │   │                       AlgorithmNotAllowed, UnsupportedHeader, UnknownKey, BadSignature
-    │   └── ClaimError          ExpiredToken, NotYetValid, IssuedInFuture, TokenTooOld,
-    │                           WrongIssuer, WrongAudience, MissingClaim, InvalidClaim,
-    │                           RevokedToken
+    │   ├── ClaimError          ExpiredToken, NotYetValid, IssuedInFuture, TokenTooOld,
+    │   │                       WrongIssuer, WrongAudience, MissingClaim, InvalidClaim,
+    │   │                       RevokedToken
+    │   └──                     DPoPBindingMismatch, CertificateBindingMismatch
+    ├── InvalidDPoPProof        DPoPProofMismatch, DPoPProofExpired, DPoPProofReplayed
+    ├── UseDPoPNonce
     ├── InsufficientScope
-    └── KeysUnavailable
+    ├── KeysUnavailable
+    └── StoreUnavailable        StoreFull
     ConfigurationError (ValueError)
 """
 

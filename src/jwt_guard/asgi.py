@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketState
 
 from ._logsafe import exc_info, safe
+from .binding.policy import BEARER, DPOP
 from .core.claims import Claims
 from .core.verifier import TokenVerifier
 from .errors import InvalidToken, JWTGuardError
@@ -109,8 +110,10 @@ class _Credentials(AuthCredentials):
 _MEMO_KEY = object()  # this module's slot in Claims.memo: no other code can name it
 
 
-def _user_and_auth(claims: Claims) -> tuple[JWTUser, _Credentials]:
-    return JWTUser(claims), _Credentials(claims.scopes)
+def _derived(claims: Claims) -> tuple[JWTUser, _Credentials, bool]:
+    """What each request with this token needs: its user, its credentials, and whether it is
+    bound to a sender (``cnf``), so the guard's check of that costs nothing for the others."""
+    return JWTUser(claims), _Credentials(claims.scopes), "cnf" in claims
 
 
 class JWTGuard:
@@ -216,6 +219,8 @@ class JWTGuard:
         self._ws_recheck, self._ws_query_param, self._ws_sleep = websocket_options(
             "JWTGuard", websocket_recheck, websocket_query_param, websocket_sleep
         )
+        self._bearer, self._dpop = self.guard.bearer_scheme, self.guard.dpop_scheme
+        self._bind_all = self.guard.sender.always  # a "required" mode: check every token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -245,7 +250,7 @@ class JWTGuard:
         method = scope.get("method", "GET")
         client = scope.get("client")
         address = client[0] if client else None  # a str, per the ASGI spec
-        claims: Claims | None
+        claims: Claims | None = None
         try:
             if guard.may_open(method) and guard.is_open(
                 method,
@@ -255,16 +260,30 @@ class JWTGuard:
                     "access-control-request-method": _text(request_method),
                 }.get,
             ):
-                claims = None
-            elif (
-                len(authorization) == 1
-                and authorization[0].startswith(b"Bearer ")
-                and (claims := self._cached(authorization[0][7:].decode("latin-1"), address))
-                is not None
-            ):
-                pass  # a token verified before: the cache holds only well-formed tokens
+                pass
             else:
-                claims = await self._verify([v.decode("latin-1") for v in authorization], address)
+                scheme = BEARER
+                token = ""
+                if len(authorization) == 1:  # a token verified before? (the cache holds only
+                    value = authorization[0]  # well-formed tokens, so no parse is needed here)
+                    if value.startswith(b"Bearer ") and self._bearer:
+                        token = value[7:].decode("latin-1")
+                        claims = self._cached(token, address)
+                    elif value.startswith(b"DPoP ") and self._dpop:
+                        scheme, token = DPOP, value[5:].decode("latin-1")
+                        claims = self._cached(token, address)
+                if claims is None:
+                    verified = await self._verify(
+                        [v.decode("latin-1") for v in authorization], address
+                    )
+                    if verified is not None:
+                        scheme, token, claims = verified
+                if claims is not None:
+                    # Derived once per verified token, immutable, shared like the claims.
+                    user, auth, bound = claims.memo(_MEMO_KEY, _derived)
+                    if bound or self._bind_all or scheme == DPOP:
+                        # the proof and the certificate: checked on every request, never cached
+                        await guard.abind(claims, scheme, token, _ScopeFacts(scope), address)
         except JWTGuardError as exc:
             await self._refuse(scope, receive, send, exc)
             return
@@ -274,8 +293,7 @@ class JWTGuard:
             scope["auth"] = AuthCredentials()
         else:
             scope[CLAIMS_KEY] = claims
-            # Derived once per verified token, immutable, shared like the claims.
-            scope["user"], scope["auth"] = claims.memo(_MEMO_KEY, _user_and_auth)
+            scope["user"], scope["auth"] = user, auth
         try:
             await self.app(scope, receive, send)
         except RouteRefusal as refusal:  # a FastAPI dependency refused (and logged) the request
@@ -321,13 +339,16 @@ class JWTGuard:
 
         return send_after_prefetch
 
-    async def _verify(self, authorization: list[str], address: str | None) -> Claims | None:
-        """The verified claims, ``None`` to pass unauthenticated, or a ``JWTGuardError``."""
-        token = self.guard.bearer(authorization, address)
-        if token is None:
+    async def _verify(
+        self, authorization: list[str], address: str | None
+    ) -> tuple[str, str, Claims] | None:
+        """``(scheme, token, claims)``, ``None`` to pass unauthenticated, or a ``JWTGuardError``."""
+        credentials = self.guard.credentials(authorization, address)
+        if credentials is None:
             return None
+        scheme, token = credentials
         try:
-            return await self.verifier.averify(token, client=address)
+            return scheme, token, await self.verifier.averify(token, client=address)
         except JWTGuardError:
             raise
         except Exception as exc:  # a duck-typed verifier; never let it become a 500
@@ -343,8 +364,13 @@ class JWTGuard:
             if _WS_DENIAL not in (scope.get("extensions") or {}):
                 await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": ""})
                 return
+        authorization = [
+            value.decode("latin-1")
+            for name, value in scope.get("headers", ())
+            if name == b"authorization"
+        ]
         # Starlette's Response sends "websocket.http.response.*" for a websocket scope
-        await _to_response(self.guard.error_response(exc))(scope, receive, send)
+        await _to_response(self.guard.error_response(exc, authorization))(scope, receive, send)
 
     # -- websockets: the handshake's token places, the app's view of them, the lifetime -------
 
@@ -364,6 +390,8 @@ class JWTGuard:
                 token = handshake.token(guard, address)
                 if token is not None:
                     claims = await self._averify(token, address)
+                    if guard.needs_binding(claims, BEARER):  # a bound token: proof or certificate
+                        await guard.abind(claims, BEARER, token, _ScopeFacts(scope), address)
         except JWTGuardError as exc:
             await self._refuse(scope, receive, send, exc)
             return
@@ -373,7 +401,7 @@ class JWTGuard:
             scope["auth"] = AuthCredentials()
         else:
             scope[CLAIMS_KEY] = claims
-            scope["user"], scope["auth"] = claims.memo(_MEMO_KEY, _user_and_auth)
+            scope["user"], scope["auth"], _ = claims.memo(_MEMO_KEY, _derived)
         session = WebSocketSession(
             send,
             handshake,
@@ -409,6 +437,51 @@ def _none(name: str) -> str | None:
 
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
+
+
+class _ScopeFacts:
+    """One ASGI request as the sender checks see it (:class:`~jwt_guard.binding.policy.
+    RequestFacts`): read from the scope only when a bound token asks."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+
+    @property
+    def method(self) -> str:
+        method = self._scope.get("method", "GET")
+        return method if isinstance(method, str) else "GET"
+
+    @property
+    def peer(self) -> str | None:
+        client = self._scope.get("client")
+        return client[0] if client and isinstance(client[0], str) else None
+
+    def target(self) -> str | bytes:
+        raw = self._scope.get("raw_path")
+        if isinstance(raw, bytes):
+            return raw  # as received: percent-encoding kept, never the Host
+        path = self._scope.get("path", "")
+        return path if isinstance(path, str) else ""
+
+    def header_values(self, name: str) -> list[str]:
+        wanted = name.encode("latin-1")
+        return [v.decode("latin-1") for n, v in self._scope.get("headers", ()) if n == wanted]
+
+    def tls_client_cert(self) -> str | bytes | None:
+        """``client_cert_chain[0]`` of the ASGI TLS extension, when the server verified it
+        (``client_cert_error`` is ``None``). uvicorn and hypercorn do not provide the extension
+        (a proxy's ``Client-Cert`` header is the way there)."""
+        extensions = self._scope.get("extensions")
+        tls = extensions.get("tls") if isinstance(extensions, dict) else None
+        if not isinstance(tls, dict) or tls.get("client_cert_error") is not None:
+            return None
+        chain = tls.get("client_cert_chain")
+        if not isinstance(chain, (list, tuple)) or not chain:
+            return None
+        first = chain[0]
+        return first if isinstance(first, (str, bytes)) else None
 
 
 def _to_response(answer: ErrorResponse) -> Response:

@@ -68,7 +68,7 @@ from .guard.middleware import (
     RouteRequest,
     flag_option,
 )
-from .wsgi import guard_environ
+from .wsgi import _EnvironFacts, guard_environ
 
 _OWNER = "settings.JWT_GUARD"
 
@@ -401,17 +401,21 @@ class JWTGuardMiddleware:
         method = request.method or "GET"
         if guard.may_open(method) and guard.is_open(method, request.path_info, _header(meta)):
             return None
-        authorization = meta.get("HTTP_AUTHORIZATION")
+        value = meta.get("HTTP_AUTHORIZATION")
+        authorization = [value] if isinstance(value, str) else []
         address = _text(meta.get("REMOTE_ADDR"))
         try:
-            token = guard.bearer([authorization] if isinstance(authorization, str) else [], address)
-            if token is not None:
+            credentials = guard.credentials(authorization, address)
+            if credentials is not None:
+                scheme, token = credentials
                 claims = guard.verifier.cached(token, address)
                 if claims is None:
                     claims = await guard.verifier.averify(token, client=address)
+                if guard.needs_binding(claims, scheme):  # the proof, the certificate
+                    await guard.abind(claims, scheme, token, _EnvironFacts(meta), address)
                 meta[CLAIMS_KEY] = claims
         except JWTGuardError as exc:
-            return guard.error_response(exc)
+            return guard.error_response(exc, authorization)
         except Exception as exc:  # a duck-typed verifier: a 401, never a 500
             error = InvalidToken(f"token could not be verified ({type(exc).__name__})")
             guard.verifier.rejected(error, None, address)

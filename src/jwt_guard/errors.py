@@ -18,18 +18,31 @@ into a response: it may hold attacker-controlled bytes.
     │   ├── UnsupportedHeader                 code "bad_header"  (crit, b64, typ)
     │   ├── UnknownKey                        code "unknown_key"
     │   ├── BadSignature                      code "bad_signature"
-    │   └── ClaimError                        claim validation failed
-    │       ├── ExpiredToken                  code "expired"
-    │       ├── NotYetValid                   code "not_yet_valid"
-    │       ├── IssuedInFuture                code "issued_in_future"
-    │       ├── TokenTooOld                   code "too_old"
-    │       ├── WrongIssuer                   code "wrong_issuer"
-    │       ├── WrongAudience                 code "wrong_audience"
-    │       ├── MissingClaim                  code "missing_claim"
-    │       ├── InvalidClaim                  code "invalid_claim"
-    │       └── RevokedToken                  code "revoked"
+    │   ├── ClaimError                        claim validation failed
+    │   │   ├── ExpiredToken                  code "expired"
+    │   │   ├── NotYetValid                   code "not_yet_valid"
+    │   │   ├── IssuedInFuture                code "issued_in_future"
+    │   │   ├── TokenTooOld                   code "too_old"
+    │   │   ├── WrongIssuer                   code "wrong_issuer"
+    │   │   ├── WrongAudience                 code "wrong_audience"
+    │   │   ├── MissingClaim                  code "missing_claim"
+    │   │   ├── InvalidClaim                  code "invalid_claim"
+    │   │   └── RevokedToken                  code "revoked"
+    │   ├── DPoPBindingMismatch               code "dpop_binding"  (cnf.jkt: not the proof's key,
+    │   │                                                           or a bound token sent as Bearer)
+    │   └── CertificateBindingMismatch        code "cert_binding"  (cnf x5t#S256, RFC 8705 3)
+    ├── InvalidDPoPProof                  401 invalid_dpop_proof  (RFC 9449 7.1)
+    │   ├── DPoPProofMismatch                 code "dpop_mismatch"  (htm, htu or ath: a proof
+    │   │                                                            made for another request)
+    │   ├── DPoPProofExpired                  code "dpop_expired"   (iat outside the window)
+    │   └── DPoPProofReplayed                 code "dpop_replayed"  (jti seen before)
+    ├── UseDPoPNonce                      401 use_dpop_nonce     (RFC 9449 9), carries .nonce
     ├── InsufficientScope                 403 insufficient_scope
-    └── KeysUnavailable                   503 (no usable verification keys could be had)
+    ├── KeysUnavailable                   503 (no usable verification keys could be had)
+    └── StoreUnavailable                  503 (a store cannot answer a check that fails closed:
+        │                                      a DPoP replay check, a stale revocation replica)
+        └── StoreFull                         code "store_full"  (a bounded store full of live
+                                                                  entries)
 
     ConfigurationError (ValueError)       raised at construction for a bad option
 """
@@ -39,12 +52,18 @@ from __future__ import annotations
 __all__ = [
     "AlgorithmNotAllowed",
     "BadSignature",
+    "CertificateBindingMismatch",
     "ClaimError",
     "ConfigurationError",
+    "DPoPBindingMismatch",
+    "DPoPProofExpired",
+    "DPoPProofMismatch",
+    "DPoPProofReplayed",
     "EncryptedToken",
     "ExpiredToken",
     "InsufficientScope",
     "InvalidClaim",
+    "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidToken",
     "IssuedInFuture",
@@ -55,10 +74,13 @@ __all__ = [
     "MissingToken",
     "NotYetValid",
     "RevokedToken",
+    "StoreFull",
+    "StoreUnavailable",
     "TokenTooLarge",
     "TokenTooOld",
     "UnknownKey",
     "UnsupportedHeader",
+    "UseDPoPNonce",
     "WrongAudience",
     "WrongIssuer",
 ]
@@ -246,3 +268,98 @@ class KeysUnavailable(JWTGuardError):
     def __init__(self, detail: str | None = None, *, retry_after: int = 30) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+# -- sender-constrained tokens (RFC 9449 DPoP, RFC 8705 certificate binding) -------------------
+
+
+class DPoPBindingMismatch(InvalidToken):
+    """Raised when a DPoP binding does not hold: the token's ``cnf.jkt`` is malformed or not the
+    RFC 7638 thumbprint of the proof's key, a DPoP-bound token came as ``Bearer``, or a token
+    without ``cnf.jkt`` came with the ``DPoP`` scheme (RFC 9449 7.1 answers ``invalid_token``)."""
+
+    code = "dpop_binding"
+    description = "Invalid DPoP key binding"
+
+
+class CertificateBindingMismatch(InvalidToken):
+    """Raised when a certificate-bound token's ``cnf["x5t#S256"]`` does not match the client
+    certificate, or there is no usable client certificate (RFC 8705 section 3)."""
+
+    code = "cert_binding"
+    description = "The access token is not bound to the client certificate"
+
+
+class InvalidDPoPProof(JWTGuardError):
+    """Raised when the ``DPoP`` proof is missing, malformed, badly signed or not acceptable."""
+
+    status = 401
+    error = "invalid_dpop_proof"
+    code = "invalid_dpop_proof"
+    description = "The DPoP proof is invalid"
+
+
+class DPoPProofMismatch(InvalidDPoPProof):
+    """Raised when the proof was made for another method, URL or access token (htm/htu/ath)."""
+
+    code = "dpop_mismatch"
+    description = "The DPoP proof does not match the request"
+
+
+class DPoPProofExpired(InvalidDPoPProof):
+    """Raised when the proof's ``iat`` lies outside the accepted window."""
+
+    code = "dpop_expired"
+    description = "The DPoP proof is too old or from the future"
+
+
+class DPoPProofReplayed(InvalidDPoPProof):
+    """Raised when a proof's ``jti`` was already used with the same key within the window."""
+
+    code = "dpop_replayed"
+    description = "The DPoP proof was already used"
+
+
+class UseDPoPNonce(JWTGuardError):
+    """Raised when the proof lacks the server's current nonce; ``nonce`` is a fresh one, sent
+    back in the ``DPoP-Nonce`` response header (RFC 9449 section 9)."""
+
+    status = 401
+    error = "use_dpop_nonce"
+    code = "use_dpop_nonce"
+    description = "Resource server requires nonce in DPoP proof"
+
+    def __init__(self, detail: str | None = None, *, nonce: str) -> None:
+        super().__init__(detail)
+        self.nonce = nonce
+
+
+# -- stores -------------------------------------------------------------------------------------
+
+
+class StoreUnavailable(JWTGuardError):
+    """Raised when a store cannot answer a check that fails closed (HTTP 503, ``Retry-After``).
+
+    A DPoP replay check whose store does not answer in time, a revocation replica older than
+    its ``max_staleness`` (with ``on_stale="refuse"``), a shared store's reply that is not what
+    the protocol allows: the request is refused, never let through unchecked.
+    """
+
+    status = 503
+    error = "temporarily_unavailable"
+    code = "store_unavailable"
+    description = "Token verification is temporarily unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class StoreFull(StoreUnavailable):
+    """Raised when a bounded store is full of live entries and dropping one would be unsafe.
+
+    A replay store that forgot a live key would let a proof be replayed, a deny-list that forgot
+    an entry would let a revoked token back in: both refuse the new entry instead.
+    """
+
+    code = "store_full"

@@ -1,11 +1,12 @@
 """FastAPI integration: the claims as a dependency, scopes per route, the scheme in OpenAPI.
 
-:class:`~jwt_guard.asgi.JWTGuard` verifies the token; the dependency here reads the claims it
-left in the scope, enforces the route's scopes, and declares the HTTP bearer scheme so ``/docs``
-shows the Authorize button and each operation lists the scopes it needs. A refusal is the very
-answer the middleware gives (same body, same headers, through the same ``error_handler``): the
-dependency hands it to ``JWTGuard``, which sends it. This is the only module of jwt_guard that
-imports FastAPI.
+:class:`~jwt_guard.asgi.JWTGuard` verifies the token (and, for a sender-constrained one, its
+DPoP proof or client certificate); the dependency here reads the claims it left in the scope,
+enforces the route's scopes, and declares the HTTP ``bearer`` scheme (or ``DPoP``, RFC 9449) so
+``/docs`` shows the Authorize button and each operation lists the scopes it needs. A refusal is
+the very answer the middleware gives (same body, same headers, through the same
+``error_handler``): the dependency hands it to ``JWTGuard``, which sends it. This is the only
+module of jwt_guard that imports FastAPI.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Security, WebSocketException, params
+from fastapi.openapi.models import HTTPBase as HTTPBaseModel
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
@@ -22,7 +24,7 @@ from starlette.requests import HTTPConnection
 
 from .asgi import ROUTE_ADAPTER
 from .core.claims import Claims
-from .errors import JWTGuardError
+from .errors import ConfigurationError, DPoPBindingMismatch, JWTGuardError
 from .guard.middleware import (
     CLAIMS_KEY,
     GUARD_KEY,
@@ -33,10 +35,21 @@ from .guard.middleware import (
     scope_names,
 )
 
-__all__ = ["JWTBearer", "docs_paths", "document_refusals", "jwt_claims", "require_scopes"]
+__all__ = [
+    "JWTBearer",
+    "docs_paths",
+    "document_refusals",
+    "dpop_claims",
+    "jwt_claims",
+    "require_scopes",
+]
 
 _SKIPPED_HEADERS = frozenset({"content-type", "content-length"})
 _SCHEMES: set[str] = set()  # the scheme names of every JWTBearer, for document_refusals
+_DPOP_DESCRIPTION = (
+    "A DPoP-bound access token (RFC 9449): `Authorization: DPoP <token>` and a `DPoP` header "
+    "holding a proof signed with the key the token is bound to, made for this method and URL"
+)
 
 
 class JWTBearer(SecurityBase):
@@ -50,10 +63,15 @@ class JWTBearer(SecurityBase):
     instance unless you need another scheme name.
 
     Args:
-        scheme_name: the name in ``components.securitySchemes`` (default ``"JWTBearer"``).
+        scheme_name: the name in ``components.securitySchemes`` (default ``"JWTBearer"``, or
+            ``"DPoP"`` for the DPoP scheme).
         description: shown in ``/docs``.
-        bearer_format: the ``bearerFormat`` hint (default ``"JWT"``).
+        bearer_format: the ``bearerFormat`` hint (default ``"JWT"``; bearer scheme only).
         any_of: one of the required scopes is enough (default: all are required).
+        scheme: ``"Bearer"`` (default) or ``"DPoP"``: the HTTP authentication scheme OpenAPI
+            names. ``"DPoP"`` also refuses a token that is not DPoP-bound (401
+            ``invalid_token``), so a route declared DPoP is DPoP-only even when the guard
+            accepts both (``dpop="allowed"``); with ``dpop="required"`` every token is.
 
     Example::
 
@@ -65,25 +83,35 @@ class JWTBearer(SecurityBase):
             return {"sub": claims.subject}
     """
 
-    model: HTTPBearerModel
+    model: HTTPBaseModel
 
     def __init__(
         self,
         *,
-        scheme_name: str = "JWTBearer",
+        scheme_name: str | None = None,
         description: str | None = None,
         bearer_format: str = "JWT",
         any_of: bool = False,
+        scheme: str = "Bearer",
     ) -> None:
-        self.model = HTTPBearerModel(bearerFormat=bearer_format, description=description)
-        self.scheme_name = scheme_name
+        if scheme not in ("Bearer", "DPoP"):
+            raise ConfigurationError(f"JWTBearer(scheme=...): 'Bearer' or 'DPoP', not {scheme!r}")
+        self.dpop = scheme == "DPoP"
+        if self.dpop:
+            self.model = HTTPBaseModel(scheme="DPoP", description=description or _DPOP_DESCRIPTION)
+        else:
+            self.model = HTTPBearerModel(bearerFormat=bearer_format, description=description)
+        self.scheme_name = scheme_name or ("DPoP" if self.dpop else "JWTBearer")
         self.any_of = any_of
-        _SCHEMES.add(scheme_name)
+        _SCHEMES.add(self.scheme_name)
 
     async def __call__(self, connection: HTTPConnection, security_scopes: SecurityScopes) -> Claims:
         scope = connection.scope
         try:
-            return check_scopes(scope.get(CLAIMS_KEY), security_scopes.scopes, any_of=self.any_of)
+            claims = scope.get(CLAIMS_KEY)
+            if self.dpop and claims is not None and _jkt(claims) is None:
+                raise DPoPBindingMismatch("this route takes DPoP-bound tokens only")
+            return check_scopes(claims, security_scopes.scopes, any_of=self.any_of)
         except JWTGuardError as exc:
             answer = refuse(ROUTE_ADAPTER.route_request(connection), exc)  # logged once
             if scope["type"] == "websocket":
@@ -105,17 +133,28 @@ def _http_exception(answer: ErrorResponse) -> HTTPException:
     return HTTPException(answer.status, detail=detail, headers=headers)
 
 
+def _jkt(claims: object) -> object:
+    cnf = claims.confirmation if isinstance(claims, Claims) else None
+    return None if cnf is None else cnf.get("jkt")
+
+
 jwt_claims = JWTBearer()
 """The dependency: ``Annotated[Claims, Security(jwt_claims, scopes=["read:items"])]``."""
 
+dpop_claims = JWTBearer(scheme="DPoP")
+"""The same for DPoP-bound tokens, declared as the ``DPoP`` scheme in OpenAPI:
+``Annotated[Claims, Security(dpop_claims, scopes=["read:items"])]``."""
+
 _any_of_claims = JWTBearer(any_of=True)
+_any_of_dpop_claims = JWTBearer(scheme="DPoP", any_of=True)
 
 
-def require_scopes(*scopes: str, any_of: bool = False) -> params.Security:
+def require_scopes(*scopes: str, any_of: bool = False, scheme: str = "Bearer") -> params.Security:
     """A route dependency requiring ``scopes`` (all of them, or one with ``any_of=True``).
 
     The scopes appear in the operation's OpenAPI ``security`` requirement (an ``any_of``
-    route lists all of them there).
+    route lists all of them there), under the ``bearer`` scheme, or ``DPoP`` with
+    ``scheme="DPoP"`` (which also refuses tokens that are not DPoP-bound).
 
     Example::
 
@@ -123,9 +162,15 @@ def require_scopes(*scopes: str, any_of: bool = False) -> params.Security:
         async def delete_item(item_id: int): ...
     """
     wanted = scope_names("jwt_guard.fastapi.require_scopes", scopes)
-    dependency: params.Security = Security(
-        _any_of_claims if any_of else jwt_claims, scopes=list(wanted)
-    )
+    if scheme not in ("Bearer", "DPoP"):
+        raise ConfigurationError(
+            f"jwt_guard.fastapi.require_scopes(scheme=...): 'Bearer' or 'DPoP', not {scheme!r}"
+        )
+    if scheme == "DPoP":
+        chosen = _any_of_dpop_claims if any_of else dpop_claims
+    else:
+        chosen = _any_of_claims if any_of else jwt_claims
+    dependency: params.Security = Security(chosen, scopes=list(wanted))
     return dependency
 
 
@@ -165,8 +210,10 @@ def _refusal(description: str, challenge: str) -> dict[str, Any]:
 
 
 _UNAUTHORIZED = _refusal(
-    "No valid bearer token (missing, malformed, expired, or not trusted)",
-    'RFC 6750 challenge, e.g. Bearer realm="api", error="invalid_token"',
+    "No valid bearer token (missing, malformed, expired, or not trusted), or no valid DPoP "
+    "proof for a DPoP-bound one",
+    'RFC 6750 challenge, e.g. Bearer realm="api", error="invalid_token" (RFC 9449: '
+    'DPoP error="invalid_dpop_proof", algs="...")',
 )
 _FORBIDDEN = _refusal(
     "The token lacks a scope this operation needs",

@@ -72,17 +72,81 @@ def guard_environ(
             path = str(environ.get("PATH_INFO", "")) or "/"
         if guard.is_open(method, path, header):
             return None
-    authorization = environ.get("HTTP_AUTHORIZATION")
+    value = environ.get("HTTP_AUTHORIZATION")
+    authorization = [value] if isinstance(value, str) else []
     client = environ.get("REMOTE_ADDR")
     address = client if isinstance(client, str) else None
     try:
         # A server joins repeated headers with "," which is not token68: 400 invalid_request.
-        token = guard.bearer([authorization] if isinstance(authorization, str) else [], address)
-        if token is not None:
-            environ[CLAIMS_KEY] = guard.verifier.verify(token, client=address)
+        credentials = guard.credentials(authorization, address)
+        if credentials is not None:
+            scheme, token = credentials
+            claims = guard.verifier.verify(token, client=address)
+            if guard.needs_binding(claims, scheme):  # the proof, the certificate: every request
+                guard.bind(claims, scheme, token, _EnvironFacts(environ), address)
+            environ[CLAIMS_KEY] = claims
     except JWTGuardError as exc:
-        return guard.error_response(exc)
+        return guard.error_response(exc, authorization)
     return None
+
+
+class _EnvironFacts:
+    """One WSGI request (or Django's ``request.META``) as the sender checks see it
+    (:class:`~jwt_guard.binding.policy.RequestFacts`): read only when a bound token asks.
+
+    The peer is ``REMOTE_ADDR``, or the one werkzeug's ``ProxyFix`` saved before rewriting it;
+    the target is ``REQUEST_URI`` / ``RAW_URI`` (what the server received), else
+    ``SCRIPT_NAME`` + ``PATH_INFO``; the client certificate is ``SSL_CLIENT_CERT`` (mod_wsgi,
+    werkzeug's server), unless ``SSL_CLIENT_VERIFY`` says it was not verified.
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    @property
+    def method(self) -> str:
+        method = self._environ.get("REQUEST_METHOD", "GET")
+        return method if isinstance(method, str) else "GET"
+
+    @property
+    def peer(self) -> str | None:
+        original = self._environ.get("werkzeug.proxy_fix.orig")
+        if isinstance(original, Mapping) and "REMOTE_ADDR" in original:
+            peer = original.get("REMOTE_ADDR")
+        else:
+            peer = self._environ.get("REMOTE_ADDR")
+        return peer if isinstance(peer, str) else None
+
+    def target(self) -> str | bytes:
+        for name in ("REQUEST_URI", "RAW_URI"):
+            raw = self._environ.get(name)
+            if isinstance(raw, str) and raw:
+                return _wsgi_bytes(raw)
+        parts = (self._environ.get("SCRIPT_NAME"), self._environ.get("PATH_INFO"))
+        joined = "".join(part for part in parts if isinstance(part, str))
+        return _wsgi_bytes(joined or "/")
+
+    def header_values(self, name: str) -> list[str]:
+        value = self._environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return [value] if isinstance(value, str) else []
+
+    def tls_client_cert(self) -> str | bytes | None:
+        verify = self._environ.get("SSL_CLIENT_VERIFY")
+        if verify is not None and verify != "SUCCESS":
+            return None
+        cert = self._environ.get("SSL_CLIENT_CERT")
+        return cert if isinstance(cert, (str, bytes)) and cert else None
+
+
+def _wsgi_bytes(text: str) -> bytes:
+    """A WSGI string back to the bytes the server received (one char per byte, PEP 3333); a
+    server that decoded UTF-8 instead (Django's ASGI handler) gets its text re-encoded."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
 
 
 class JWTGuardWSGI:

@@ -9,8 +9,10 @@ client-certificate header only from a trusted proxy).
 * :mod:`jwt_guard.binding.nonce`: ``DPoPNonces``, stateless server nonces (RFC 9449 section 9);
 * :mod:`jwt_guard.binding.mtls`: the ``x5t#S256`` thumbprint of a client certificate and its
   check against the token's ``cnf`` (RFC 8705), from PEM, DER, ``Client-Cert`` (RFC 9440) or
-  Envoy's ``X-Forwarded-Client-Cert``;
-* :mod:`jwt_guard.binding._replay`: the ``ReplayStore`` protocol and its bounded in-memory
-  implementation;
-* :mod:`jwt_guard.binding.errors`: the errors, in the pattern of :mod:`jwt_guard.errors`.
+  Envoy's ``X-Forwarded-Client-Cert``.
+
+The replay store a ``DPoPVerifier`` remembers proofs in is a :mod:`jwt_guard.stores` one
+(:class:`~jwt_guard.stores.memory.MemoryReplayStore` by default, or
+:class:`~jwt_guard.stores.redis.RedisReplayStore` for a fleet); the errors are in
+:mod:`jwt_guard.errors`.
 """

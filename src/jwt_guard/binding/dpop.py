@@ -24,10 +24,10 @@ the token's ``cnf.jkt``, and returns a :class:`DPoPProof` or raises:
 9. the ``jti`` is new for this key: the replay store remembers SHA-256(jkt, jti) for as long as
    the proof could be accepted (``2 * (iat_window + leeway)``).
 
-Refusals are :mod:`jwt_guard.binding.errors` classes: ``invalid_dpop_proof`` (401),
-``invalid_token`` for a key-binding mismatch, ``use_dpop_nonce``, and 503 when the replay store
-cannot answer. Nothing of a proof is ever cached except what its header alone decides (the key
-built from ``jwk``): every request needs a fresh proof.
+Refusals are :mod:`jwt_guard.errors` classes: ``invalid_dpop_proof`` (401),
+``invalid_token`` for a key-binding mismatch, ``use_dpop_nonce``, and ``StoreUnavailable`` (503)
+when the replay store cannot answer. Nothing of a proof is ever cached except what its header
+alone decides (the key built from ``jwk``): every request needs a fresh proof.
 """
 
 from __future__ import annotations
@@ -49,21 +49,23 @@ from .._codec import b64url_decode, b64url_encode, loads_object
 from .._logsafe import safe
 from .._options import duration, positive_int
 from ..core.jws import DEFAULT_MAX_TOKEN_SIZE, allowed_algorithms, check_header, parse
-from ..errors import ConfigurationError, InsufficientScope, JWTGuardError
-from ..keys.algorithms import ALGORITHMS
-from ..keys.jwk import KeyRejected, build_key
-from ._replay import ReplayStore
-from ._url import normalize_url, public_base_url, request_url, strip_query
-from .errors import (
+from ..errors import (
+    ConfigurationError,
     DPoPBindingMismatch,
     DPoPProofExpired,
     DPoPProofMismatch,
     DPoPProofReplayed,
+    InsufficientScope,
     InvalidDPoPProof,
-    ReplayCheckUnavailable,
+    JWTGuardError,
+    StoreUnavailable,
     UseDPoPNonce,
 )
-from .memory import MemoryReplayStore
+from ..keys.algorithms import ALGORITHMS
+from ..keys.jwk import KeyRejected, build_key
+from ..stores.base import ReplayStore
+from ..stores.memory import MemoryReplayStore
+from ._url import normalize_url, public_base_url, request_url, strip_query
 from .nonce import DPoPNonces
 
 __all__ = [
@@ -254,9 +256,10 @@ class DPoPVerifier:
         max_proof_size: the longest proof accepted, in characters (default 8192, the token's).
         min_rsa_bits: the smallest RSA key accepted in a proof's ``jwk`` (default 2048).
         replay_store: where each proof's ``jti`` is remembered (a
-            :class:`~jwt_guard.binding._replay.ReplayStore`; default a fresh
-            :class:`~jwt_guard.binding.memory.MemoryReplayStore`, which protects one process
-            only: with several workers use a shared store).
+            :class:`~jwt_guard.stores.base.ReplayStore`; default a fresh
+            :class:`~jwt_guard.stores.memory.MemoryReplayStore`, which protects one process
+            only: with several workers use a shared one,
+            :class:`~jwt_guard.stores.redis.RedisReplayStore`).
         nonces: a :class:`~jwt_guard.binding.nonce.DPoPNonces` to require server nonces
             (RFC 9449 section 9); ``None`` (default) requires none.
         clock: the ``time.time``-like wall clock ``iat`` is compared with.
@@ -304,7 +307,10 @@ class DPoPVerifier:
         self.min_rsa_bits = positive_int(owner, "min_rsa_bits", min_rsa_bits, minimum=2048)
         if replay_store is None:
             replay_store = MemoryReplayStore()
-        elif not isinstance(replay_store, ReplayStore):
+        elif not (
+            callable(getattr(replay_store, "first_use", None))
+            and callable(getattr(replay_store, "afirst_use", None))
+        ):
             raise ConfigurationError(
                 f"{owner}(replay_store=...): needs first_use(key, ttl) and afirst_use(key, ttl), "
                 f"not {type(replay_store).__name__!r}"
@@ -331,7 +337,7 @@ class DPoPVerifier:
         proof: str | bytes | Sequence[str],
         *,
         method: str,
-        url: str,
+        url: str | Sequence[str],
         access_token: str | None = None,
         expected_jkt: str | None = None,
     ) -> DPoPProof:
@@ -339,9 +345,10 @@ class DPoPVerifier:
 
         ``proof`` is the list of the request's ``DPoP`` header values (a single string counts as
         one). ``url`` is the request's public URL from :func:`request_url` (its query is
-        ignored). ``access_token`` is the token of ``Authorization: DPoP <token>``, and
-        ``expected_jkt`` that token's ``cnf.jkt`` (:func:`confirmation_jkt`): give both at a
-        resource server.
+        ignored), or a list of them when the API is reachable under several public URLs: the
+        proof's ``htu`` must be one of them. ``access_token`` is the token of
+        ``Authorization: DPoP <token>``, and ``expected_jkt`` that token's ``cnf.jkt``
+        (:func:`confirmation_jkt`): give both at a resource server.
         """
         checked, replay_key = self._check(proof, method, url, access_token, expected_jkt)
         try:
@@ -349,7 +356,7 @@ class DPoPVerifier:
         except JWTGuardError:
             raise
         except Exception as exc:
-            raise ReplayCheckUnavailable(f"replay store failed: {safe(exc)}") from exc
+            raise StoreUnavailable(f"replay store failed: {safe(exc)}") from exc
         if new is not True:
             raise DPoPProofReplayed(f"DPoP proof jti {safe(checked.jti, 60)!r} was used before")
         return checked
@@ -359,7 +366,7 @@ class DPoPVerifier:
         proof: str | bytes | Sequence[str],
         *,
         method: str,
-        url: str,
+        url: str | Sequence[str],
         access_token: str | None = None,
         expected_jkt: str | None = None,
     ) -> DPoPProof:
@@ -370,7 +377,7 @@ class DPoPVerifier:
         except JWTGuardError:
             raise
         except Exception as exc:
-            raise ReplayCheckUnavailable(f"replay store failed: {safe(exc)}") from exc
+            raise StoreUnavailable(f"replay store failed: {safe(exc)}") from exc
         if new is not True:
             raise DPoPProofReplayed(f"DPoP proof jti {safe(checked.jti, 60)!r} was used before")
         return checked
@@ -381,7 +388,7 @@ class DPoPVerifier:
         self,
         proof: str | bytes | Sequence[str],
         method: str,
-        url: str,
+        url: str | Sequence[str],
         access_token: str | None,
         expected_jkt: str | None,
     ) -> tuple[DPoPProof, str]:
@@ -410,9 +417,10 @@ class DPoPVerifier:
             raise DPoPProofMismatch(
                 f"DPoP proof htm {safe(htm, 20)!r} is not the request method {safe(method, 20)!r}"
             )
-        if htu != url and strip_query(htu) != strip_query(url) and not _same_url(htu, url):
+        if not _htu_matches(htu, url):
+            shown = url if isinstance(url, str) else " or ".join(url)
             raise DPoPProofMismatch(
-                f"DPoP proof htu {safe(htu, 200)!r} is not the request URL {safe(url, 200)!r}"
+                f"DPoP proof htu {safe(htu, 200)!r} is not the request URL {safe(shown, 400)!r}"
             )
         nonce = claims.get("nonce")
         if self.nonces is not None and (not isinstance(nonce, str) or not self.nonces.check(nonce)):
@@ -519,6 +527,15 @@ def _same_jkt(expected: object, jkt: str) -> bool:
     if not isinstance(expected, str):
         return False
     return hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), jkt.encode("ascii"))
+
+
+def _htu_matches(htu: str, url: str | Sequence[str]) -> bool:
+    """Whether ``htu`` is ``url`` (or one of several), exactly or after normalisation."""
+    urls = (url,) if isinstance(url, str) else url
+    for candidate in urls:
+        if htu == candidate or strip_query(htu) == strip_query(candidate):
+            return True
+    return any(_same_url(htu, candidate) for candidate in urls)
 
 
 def _same_url(htu: str, url: str) -> bool:

@@ -14,7 +14,7 @@ what a server or proxy hands over into that thumbprint, and compares:
 
 No trust decision is made here: whether a header may be believed (it came from a configured
 proxy address) is for the caller to decide before calling. Every failure raises
-:class:`~jwt_guard.binding.errors.CertificateBindingMismatch` (401 ``invalid_token``), so a
+:class:`~jwt_guard.errors.CertificateBindingMismatch` (401 ``invalid_token``), so a
 malformed certificate never becomes a 500.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 from cryptography import x509
 
 from .._codec import b64url_encode
-from .errors import CertificateBindingMismatch
+from ..errors import CertificateBindingMismatch
 
 __all__ = [
     "certificate_thumbprint",

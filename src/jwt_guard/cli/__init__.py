@@ -6,6 +6,9 @@
     jwt-guard inspect TOKEN|-           header and claims, unverified, with what a verifier refuses
     jwt-guard verify TOKEN|- --issuer ... --audience ... [--jwks-url ...|--jwks-file ...]
     jwt-guard mint [--key-file F]       a token from a local issuer whose keys live in F
+              [--dpop-key K] [--cert C] bound to a DPoP key (cnf.jkt) or a certificate
+    jwt-guard dpop-proof --dpop-key K --url URL [--method M] [--token T] [--nonce N]
+                                        a DPoP proof (RFC 9449) for one request
     jwt-guard issuer [--key-file F]     serve discovery + JWKS for those keys on 127.0.0.1
 
 Exit codes: 0 success (``verify``: the token is valid), 1 the token was refused or a demo answer
@@ -38,6 +41,7 @@ from ._commands import (
     run_verify,
 )
 from ._demo import run_demo
+from ._dpop import DEFAULT_DPOP_ALG, run_dpop_proof
 from ._local import DEFAULT_AUDIENCE, DEFAULT_PORT, run_issuer, run_mint
 
 __all__ = ["build_parser", "main"]
@@ -50,6 +54,7 @@ RUNNERS: dict[str, Runner] = {
     "inspect": run_inspect,
     "verify": run_verify,
     "mint": run_mint,
+    "dpop-proof": run_dpop_proof,
     "issuer": run_issuer,
 }
 
@@ -120,6 +125,20 @@ def _add_keys(parser: argparse.ArgumentParser) -> None:
         "--audience",
         default=None,
         help=f"default 'aud' of a new key file (default {DEFAULT_AUDIENCE})",
+    )
+
+
+def _add_dpop_key(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--dpop-key",
+        metavar="FILE",
+        required=required,
+        help="the client's DPoP key: a private JWK file, created if missing (keep it private)",
+    )
+    parser.add_argument(
+        "--dpop-alg",
+        default=None,
+        help=f"algorithm of a new DPoP key (default {DEFAULT_DPOP_ALG}); an asymmetric one",
     )
 
 
@@ -221,6 +240,28 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"lifetime: 300, 90s, 15m, 1h, 2d (default {DEFAULT_LIFETIME}); "
         "already expired: --expires-in=-1h",
     )
+    _add_dpop_key(mint, required=False)
+    mint.add_argument(
+        "--cert",
+        metavar="FILE",
+        help="bind the token to this client certificate (PEM or DER): cnf x5t#S256, RFC 8705",
+    )
+
+    proof = commands.add_parser(
+        "dpop-proof",
+        parents=common,
+        help="make a DPoP proof (RFC 9449) for one request",
+        description="Print a fresh DPoP proof for one request, signed with the DPoP key a "
+        "token from `jwt-guard mint --dpop-key FILE` is bound to. Send it as the `DPoP` "
+        "header, with `Authorization: DPoP TOKEN`; every request needs a new one.",
+    )
+    _add_dpop_key(proof, required=True)
+    proof.add_argument("--url", required=True, help="the request's URL (its htu)")
+    proof.add_argument("--method", default="GET", help="the request's method (default GET)")
+    proof.add_argument(
+        "--token", help="the access token it goes with (its hash becomes ath); '-' reads stdin"
+    )
+    proof.add_argument("--nonce", help="the server's DPoP-Nonce, when it asked for one")
 
     issuer = commands.add_parser(
         "issuer", parents=common, help="serve discovery + JWKS for a key file"

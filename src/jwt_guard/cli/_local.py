@@ -10,6 +10,7 @@ from typing import Any
 
 from ..testing import LocalIssuer
 from ._commands import Failure, json_out, listen_failure, out, parse_duration, wait_forever
+from ._dpop import dpop_key, read_certificate
 from ._keyfile import KeyFile
 
 __all__ = ["DEFAULT_AUDIENCE", "DEFAULT_PORT", "run_issuer", "run_mint"]
@@ -72,11 +73,15 @@ def run_mint(args: argparse.Namespace) -> int:
     """``jwt-guard mint``: print a token signed with the key file's keys."""
     claims = dict(_claim(c) for c in args.claim)
     lifetime = parse_duration(args.expires_in)
+    certificate = read_certificate(args.cert) if args.cert else None
     keyfile, created = _keyfile(args)
     issuer = _issuer_for(keyfile)
     audience: Any = keyfile.audience
     if args.aud:
         audience = args.aud[0] if len(args.aud) == 1 else args.aud
+    if args.dpop_alg and not args.dpop_key:
+        raise Failure("--dpop-alg needs --dpop-key FILE (the key the token is bound to)")
+    bound_to = dpop_key(args.dpop_key, args.dpop_alg) if args.dpop_key else None
     token = issuer.mint(
         claims,
         alg=args.alg,
@@ -85,6 +90,8 @@ def run_mint(args: argparse.Namespace) -> int:
         scopes=args.scope,
         expires_in=lifetime,
         issuer=keyfile.issuer,
+        dpop_key=bound_to,
+        certificate=certificate,
     )
     if created and args.key_file:
         keyfile.save(Path(args.key_file))
@@ -93,7 +100,10 @@ def run_mint(args: argparse.Namespace) -> int:
     elif created:
         print(f"created {args.key_file} for issuer {keyfile.issuer}", file=sys.stderr)
     if args.json:
-        json_out({"token": token, "issuer": keyfile.issuer, "jwks": issuer.jwks()})
+        document: dict[str, Any] = {"token": token, "issuer": keyfile.issuer, "jwks": issuer.jwks()}
+        if bound_to is not None:
+            document["jkt"] = bound_to.jkt
+        json_out(document)
     else:
         out(token)
     return 0

@@ -68,6 +68,18 @@ def _timeout(value: str) -> tuple[float, float]:
     raise ValueError("expected 'seconds' or 'connect,read'")
 
 
+def _mode(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in ("off", "allowed", "required"):
+        raise ValueError("expected off, allowed or required")
+    return lowered
+
+
+def _urls(value: str) -> str | list[str]:
+    items = _list(value)
+    return items[0] if len(items) == 1 else items
+
+
 def _issuers(value: str) -> list[Any]:
     items = json.loads(value)
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -160,6 +172,20 @@ ENV_VARIABLES: dict[str, tuple[str, str, Parser, str]] = {
         _json_object,
         "more RFC 9728 metadata fields, a JSON object",
     ),
+    "DPOP": ("middleware", "dpop", _mode, "DPoP: off, allowed or required"),
+    "DPOP_ALGORITHMS": ("dpop", "algorithms", _list, "DPoP proof algorithms, comma-separated"),
+    "DPOP_IAT_WINDOW": ("dpop", "iat_window", _float, "DPoP proof iat window, seconds"),
+    "DPOP_NONCE": ("middleware", "dpop_nonce", _bool, "DPoP server nonces, per-process secret"),
+    "DPOP_NONCE_SECRET": (
+        "middleware",
+        "dpop_nonce",
+        str,
+        "DPoP server nonces, the secret all workers share",
+    ),
+    "PUBLIC_URL": ("middleware", "public_url", _urls, "URL(s) clients call, comma-separated"),
+    "TRUSTED_PROXIES": ("middleware", "trusted_proxies", _list, "proxy addresses/networks"),
+    "MTLS": ("middleware", "mtls", _mode, "certificate-bound tokens: off, allowed or required"),
+    "MTLS_HEADER": ("middleware", "mtls_header", str, "header a trusted proxy sends the cert in"),
 }
 
 
@@ -170,7 +196,9 @@ def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str,
         "jwks": {},
         "middleware": {},
         "template": {},
+        "dpop": {},
     }
+    seen: dict[tuple[str, str], str] = {}
     for name, raw in env.items():
         if not name.startswith(prefix):
             continue
@@ -181,6 +209,11 @@ def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str,
             hint = f"; did you mean {prefix}{close[0]}?" if close else ""
             raise ConfigurationError(f"unknown setting {name}{hint}")
         where, option, parse, _help = spec
+        if (where, option) in seen:
+            raise ConfigurationError(
+                f"{seen[where, option]} and {name} both set {option}: set one of them"
+            )
+        seen[where, option] = name
         try:
             found[where][option] = parse(raw)
         except (ValueError, TypeError) as exc:
@@ -249,5 +282,10 @@ def _names(prefix: str, template: dict[str, Any]) -> list[str]:
 def middleware_options_from_env(
     prefix: str = "JWT_GUARD_", environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """The middleware's own keyword arguments from the environment."""
-    return _read(prefix, environ)["middleware"]
+    """The middleware's own keyword arguments from the environment (the sender-binding ones,
+    ``dpop`` ..., included; ``JWT_GUARD_DPOP_*`` proof options as ``dpop_options``)."""
+    found = _read(prefix, environ)
+    options = found["middleware"]
+    if found["dpop"]:
+        options["dpop_options"] = found["dpop"]
+    return options

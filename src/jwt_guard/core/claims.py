@@ -379,6 +379,18 @@ class Claims(FrozenDict):
         return value if isinstance(value, str) else None
 
     @property
+    def confirmation(self) -> FrozenDict | None:
+        """The ``cnf`` claim (RFC 7800): how the token is bound to its holder, or ``None``.
+
+        ``{"jkt": ...}`` for a DPoP-bound token (RFC 9449: the thumbprint of the key its
+        proofs are signed with), ``{"x5t#S256": ...}`` for a certificate-bound one (RFC 8705).
+        Behind a guard the binding was checked for this request (a DPoP proof, the client
+        certificate); ``TokenVerifier`` alone checks only the token.
+        """
+        value = self._data.get("cnf")
+        return value if isinstance(value, FrozenDict) else None
+
+    @property
     def scopes(self) -> frozenset[str]:
         """The token's scopes (from ``scope``/``scp`` or the configured claim paths)."""
         return self._scopes

@@ -13,11 +13,15 @@ import inspect
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .._logsafe import exc_info, safe
+from ..binding.dpop import DPoPProof
+from ..binding.nonce import NONCE_HEADER
+from ..binding.policy import BEARER, DPOP, SENDER_OPTIONS, RequestFacts, SenderConstraints
 from ..core._env import middleware_options_from_env, verifier_options_from_env
 from ..core.claims import Claims
 from ..core.verifier import TokenVerifier
@@ -25,9 +29,12 @@ from ..errors import (
     ConfigurationError,
     InsufficientScope,
     InvalidRequest,
+    InvalidToken,
     JWTGuardError,
     KeysUnavailable,
     MissingToken,
+    StoreUnavailable,
+    UseDPoPNonce,
 )
 from ._resource import ProtectedResource, check_resource
 
@@ -40,6 +47,7 @@ __all__ = [
     "RouteAdapter",
     "RouteRefusal",
     "RouteRequest",
+    "authorization_credentials",
     "bearer_token",
     "challenge",
     "check_option_names",
@@ -60,8 +68,10 @@ GUARD_KEY = "jwt_guard.guard"
 
 _TOKEN68_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 _AUTH_SCHEME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match  # RFC 9110 token
-# A bearer credential after another scheme: two headers a WSGI server joined with ", ".
+# A credential of an accepted scheme after another scheme: two headers a WSGI server joined.
 _LATER_BEARER = re.compile(r"(?:\A|[\s,])bearer(?:\s|\Z)", re.IGNORECASE).search
+_LATER_DPOP = re.compile(r"(?:\A|[\s,])(?:bearer|dpop)(?:\s|\Z)", re.IGNORECASE).search
+_BEARER_ONLY = frozenset({BEARER})
 _QUOTABLE = re.compile(r"[\x20-\x7e]*\Z").match
 
 
@@ -85,13 +95,17 @@ def _is_token68(token: str) -> bool:
     return not body.encode("ascii").translate(None, _TOKEN68_CHARS)
 
 
-def bearer_token(values: Sequence[str]) -> str:
-    """The bearer token from the ``Authorization`` header values of one request.
+def authorization_credentials(
+    values: Sequence[str], schemes: frozenset[str] = _BEARER_ONLY
+) -> tuple[str, str]:
+    """``(scheme, token)`` from the ``Authorization`` header values of one request.
 
+    ``schemes`` are the accepted schemes, lower-case: ``"bearer"`` (RFC 6750) and/or ``"dpop"``
+    (RFC 9449 7.1); the scheme is matched case-insensitively (RFC 7235) and returned lower-case.
     Raises ``MissingToken`` when there is no header, or one of another scheme (``Basic ...``:
-    RFC 6750 3.1, the request holds no bearer credentials, so the answer is the bare challenge),
-    and ``InvalidRequest`` when the header is not exactly one well-formed ``Bearer <token68>``
-    (the scheme is case-insensitive, RFC 7235).
+    RFC 6750 3.1, the request holds no credentials of ours, so the answer is the bare
+    challenge), and ``InvalidRequest`` when the header is not exactly one well-formed
+    ``<scheme> <token68>``.
     """
     if not values:
         raise MissingToken("no Authorization header")
@@ -99,14 +113,35 @@ def bearer_token(values: Sequence[str]) -> str:
     # ","), so every adapter gives the same answer: two credentials are never one token68.
     value = (values[0] if len(values) == 1 else ",".join(values)).strip(" \t")
     scheme, _, rest = value.partition(" ")
-    if scheme.lower() != "bearer":
-        if _AUTH_SCHEME(scheme) and not _LATER_BEARER(rest):
-            raise MissingToken("Authorization scheme is not Bearer")
+    lowered = scheme.lower()
+    if lowered not in schemes:
+        later = _LATER_BEARER if schemes is _BEARER_ONLY else _LATER_DPOP
+        if _AUTH_SCHEME(scheme) and not later(rest):
+            raise MissingToken(
+                f"Authorization scheme is not {' or '.join(sorted(schemes))}"
+                if lowered not in (BEARER, DPOP)
+                else f"the {safe(scheme, 10)} scheme is not accepted here"
+            )
         raise InvalidRequest("Authorization header does not start with an auth-scheme")
     token = rest.lstrip(" ")
     if not token or not _is_token68(token):
         raise InvalidRequest("Authorization header does not hold exactly one token68 credential")
-    return token
+    return (BEARER if lowered == BEARER else DPOP), token
+
+
+def bearer_token(values: Sequence[str]) -> str:
+    """The bearer token from the ``Authorization`` header values of one request
+    (:func:`authorization_credentials` accepting ``Bearer`` only)."""
+    return authorization_credentials(values)[1]
+
+
+def _request_scheme(authorization: Sequence[str]) -> str | None:
+    """The scheme an ``Authorization`` header names (``"bearer"``, ``"dpop"``), else ``None``:
+    which challenge a refusal's error goes into."""
+    if not authorization:
+        return None
+    scheme = authorization[0].lstrip(" \t").partition(" ")[0].lower()
+    return scheme if scheme in (BEARER, DPOP) else None
 
 
 @dataclass(frozen=True)
@@ -158,6 +193,7 @@ _MIDDLEWARE_OPTIONS = frozenset(
         "resource_metadata",
         "verifier",
         *_WEBSOCKET_OPTIONS,
+        *SENDER_OPTIONS,
     }
 )
 
@@ -174,7 +210,8 @@ def _where(owner: str, option: str) -> str:
 
 
 def check_option_names(owner: str, names: Iterable[str]) -> None:
-    """Refuse a misspelt middleware or verifier option, suggesting the closest known name."""
+    """Refuse a misspelt middleware, sender-binding or verifier option, suggesting the closest
+    known name."""
     known = _MIDDLEWARE_OPTIONS | _verifier_options()
     for name in sorted(set(names) - known):
         close = difflib.get_close_matches(name, sorted(known), n=1)
@@ -262,6 +299,9 @@ class Guard:
                 f"{_where(owner, misplaced[0])}: websockets are served by the ASGI middleware "
                 "only; give this option to JWTGuard"
             )
+        sender_options = {
+            name: verifier_options.pop(name) for name in SENDER_OPTIONS if name in verifier_options
+        }
         if verifier is None:
             verifier = _build_verifier(owner, verifier_options)
         elif verifier_options:
@@ -294,6 +334,12 @@ class Guard:
         if resource is not None:
             self.resource = ProtectedResource(owner, resource, resource_metadata, verifier.issuers)
             self.resource_metadata = self.resource.url
+        self.sender = SenderConstraints(
+            owner=owner, clock=getattr(verifier, "clock", time.time), **sender_options
+        )
+        self.schemes = self.sender.schemes
+        self.bearer_scheme = BEARER in self.schemes
+        self.dpop_scheme = DPOP in self.schemes
 
     def may_open(self, method: str) -> bool:
         """Whether :meth:`is_open` could be true for ``method``: callers skip building its
@@ -316,17 +362,79 @@ class Guard:
             }
         return answers.get(method, answers[""])
 
-    def bearer(self, authorization: Sequence[str], client: str | None) -> str | None:
-        """The bearer token of a request to check, or ``None`` to pass it unauthenticated
-        (no ``Authorization`` header at all, in optional mode). A refusal is logged once, then
-        raised."""
+    def credentials(
+        self, authorization: Sequence[str], client: str | None
+    ) -> tuple[str, str] | None:
+        """``(scheme, token)`` of a request to check (scheme ``"bearer"`` or ``"dpop"``), or
+        ``None`` to pass it unauthenticated (no ``Authorization`` header at all, in optional
+        mode). A refusal is logged once, then raised."""
         if self.optional and not authorization:
             return None
         try:
-            return bearer_token(authorization)
+            return authorization_credentials(authorization, self.schemes)
         except JWTGuardError as exc:
             self.verifier.rejected(exc, None, client)
             raise
+
+    def bearer(self, authorization: Sequence[str], client: str | None) -> str | None:
+        """:meth:`credentials` for a request that can carry only a bearer token (a websocket
+        handshake): the token, ``None`` in optional mode without a header; the ``DPoP`` scheme
+        is refused (400), logged once. A bound token still goes through :meth:`bind`."""
+        credentials = self.credentials(authorization, client)
+        if credentials is None:
+            return None
+        scheme, token = credentials
+        if scheme != BEARER:
+            exc = InvalidRequest("a websocket handshake carries a bearer token, not DPoP")
+            self.verifier.rejected(exc, None, client)
+            raise exc
+        return token
+
+    def needs_binding(self, claims: Claims, scheme: str) -> bool:
+        """Whether :meth:`bind` has anything to check (a bound token, the DPoP scheme, or a
+        ``"required"`` mode); a plain bearer token under the default modes costs this test."""
+        return self.sender.needs_check(claims, scheme)
+
+    def bind(
+        self,
+        claims: Claims,
+        scheme: str,
+        token: str,
+        request: RequestFacts,
+        client: str | None,
+    ) -> DPoPProof | None:
+        """Check that the sender of ``request`` may use this token (the DPoP proof, the client
+        certificate); a refusal is logged once like a token's (never the proof), then raised."""
+        try:
+            return self.sender.check(claims, scheme, token, request)
+        except Exception as exc:
+            raise self._binding_refusal(exc, token, client) from exc
+
+    async def abind(
+        self,
+        claims: Claims,
+        scheme: str,
+        token: str,
+        request: RequestFacts,
+        client: str | None,
+    ) -> DPoPProof | None:
+        """:meth:`bind` for async callers (the replay store is asked with ``afirst_use``)."""
+        try:
+            return await self.sender.acheck(claims, scheme, token, request)
+        except Exception as exc:
+            raise self._binding_refusal(exc, token, client) from exc
+
+    def _binding_refusal(self, exc: Exception, token: str, client: str | None) -> JWTGuardError:
+        if not isinstance(exc, JWTGuardError):  # never a 500: refuse, and say why in the log
+            logger.error(
+                "sender check raised %s: %s",
+                type(exc).__name__,
+                safe(exc),
+                exc_info=exc_info(exc),
+            )
+            exc = InvalidToken(f"sender binding could not be checked ({type(exc).__name__})")
+        self.verifier.rejected(exc, token, client)
+        return exc
 
     def is_open(self, method: str, path: str, headers: Callable[[str], str | None]) -> bool:
         """Whether this request passes without any check (open path or CORS preflight)."""
@@ -356,18 +464,38 @@ class Guard:
                 f"{self.owner}: jwt_guard could not fetch signing keys: {safe(exc.detail)}"
             ) from exc
 
-    def error_response(self, exc: JWTGuardError) -> ErrorResponse:
+    def error_response(
+        self, exc: JWTGuardError, authorization: Sequence[str] = ()
+    ) -> ErrorResponse:
         """The complete answer to a refused request, shaped by ``error_handler`` if given.
 
+        ``authorization`` is the request's ``Authorization`` header values: where DPoP is
+        accepted, the error goes into the challenge of the scheme the request used.
         A handler that raises, or returns something no server could send (a header that is not
         one line of latin-1 text, a body that is not bytes), gets the default answer instead
         (logged): a refusal never becomes a 500 or a split header.
         """
         metadata = self.resource_metadata
+        www_authenticate = None
+        if self.sender.dpop != "off":
+            www_authenticate = self.sender.challenge(
+                exc,
+                _request_scheme(authorization),
+                self.realm,
+                challenge(exc, self.realm, resource_metadata=metadata),
+            )
         if self.error_handler is None:
-            return render_error(exc, self.realm, resource_metadata=metadata)
+            return render_error(
+                exc, self.realm, resource_metadata=metadata, www_authenticate=www_authenticate
+            )
         try:
-            response = render_error(exc, self.realm, self.error_handler, resource_metadata=metadata)
+            response = render_error(
+                exc,
+                self.realm,
+                self.error_handler,
+                resource_metadata=metadata,
+                www_authenticate=www_authenticate,
+            )
             _check_response(response)
         except Exception as problem:
             logger.error(
@@ -376,7 +504,9 @@ class Guard:
                 safe(problem),
                 exc_info=exc_info(problem),
             )
-            return render_error(exc, self.realm, resource_metadata=metadata)
+            return render_error(
+                exc, self.realm, resource_metadata=metadata, www_authenticate=www_authenticate
+            )
         return response
 
 
@@ -439,7 +569,10 @@ def options_from_env(
     check_option_names(owner, overrides)
     own = {k: v for k, v in overrides.items() if k in _MIDDLEWARE_OPTIONS}
     for_verifier = {k: v for k, v in overrides.items() if k not in _MIDDLEWARE_OPTIONS}
-    options = {**middleware_options_from_env(prefix, environ), **own}
+    from_env = middleware_options_from_env(prefix, environ)
+    if "dpop_options" in from_env and "dpop_options" in own:  # merged, like jwks_options
+        own["dpop_options"] = {**from_env["dpop_options"], **own["dpop_options"]}
+    options = {**from_env, **own}
     if "verifier" not in options:
         resource = options.get("resource")
         if isinstance(resource, str) and "audience" not in verifier_options_from_env(
@@ -570,17 +703,18 @@ def refuse(request: RouteRequest, exc: JWTGuardError) -> ErrorResponse:
             exc.code,
         )
         return render_error(exc)
-    guard.verifier.rejected(exc, _token(request), request.client)
-    return guard.error_response(exc)
+    authorization = request.header("authorization")
+    values = [] if authorization is None else [authorization]
+    guard.verifier.rejected(exc, _token(values, guard), request.client)
+    return guard.error_response(exc, values)
 
 
-def _token(request: RouteRequest) -> str | None:
-    """The request's bearer token, for the log's fingerprint (never logged itself)."""
-    value = request.header("authorization")
-    if value is None:
+def _token(authorization: list[str], guard: Guard) -> str | None:
+    """The request's token, for the log's fingerprint (never logged itself)."""
+    if not authorization:
         return None
     try:
-        return bearer_token([value])
+        return authorization_credentials(authorization, guard.schemes)[1]
     except JWTGuardError:
         return None
 
@@ -610,20 +744,28 @@ def render_error(
     error_handler: ErrorHandler | None = None,
     *,
     resource_metadata: str | None = None,
+    www_authenticate: str | None = None,
 ) -> ErrorResponse:
     """The answer to a refused request: status, RFC 6750 header, small JSON body, no-store.
 
-    A 503 carries ``Retry-After`` instead of a challenge. ``resource_metadata`` goes into the
-    challenge (RFC 9728 5.1).
+    ``www_authenticate`` replaces the Bearer challenge (a guard that accepts DPoP gives its
+    own). A 503 (keys or a store unavailable) carries ``Retry-After`` instead of a challenge;
+    ``use_dpop_nonce`` carries the fresh nonce in ``DPoP-Nonce`` (RFC 9449 9).
+    ``resource_metadata`` goes into the challenge (RFC 9728 5.1).
     """
     body = {"error": exc.error or "unauthorized", "error_description": exc.description}
     headers = [("content-type", "application/json"), ("cache-control", "no-store")]
-    if isinstance(exc, KeysUnavailable):
+    if isinstance(exc, (KeysUnavailable, StoreUnavailable)):
         headers.append(("retry-after", str(exc.retry_after)))
     else:
         headers.append(
-            ("www-authenticate", challenge(exc, realm, resource_metadata=resource_metadata))
+            (
+                "www-authenticate",
+                www_authenticate or challenge(exc, realm, resource_metadata=resource_metadata),
+            )
         )
+    if isinstance(exc, UseDPoPNonce):
+        headers.append((NONCE_HEADER, _header_safe(exc.nonce)))
     response = ErrorResponse(exc.status, headers, json.dumps(body).encode())
     if error_handler is not None:
         shaped = error_handler(exc, response)

@@ -12,7 +12,8 @@ Three uses, each behind a protocol in :mod:`jwt_guard.stores.base`:
 
 :mod:`jwt_guard.stores.memory` holds the in-process implementations (the default, nothing to
 install); :mod:`jwt_guard.stores.redis` the Redis ones (``pip install "jwt_guard[redis]"``). Each
-module's docstring gives its failure policy; :mod:`jwt_guard.stores.errors` its errors.
+module's docstring gives its failure policy. The errors (``StoreUnavailable``, ``StoreFull``)
+are in :mod:`jwt_guard.errors`, the one exception tree.
 
 May import: ``core`` and the foundation modules (``errors``, ``_logsafe``, ``_options``, ...).
 """

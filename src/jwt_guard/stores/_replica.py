@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import Literal, Protocol
 
 from .._logsafe import safe
+from ..errors import StoreFull, StoreUnavailable
 from ._support import reset_after_fork
 from .base import Revocation
-from .errors import StoreFull, StoreUnavailable
 
 __all__ = ["Lookup", "Replica"]
 

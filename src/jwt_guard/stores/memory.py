@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import secrets
 import threading
 import time
@@ -30,9 +31,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._options import duration, positive_int
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StoreFull
 from ._replica import Lookup, Replica
-from ._support import check_value, digest, instant, reset_after_fork, ttl_seconds
+from ._support import check_value, digest, instant, logger, reset_after_fork, ttl_seconds
 from .base import (
     KeySetStore,
     ReplayStore,
@@ -40,11 +41,11 @@ from .base import (
     RevocationStore,
     StoredKeySet,
 )
-from .errors import StoreFull
 
 __all__ = ["MemoryKeySetStore", "MemoryReplayStore", "MemoryRevocationStore"]
 
 DAY = 86400.0
+_FULL_LOG_INTERVAL = 60.0
 
 
 def _check_until(owner: str, until: object, now: float, max_ttl: float) -> float | None:
@@ -151,7 +152,11 @@ class MemoryReplayStore:
 
     Args:
         max_entries: the most keys remembered at once; a new key when every one is still live
-            raises ``StoreFull`` (a 503: the check fails closed).
+            raises ``StoreFull`` (a 503 whose ``Retry-After`` is when the first key lapses: the
+            check fails closed, since evicting a live key would let its proof be replayed).
+            Size it for the peak rate of proofs times the time each is remembered (a
+            ``DPoPVerifier`` remembers a proof for ``2 * (iat_window + leeway)``, 130 s by
+            default: 100,000 keys hold about 770 proofs a second).
         clock: ``time.monotonic``-like clock the ``ttl`` runs on.
 
     Example::
@@ -171,6 +176,7 @@ class MemoryReplayStore:
         self._deadlines: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []  # (deadline, key): one per live key
         self._lock = threading.Lock()
+        self._full_logged = -math.inf
         reset_after_fork(self)
 
     def first_use(self, key: str, ttl: float) -> bool:
@@ -190,9 +196,7 @@ class MemoryReplayStore:
             if name in deadlines:
                 return False
             if len(deadlines) >= self.max_entries:
-                raise StoreFull(
-                    f"{self._OWNER}: {len(deadlines)} live keys (max_entries={self.max_entries})"
-                )
+                raise self._full(now)
             deadline = now + seconds
             deadlines[name] = deadline
             heapq.heappush(heap, (deadline, name))
@@ -204,6 +208,24 @@ class MemoryReplayStore:
 
     def __len__(self) -> int:
         return len(self._deadlines)
+
+    def _full(self, now: float) -> StoreFull:
+        """The refusal of a new key when full: ``Retry-After`` is when the first key lapses;
+        logged at most once a minute (a flood must not flood the log too)."""
+        retry_after = max(1, math.ceil(self._heap[0][0] - now))
+        if now - self._full_logged >= _FULL_LOG_INTERVAL:
+            self._full_logged = now
+            logger.warning(
+                "%s full (%d live keys): new keys are refused (503) for about %d s; "
+                "raise max_entries or use a shared store",
+                self._OWNER,
+                len(self._deadlines),
+                retry_after,
+            )
+        return StoreFull(
+            f"{self._OWNER}: {len(self._deadlines)} live keys (max_entries={self.max_entries})",
+            retry_after=retry_after,
+        )
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()

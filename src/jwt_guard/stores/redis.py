@@ -76,7 +76,7 @@ from redis.retry import Retry
 from .._codec import loads_object
 from .._logsafe import safe
 from .._options import duration, positive_int
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StoreFull, StoreUnavailable
 from ._envelope import check_secrets, open_sealed, seal
 from ._replica import Lookup, Replica
 from ._support import (
@@ -99,7 +99,6 @@ from .base import (
     RevocationStore,
     StoredKeySet,
 )
-from .errors import StoreFull, StoreUnavailable
 from .memory import DAY, _check_until
 
 __all__ = ["RedisConnection", "RedisKeySetStore", "RedisReplayStore", "RedisRevocationStore"]

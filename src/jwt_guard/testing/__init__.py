@@ -14,6 +14,7 @@ watcher's ``sleep`` (``JWTGuard(websocket_sleep=clock.sleep)``), so a test decid
 connection's token expires.
 
 It needs only the standard library, ``cryptography`` and jwt_guard's token core (no web framework).
+DPoP clients for tests (``DPoPKey``, ``DPoPClient``) are in :mod:`jwt_guard.testing.dpop`.
 """
 
 from __future__ import annotations

@@ -11,12 +11,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from jwt_guard._options import duration, positive_int
+from jwt_guard.binding.mtls import certificate_thumbprint, load_certificate
 from jwt_guard.errors import ConfigurationError
 
 from ._faults import JWKSFault, fault_named
 from ._keys import SigningKey, compact_jws, generate_key
 from ._server import _LoopbackServer
+from .dpop import DPoPKey
 
 __all__ = ["IssuerSnapshot", "LocalIssuer"]
 
@@ -43,6 +48,23 @@ class IssuerSnapshot:
 
 def _numeric(value: float) -> float:
     return int(value) if float(value).is_integer() else value
+
+
+def _confirmation(
+    dpop_key: DPoPKey | str | None, certificate: x509.Certificate | str | bytes | None
+) -> dict[str, str]:
+    """The ``cnf`` claim binding a token to a DPoP key and/or a client certificate."""
+    cnf: dict[str, str] = {}
+    if dpop_key is not None:
+        cnf["jkt"] = dpop_key if isinstance(dpop_key, str) else dpop_key.jkt
+    if certificate is not None:
+        der = (
+            certificate.public_bytes(Encoding.DER)
+            if isinstance(certificate, x509.Certificate)
+            else load_certificate(certificate)
+        )
+        cnf["x5t#S256"] = certificate_thumbprint(der)
+    return cnf
 
 
 class LocalIssuer:
@@ -262,15 +284,23 @@ class LocalIssuer:
         issuer: str | None = _DEFAULT,
         headers: Mapping[str, Any] | None = None,
         key: SigningKey | None = None,
+        dpop_key: DPoPKey | str | None = None,
+        certificate: x509.Certificate | str | bytes | None = None,
     ) -> str:
         """Mint a signed compact JWS.
 
         Header: ``alg``, ``typ: JWT``, ``kid`` (the key's unless given; ``None`` leaves it out),
         then ``headers`` (a ``None`` value removes that member). Payload: ``iss``, ``sub``,
         ``aud``, ``iat`` (``clock()`` by default), ``nbf`` if given, ``exp = iat + expires_in``
-        (left out when ``None``), ``scope`` (space-joined) if scopes, a random ``jti``, then
-        ``claims`` (a ``None`` value removes that claim). ``issuer``/``audience``/``subject``
-        set to ``None`` leave the claim out. ``key`` signs with a given (maybe unpublished) key.
+        (left out when ``None``), ``scope`` (space-joined) if scopes, a random ``jti``, ``cnf``
+        (below), then ``claims`` (a ``None`` value removes that claim). ``issuer``/``audience``/
+        ``subject`` set to ``None`` leave the claim out. ``key`` signs with a given (maybe
+        unpublished) key.
+
+        Sender-constrained tokens: ``dpop_key`` (a :class:`~jwt_guard.testing.dpop.DPoPKey`, or
+        its ``jkt``) binds the token to a DPoP key, ``cnf.jkt`` (RFC 9449 6); ``certificate``
+        (PEM, DER or a ``cryptography`` certificate) binds it to a client certificate,
+        ``cnf["x5t#S256"]`` (RFC 8705 3.1). Both may be given.
         """
         signing_key = key if key is not None else self.key(alg)
         if alg is not None and alg != signing_key.alg:
@@ -293,6 +323,9 @@ class LocalIssuer:
         if scopes:
             payload["scope"] = scopes if isinstance(scopes, str) else " ".join(scopes)
         payload["jti"] = secrets.token_urlsafe(16)
+        cnf = _confirmation(dpop_key, certificate)
+        if cnf:
+            payload["cnf"] = cnf
         payload.update(claims or {})
         header = {k: v for k, v in header.items() if v is not None}
         payload = {k: v for k, v in payload.items() if v is not None}

@@ -25,6 +25,13 @@ installed these fixtures are there without an import or a ``conftest.py``:
     endpoints misbehave (a :class:`~jwt_guard.testing.JWKSFault` or its value, e.g. ``"down"``,
     ``"error_500"``, ``"hang"``), until the ``with`` block ends or else until the test ends.
     ``jwt_issuer.set_fault(...)`` takes the same names; an unknown one is an error listing them.
+``dpop_client``
+    A :class:`~jwt_guard.testing.dpop.DPoPClient` per test with a fresh ES256 key:
+    ``dpop_client.mint(scopes=[...])`` is a token from ``jwt_issuer`` bound to its key
+    (``cnf.jkt``), ``dpop_client.headers("GET", "/items", token)`` the ``Authorization: DPoP``
+    and ``DPoP`` proof headers of one request to ``https://api.example.com/items`` (set
+    ``dpop_client.public_url`` to your guard's ``public_url``); ``remember(response.headers)``
+    keeps a server nonce for the next proofs.
 ``jwt_issuer_session``
     The same issuer, session-scoped and never reset: for session-scoped fixtures (a verifier or
     an app built once). Do not change it from such fixtures.
@@ -56,12 +63,14 @@ from jwt_guard.core.verifier import TokenVerifier
 
 if TYPE_CHECKING:
     from jwt_guard.testing import JWKSFault, LocalIssuer
+    from jwt_guard.testing.dpop import DPoPClient
 
 __all__ = [
     "FaultSwitch",
     "IssuerFault",
     "LocalIssuerVerifier",
     "MintToken",
+    "dpop_client",
     "jwt_issuer",
     "jwt_issuer_fault",
     "jwt_issuer_options",
@@ -221,3 +230,11 @@ def mint_token(jwt_issuer: LocalIssuer) -> MintToken:
 def jwt_issuer_fault(jwt_issuer: LocalIssuer) -> IssuerFault:
     """Make ``jwt_issuer``'s endpoints fail: ``with jwt_issuer_fault("down"): ...``."""
     return IssuerFault(jwt_issuer)
+
+
+@pytest.fixture
+def dpop_client(jwt_issuer: LocalIssuer) -> DPoPClient:
+    """A DPoP client with a fresh ES256 key whose tokens ``jwt_issuer`` binds to it."""
+    from jwt_guard.testing.dpop import DPoPClient
+
+    return DPoPClient(issuer=jwt_issuer)
