@@ -115,12 +115,48 @@ ENV_VARIABLES: dict[str, tuple[str, str, Parser, str]] = {
     "OPTIONAL": ("middleware", "optional", _bool, "let requests without a token through"),
     "REALM": ("middleware", "realm", str, "WWW-Authenticate realm"),
     "PREFETCH": ("middleware", "prefetch", _bool, "fetch keys at start-up"),
+    # The shared store (TokenVerifier(store={...}), see jwt_guard.stores.fleet.Stores.from_url).
+    "STORE_URL": (
+        "store",
+        "url",
+        str,
+        "shared store of a fleet: redis://, rediss:// or unix:// (unset: this process only)",
+    ),
+    "FLEET_SECRET": (
+        "store",
+        "secret",
+        str,
+        "fleet secret sealing shared key sets, 32+ bytes (unset: key sets not shared)",
+    ),
+    "STORE_NAMESPACE": ("store", "namespace", str, "prefix of every key in the store"),
+    "STORE_TIMEOUT": ("store", "timeout", _float, "seconds allowed for each store call"),
+    "STORE_MAX_STALENESS": (
+        "store",
+        "max_staleness",
+        _float,
+        "seconds the deny-list replica may go unconfirmed",
+    ),
+    "STORE_ON_STALE": (
+        "store",
+        "on_stale",
+        str,
+        "past max_staleness: refuse (503) or accept",
+    ),
 }
+
+
+# Variables whose value never appears in a message (a URL may hold a password too).
+_SECRET = frozenset({"FLEET_SECRET", "STORE_URL"})
 
 
 def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str, Any]]:
     env = os.environ if environ is None else environ
-    found: dict[str, dict[str, Any]] = {"verifier": {}, "jwks": {}, "middleware": {}}
+    found: dict[str, dict[str, Any]] = {
+        "verifier": {},
+        "jwks": {},
+        "middleware": {},
+        "store": {},
+    }
     for name, raw in env.items():
         if not name.startswith(prefix):
             continue
@@ -134,7 +170,8 @@ def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str,
         try:
             found[where][option] = parse(raw)
         except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"{name}={raw[:80]!r}: {exc}") from None
+            shown = "<hidden>" if suffix in _SECRET else repr(raw[:80])
+            raise ConfigurationError(f"{name}={shown}: {exc}") from None
     return found
 
 
@@ -146,6 +183,8 @@ def verifier_options_from_env(
     options = found["verifier"]
     if found["jwks"]:
         options["jwks_options"] = found["jwks"]
+    if found["store"]:  # TokenVerifier builds the stores (a missing URL is named there)
+        options["store"] = found["store"]
     return options
 
 

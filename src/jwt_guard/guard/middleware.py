@@ -29,6 +29,7 @@ from ..errors import (
     KeysUnavailable,
     MissingToken,
 )
+from ..stores.errors import StoreUnavailable
 
 __all__ = [
     "CLAIMS_KEY",
@@ -542,11 +543,11 @@ def render_error(
 ) -> ErrorResponse:
     """The answer to a refused request: status, RFC 6750 header, small JSON body, no-store.
 
-    A 503 carries ``Retry-After`` instead of a challenge.
+    A 503 (keys or a store unavailable) carries ``Retry-After`` instead of a challenge.
     """
     body = {"error": exc.error or "unauthorized", "error_description": exc.description}
     headers = [("content-type", "application/json"), ("cache-control", "no-store")]
-    if isinstance(exc, KeysUnavailable):
+    if isinstance(exc, (KeysUnavailable, StoreUnavailable)):
         headers.append(("retry-after", str(exc.retry_after)))
     else:
         headers.append(("www-authenticate", challenge(exc, realm)))
