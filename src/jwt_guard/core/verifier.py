@@ -336,7 +336,7 @@ class TokenVerifier:
             )
         self.clock, self.monotonic = clock, monotonic
         self.observer = observer
-        stores = self._stores_option(own, store, revocation)
+        stores = self._stores_option(own, store, revocation, clock)
         self._claims_check = claims_check
         self._is_revoked = is_revoked
         # Hooks declared async need averify(); the WSGI adapters refuse them at construction.
@@ -382,7 +382,11 @@ class TokenVerifier:
             stores.start()  # a shared deny-list starts loading now, in the background
 
     def _stores_option(
-        self, own: str, store: object, revocation: RevocationStore | None
+        self,
+        own: str,
+        store: object,
+        revocation: RevocationStore | None,
+        clock: Callable[[], float],
     ) -> Stores | None:
         if revocation is not None:
             if store is not None:
@@ -391,7 +395,7 @@ class TokenVerifier:
                     "(a deny-list of your own inside a bundle: store=Stores(revocation=...))"
                 )
             return Stores(revocation=revocation)
-        return Stores.coerce(own, store)
+        return Stores.coerce(own, store, clock=clock)
 
     def __repr__(self) -> str:
         issuers = ", ".join(

@@ -36,9 +36,9 @@ __all__ = ["Revocations", "Stores"]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _MEMORY = ("memory://", "memory:")
-# Stores.from_url's options (what the JWT_GUARD_STORE_* variables may set).
+# Stores.from_url's options (the JWT_GUARD_STORE_* variables set all but the clock).
 _URL_OPTIONS = frozenset(
-    {"secret", "namespace", "timeout", "max_staleness", "on_stale", "check_interval"}
+    {"secret", "namespace", "timeout", "max_staleness", "on_stale", "check_interval", "clock"}
 )
 
 
@@ -169,11 +169,12 @@ class Stores:
             )
         lowered = url.lower()
         if lowered in _MEMORY:
+            clock = options.pop("clock", time.time)
             if options:
                 raise ConfigurationError(
                     f"store {url!r}: {sorted(options)} apply to a Redis store only"
                 )
-            return cls.memory()
+            return cls.memory(clock=clock)
         if lowered.startswith(_REDIS_SCHEMES):
             return cls.redis(url, **options)
         raise ConfigurationError(
@@ -182,18 +183,20 @@ class Stores:
         )
 
     @classmethod
-    def coerce(cls, owner: str, value: object) -> Stores | None:
+    def coerce(
+        cls, owner: str, value: object, *, clock: Callable[[], float] = time.time
+    ) -> Stores | None:
         """``store=``: a ``Stores``, a URL, a dict (``{"url": ..., **from_url options}``) or
-        ``None``."""
+        ``None``. Stores built here run on ``clock`` (the verifier's) unless the dict says."""
         if value is None or isinstance(value, Stores):
             return value
         if isinstance(value, str):
             try:
-                return cls.from_url(value)
+                return cls.from_url(value, clock=clock)
             except ConfigurationError as exc:
                 raise ConfigurationError(f"{owner}(store=...): {exc}") from None
         if isinstance(value, Mapping):
-            spec = dict(value)
+            spec = {"clock": clock, **value}
             url = spec.pop("url", None)
             if url is None:
                 raise ConfigurationError(
