@@ -17,11 +17,11 @@ from ._fixtures import Bench, Mode
 from ._report import Row, render
 
 DEFAULT_JSON = Path(__file__).with_name("results.json")
-SECTIONS = ("verify", "default", "cache", "asgi", "wsgi", "jwks", "dpop")
+SECTIONS = ("verify", "default", "cache", "asgi", "wsgi", "jwks", "dpop", "fleet", "stampede")
 
 
 def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
-    from . import app_bench, dpop_bench, jwks_bench, verify_bench
+    from . import app_bench, dpop_bench, fleet_bench, jwks_bench, stampede_bench, verify_bench
 
     return {
         "verify": verify_bench.run_algorithms,
@@ -31,6 +31,8 @@ def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
         "wsgi": app_bench.run_wsgi,
         "jwks": jwks_bench.run_jwks,
         "dpop": dpop_bench.run_dpop,
+        "fleet": fleet_bench.run_fleet,
+        "stampede": stampede_bench.run_stampede,
     }
 
 

@@ -58,6 +58,15 @@ ROW_KEYS = [
     "dpop.EdDSA",
     "dpop.RS256",
     "dpop.ES256.new_key",
+    "fleet.revocation_check",
+    "fleet.replay_redis",
+    "fleet.asgi_redis_vs_default",
+    "stampede.today.peak",
+    "stampede.jitter.peak",
+    "stampede.jitter.total",
+    "stampede.jitter.start_up",
+    "stampede.store.per_refresh",
+    "stampede.store.peak",
 ]
 TARGETED = [
     *(f"verify.{alg}" for alg in ("RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256")),
@@ -75,6 +84,10 @@ TARGETED = [
     "jwks.slow_cached_requests",
     "jwks.refresh_ahead",
     "dpop.ES256",
+    "fleet.revocation_check",
+    "fleet.asgi_redis_vs_default",
+    "stampede.jitter.peak",
+    "stampede.store.per_refresh",
 ]
 SECTION_KEYS = [
     "algorithms",
@@ -85,6 +98,8 @@ SECTION_KEYS = [
     "wsgi",
     "jwks",
     "dpop",
+    "fleet",
+    "stampede",
 ]
 
 

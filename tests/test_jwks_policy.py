@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from jwt_guard.sources._policy import (
+    PACED,
     REFRESH_SPREAD,
     Action,
     Attempt,
@@ -490,3 +491,19 @@ def test_adopt_never_replaces_a_newer_set() -> None:
     assert p.adopt(1100, attempt, frozenset("c"), 300.0, age=50.0)  # fetched at 1050
     assert p.entry is not None
     assert p.entry.keyset == frozenset("c")
+
+
+def test_with_jitter_a_failure_while_keys_still_answer_backs_off_over_the_longest_wait() -> None:
+    """Nothing waits on such a fetch: 2,000 workers retrying 1, 2, 4 ... s into an outage would
+    make the provider's busiest seconds. A worker with nothing to answer with starts small."""
+    serving = policy(rand=_draws(0.5), backoff=FullJitter(Backoff(1.0, 60.0), _draws(0.5)))
+    ok(1000)(serving)
+    fail(1245)(serving)
+    assert serving.failures == 1
+    assert serving.retry_at == 1245.0 + 30.0  # uniform(0, 60), not uniform(0, 1)
+    cold = policy(rand=_draws(0.5), backoff=FullJitter(Backoff(1.0, 60.0), _draws(0.5)))
+    fail(0)(cold)
+    assert cold.retry_at == 0.5
+    exact = history(ok(1000), fail(1245))  # without jitter: the schedule as it always was
+    assert exact.retry_at == 1246.0
+    assert PACED >= 7  # enough doublings to reach any cap from the first wait

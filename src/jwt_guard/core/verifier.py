@@ -121,11 +121,12 @@ def _keyset_free(options: JWKSOptions) -> bool:
     return options.keyset_store is None
 
 
-def _deny(claims: Claims, is_revoked: Lookup) -> None:
-    """Raise ``RevokedToken`` if the deny-list refuses ``claims`` (``StoreUnavailable`` if it
-    cannot answer and refuses then)."""
-    if is_revoked(*claims.memo(_REVOCATION_FIELDS, _revocation_fields)):
-        raise RevokedToken("the token is on the revocation list")
+def _fields(claims: Claims) -> tuple[str | None, str | None, float | None]:
+    return claims.memo(_REVOCATION_FIELDS, _revocation_fields)
+
+
+def _revoked() -> RevokedToken:
+    return RevokedToken("the token is on the revocation list")
 
 
 def _audiences(state: IssuerState) -> str:
@@ -488,8 +489,9 @@ class TokenVerifier:
             if claims is None:
                 prep = self._prepare(token)
                 claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
-            if self._revoked is not None:  # the deny-list: one lookup in a local replica
-                _deny(claims, self._revoked)
+            revoked = self._revoked  # the deny-list: one lookup in a local replica
+            if revoked is not None and revoked(*_fields(claims)):
+                raise _revoked()
             if self._has_hooks:
                 self._hooks_result(self._sync_results(self._call_hooks(claims)))
         if self.observer is not None:
@@ -504,8 +506,9 @@ class TokenVerifier:
             if claims is None:
                 prep = self._prepare(token)
                 claims = self._finish(prep, await prep.state.source.akeys_for(prep.kid))
-            if self._revoked is not None:  # the deny-list: one lookup in a local replica
-                _deny(claims, self._revoked)
+            revoked = self._revoked  # the deny-list: one lookup in a local replica
+            if revoked is not None and revoked(*_fields(claims)):
+                raise _revoked()
             if self._has_hooks:
                 results = self._call_hooks(claims)
                 self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
@@ -525,8 +528,12 @@ class TokenVerifier:
             return None
         try:
             claims = self._from_cache(token)
-            if claims is not None and self._revoked is not None:
-                _deny(claims, self._revoked)  # the deny-list: one lookup in a local replica
+            revoked = self._revoked  # the deny-list: one lookup in a local replica
+            if revoked is not None and claims is not None:
+                # (jti, sub, iat), worked out once per verified token and kept with its claims
+                fields = claims._memo.get(_REVOCATION_FIELDS) or _fields(claims)
+                if revoked(*fields):
+                    raise _revoked()
         except JWTGuardError as exc:
             self.rejected(exc, token, client)
             raise

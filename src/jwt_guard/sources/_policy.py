@@ -29,8 +29,12 @@ The rules, in the words of the README:
 **Jitter** (so that a fleet started together does not fetch together): given a random source
 ``rand`` (``[0, 1)``; injected, so tests and simulations are deterministic), each set's refresh
 point is drawn uniformly from the last quarter of its refresh-ahead interval (``refresh_ahead``
-x ``ttl`` x ``[0.75, 1]``), and :class:`FullJitter` wraps the back-off schedule so a failure waits
-``uniform(0, backoff(n))`` ("full jitter"). Without ``rand`` the schedule is exact.
+x ``ttl`` x ``[0.75, 1]``); :class:`FullJitter` wraps the back-off schedule so a failure waits
+``uniform(0, backoff(n))`` ("full jitter"); and a failure while a set still answers (fresh, or
+stale within ``max_stale``) backs off over the longest wait, not from the first step: nothing
+waits on that fetch, and 2,000 workers retrying 1, 2, 4 ... s into an outage would make the
+provider's busiest seconds (``benchmarks/stampede_bench.py``). Without ``rand`` the schedule is
+exact.
 
 **Shared key sets** (a fleet's store, see ``jwks.py``): a set another worker fetched arrives with
 its ``age`` (:meth:`JWKSPolicy.fetched`), so its lifetime runs from the provider's answer, not
@@ -47,6 +51,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 __all__ = [
+    "PACED",
     "REFRESH_SPREAD",
     "Action",
     "Attempt",
@@ -62,6 +67,9 @@ K = TypeVar("K", bound=Container[str])
 
 REFRESH_SPREAD = 0.25
 """With jitter, a refresh falls uniformly within the last quarter of the refresh-ahead interval."""
+PACED = 64
+"""With jitter, a failure while a set still answers backs off as after this many: the longest
+wait (full jitter over it); only a worker with nothing to answer with retries from the first."""
 
 
 class Reason(enum.Enum):
@@ -343,7 +351,10 @@ class JWKSPolicy(Generic[K]):
         self.fetching = None
         self._done = max(self._done, attempt.number)
         self.failures += 1
-        self._delay = max(0.0, self.backoff(self.failures))
+        steps = self.failures
+        if self.rand is not None and self.usable(now):
+            steps = PACED  # keys still answer: no hurry, a fleet must not hammer a provider
+        self._delay = max(0.0, self.backoff(steps))
         self.retry_at = now + self._delay  # counted from the failure: a fetch can take seconds
         self.last_error = error
         return True
