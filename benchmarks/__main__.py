@@ -17,11 +17,22 @@ from ._fixtures import Bench, Mode
 from ._report import Row, render
 
 DEFAULT_JSON = Path(__file__).with_name("results.json")
-SECTIONS = ("verify", "default", "cache", "asgi", "wsgi", "jwks", "dpop", "dpop_request")
+SECTIONS = (
+    "verify",
+    "default",
+    "cache",
+    "asgi",
+    "wsgi",
+    "jwks",
+    "dpop",
+    "dpop_request",
+    "fleet",
+    "stampede",
+)
 
 
 def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
-    from . import app_bench, dpop_bench, jwks_bench, verify_bench
+    from . import app_bench, dpop_bench, fleet_bench, jwks_bench, stampede_bench, verify_bench
 
     return {
         "verify": verify_bench.run_algorithms,
@@ -32,6 +43,8 @@ def _sections() -> dict[str, Callable[[Bench, dict[str, Any]], list[Row]]]:
         "jwks": jwks_bench.run_jwks,
         "dpop": dpop_bench.run_dpop,
         "dpop_request": dpop_bench.run_dpop_requests,
+        "fleet": fleet_bench.run_fleet,
+        "stampede": stampede_bench.run_stampede,
     }
 
 

@@ -64,6 +64,15 @@ ROW_KEYS = [
     "dpop.request.ES256",
     "dpop.request.EdDSA",
     "dpop.request.RS256",
+    "fleet.revocation_check",
+    "fleet.replay_redis",
+    "fleet.asgi_redis_vs_default",
+    "stampede.today.peak",
+    "stampede.jitter.peak",
+    "stampede.jitter.total",
+    "stampede.jitter.start_up",
+    "stampede.store.per_refresh",
+    "stampede.store.peak",
 ]
 TARGETED = [
     *(f"verify.{alg}" for alg in ("RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256")),
@@ -84,6 +93,10 @@ TARGETED = [
     "jwks.refresh_ahead",
     "dpop.ES256",
     "dpop.request.ES256",
+    "fleet.revocation_check",
+    "fleet.asgi_redis_vs_default",
+    "stampede.jitter.peak",
+    "stampede.store.per_refresh",
 ]
 SECTION_KEYS = [
     "algorithms",
@@ -96,6 +109,8 @@ SECTION_KEYS = [
     "jwks",
     "dpop",
     "dpop_request",
+    "fleet",
+    "stampede",
 ]
 
 

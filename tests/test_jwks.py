@@ -74,7 +74,14 @@ def make_verifier(clock: Clock) -> Iterator[MakeVerifier]:
     def make(local: LocalIssuer | None = None, /, **kwargs: Any) -> TokenVerifier:
         session = requests.Session()
         sessions.append(session)
-        options = {"session": session, "timeout": (2.0, 2.0), "total_timeout": 5.0}
+        # The exact schedule (refresh at 80 %, back-off 1, 2, 4 ... s): jitter has tests of its
+        # own (test_jitter_*), with an injected random source.
+        options = {
+            "session": session,
+            "timeout": (2.0, 2.0),
+            "total_timeout": 5.0,
+            "jitter": False,
+        }
         options.update(kwargs.pop("jwks_options", {}))
         if local is not None and "issuers" not in kwargs:
             kwargs.setdefault("issuer", local.issuer)

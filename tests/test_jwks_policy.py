@@ -10,12 +10,24 @@ the cool-down is 30 s, failures back off 1, 2, 4 ... 60 s.
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from jwt_guard.sources._policy import Action, Attempt, Backoff, Decision, JWKSPolicy, Reason
+from jwt_guard.sources._policy import (
+    PACED,
+    REFRESH_SPREAD,
+    Action,
+    Attempt,
+    Backoff,
+    Decision,
+    FullJitter,
+    JWKSPolicy,
+    Reason,
+)
 
 Keys = frozenset[str]
 Event = Callable[["JWKSPolicy[Keys]"], object]
@@ -375,3 +387,123 @@ def test_attempts_are_numbered_and_carry_their_deadline() -> None:
     p.failed(6, first, "x")
     assert p.start(8, EXPLICIT).number == 2
     assert math.isinf(policy().retry_at)
+
+
+# -- jitter: workers started together do not fetch together -------------------------------------
+
+
+def _draws(*values: float) -> Callable[[], float]:
+    """A random source that returns ``values`` in turn (then repeats the last)."""
+    queue = list(values)
+
+    def rand() -> float:
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    return rand
+
+
+@pytest.mark.parametrize(
+    ("draw", "refresh_at"),
+    [
+        pytest.param(0.0, 1240.0, id="top-of-the-window"),
+        pytest.param(0.5, 1210.0, id="middle"),
+        pytest.param(0.999999, 1180.00006, id="bottom"),
+    ],
+)
+def test_jitter_spreads_the_refresh_over_the_last_quarter_of_the_window(
+    draw: float, refresh_at: float
+) -> None:
+    """A set fetched at 1000 for 300 s refreshes between 1180 and 1240 (80 % x [0.75, 1])."""
+    p = policy(rand=_draws(draw))
+    ok(1000)(p)
+    assert p.entry is not None
+    assert p.entry.refresh_at == pytest.approx(refresh_at)
+    assert p.entry.expires_at == 1300.0  # the lifetime itself is the provider's, never jittered
+    assert describe(p.decide(refresh_at - 0.001, "a", p.started)) == "serve"
+    assert describe(p.decide(refresh_at, "a", p.started)) == "serve + start refresh"
+
+
+def test_without_a_random_source_the_schedule_is_exact() -> None:
+    p = history(ok(1000))
+    assert p.entry is not None
+    assert p.entry.refresh_at == 1240.0
+    assert REFRESH_SPREAD == 0.25
+
+
+def test_full_jitter_draws_each_back_off_from_zero_to_the_schedule() -> None:
+    schedule = FullJitter(Backoff(1.0, 60.0), _draws(0.5, 0.25, 0.999))
+    assert [schedule(n) for n in (1, 2, 7)] == [0.5, 0.5, pytest.approx(59.94)]
+    p = policy(backoff=FullJitter(Backoff(2.0, 60.0), _draws(0.25)))
+    fail(0)(p)
+    assert p.retry_at == 0.5
+    assert p.retry_after(0) == 1  # whole seconds, at least 1
+    assert describe(p.decide(0.4, "a", p.started)) == "unavailable 1"
+    assert describe(p.decide(0.5, "a", p.started)) == "wait start cold"
+
+
+def test_a_fleet_with_jitter_refreshes_spread_out_one_without_refreshes_at_once() -> None:
+    """2,000 policies fetched at the same instant: how many are due in the same second."""
+    rng = random.Random(7)
+
+    def due_seconds(rand: Callable[[], float] | None) -> Counter[int]:
+        seconds: Counter[int] = Counter()
+        for _ in range(2000):
+            p = policy(rand=rand)
+            ok(1000)(p)
+            assert p.entry is not None
+            seconds[int(p.entry.refresh_at)] += 1
+        return seconds
+
+    assert max(due_seconds(None).values()) == 2000  # everyone at 1240
+    assert max(due_seconds(rng.random).values()) <= 100  # at most 5 % in any one second
+
+
+# -- sets shared by another worker ---------------------------------------------------------------
+
+
+def test_a_shared_set_lives_from_when_the_provider_gave_it_out() -> None:
+    p = policy()
+    assert p.fetched(1000, p.start(1000, COLD), frozenset("a"), 300.0, age=100.0)
+    assert p.entry is not None
+    assert (p.entry.fetched, p.entry.refresh_at, p.entry.expires_at) == (900.0, 1140.0, 1200.0)
+    assert describe(p.decide(1140, "a", p.started)) == "serve + start refresh"
+
+
+def test_an_adopted_set_serves_like_the_workers_own_last_good_set() -> None:
+    """A cold worker whose fetch failed takes the stored set, stale for its age, and backs off."""
+    p = policy()
+    attempt = p.start(1000, COLD)
+    assert p.failed(1000, attempt, "HTTP 503")
+    assert p.adopt(1000, attempt, frozenset("a"), 300.0, age=400.0)
+    assert p.failures == 1
+    assert p.retry_at == 1001.0
+    assert describe(p.decide(1000.5, "a", p.started)) == "serve stale 400.5"
+    assert p.usable(1000 + 499)
+    assert not p.usable(1000 + 500)
+
+
+def test_adopt_never_replaces_a_newer_set() -> None:
+    p = history(ok(1000))
+    attempt = p.start(1100, REFRESH)
+    assert not p.adopt(1100, attempt, frozenset("b"), 300.0, age=200.0)  # fetched at 900
+    assert p.entry is not None
+    assert p.entry.keyset == frozenset("a")
+    assert p.adopt(1100, attempt, frozenset("c"), 300.0, age=50.0)  # fetched at 1050
+    assert p.entry is not None
+    assert p.entry.keyset == frozenset("c")
+
+
+def test_with_jitter_a_failure_while_keys_still_answer_backs_off_over_the_longest_wait() -> None:
+    """Nothing waits on such a fetch: 2,000 workers retrying 1, 2, 4 ... s into an outage would
+    make the provider's busiest seconds. A worker with nothing to answer with starts small."""
+    serving = policy(rand=_draws(0.5), backoff=FullJitter(Backoff(1.0, 60.0), _draws(0.5)))
+    ok(1000)(serving)
+    fail(1245)(serving)
+    assert serving.failures == 1
+    assert serving.retry_at == 1245.0 + 30.0  # uniform(0, 60), not uniform(0, 1)
+    cold = policy(rand=_draws(0.5), backoff=FullJitter(Backoff(1.0, 60.0), _draws(0.5)))
+    fail(0)(cold)
+    assert cold.retry_at == 0.5
+    exact = history(ok(1000), fail(1245))  # without jitter: the schedule as it always was
+    assert exact.retry_at == 1246.0
+    assert PACED >= 7  # enough doublings to reach any cap from the first wait

@@ -32,7 +32,7 @@ from jwt_guard import (
 )
 from jwt_guard.binding.policy import SENDER_OPTIONS, SenderConstraints
 from jwt_guard.core._env import ENV_VARIABLES
-from jwt_guard.errors import InvalidClaim, UnknownKey, WrongAudience, WrongIssuer
+from jwt_guard.errors import InvalidClaim, RevokedToken, UnknownKey, WrongAudience, WrongIssuer
 from jwt_guard.fastapi import JWTBearer
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.testing.pytest_plugin import MintToken
@@ -397,6 +397,47 @@ def _run_env(
     _run_verifier(block, issuer, mint_token)
 
 
+def _run_fleet(block: Block, issuer: LocalIssuer, mint_token: MintToken, **kw: Any) -> None:
+    """The fleet example against a real redis-server: two workers built from the block, a
+    revocation made through one refused by the other, a subject signed out everywhere."""
+    from _redis import RedisServer
+
+    placeholder = '"redis://redis.internal:6379/0"'
+    assert block.code.count(placeholder) == 1
+    kw["monkeypatch"].setenv("JWT_GUARD_FLEET_SECRET", "a-fleet-secret-of-at-least-32-bytes")
+    server = RedisServer(kw["tmp_path"])
+    server.start()
+    workers: list[Any] = []
+    try:
+        code = block.code.replace(placeholder, repr(server.url))
+        for _ in range(2):
+            workers.append(_run(dataclasses.replace(block, code=code), issuer))
+        first, second = (ns["verifier"] for ns in workers)
+        assert issuer.jwks_requests == 1  # the second worker took the stored key set
+        token, other = mint_token(subject="alice"), mint_token(subject="alice")
+        claims = first.verify(token)
+        assert second.verify(token).subject == "alice"
+        workers[0]["sign_out"](claims)
+        assert second.store.revocation.wait_for(lambda: _refused(second, token), 10.0)
+        assert second.verify(other).subject == "alice"
+        workers[1]["sign_out_everywhere"]("alice")
+        assert first.store.revocation.wait_for(lambda: _refused(first, other), 10.0)
+        with pytest.raises(RevokedToken):
+            second.verify(other)
+    finally:
+        for namespace in workers:
+            namespace["verifier"].store.close()
+        server.stop()
+
+
+def _refused(verifier: TokenVerifier, token: str) -> bool:
+    try:
+        verifier.verify(token)
+    except RevokedToken:
+        return True
+    return False
+
+
 def _run_pytest(block: Block, issuer: LocalIssuer, mint_token: MintToken, **kw: Any) -> None:
     pytester: pytest.Pytester = kw["pytester"]
     pytester.makepyfile(test_from_readme=block.code)
@@ -663,6 +704,7 @@ KINDS: dict[str, Callable[..., None]] = {
     "dpop": _run_dpop,
     "mtls": _run_mtls,
     "errors": _run_errors,
+    "fleet": _run_fleet,
     "health": _run_health,
     "metrics": _run_metrics,
     "pytest": _run_pytest,
@@ -689,6 +731,8 @@ def test_python_block_runs(
     kwargs: dict[str, Any] = {"pytester": pytester, "tmp_path": tmp_path}
     if block.kind == "env":
         kwargs = {"monkeypatch": monkeypatch}
+    elif block.kind == "fleet":
+        kwargs = {"monkeypatch": monkeypatch, "tmp_path": tmp_path}
     KINDS[block.kind](block, issuer_for_readme, mint_token, **kwargs)
 
 

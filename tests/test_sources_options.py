@@ -33,6 +33,8 @@ _BAD_VALUES = [
     ("cooldown", [-1, "30", None]),
     ("max_stale", [-1, "3600", timedelta(seconds=-1)]),
     ("backoff", [(1.0,), (60.0, 1.0), (0, 60), "1,60", 5]),
+    ("jitter", ["yes", 1, None, 0.5]),
+    ("keyset_store", ["redis://localhost", object(), {}]),
     ("clock", [5, "time"]),
     ("monotonic", [5, "monotonic"]),
     ("observer", [5, "metrics", object()]),

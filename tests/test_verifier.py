@@ -727,6 +727,21 @@ _BAD_VERIFIER_OPTIONS = [
     ("clock", [None, 5, "time"]),
     ("jwks_options", [5, "timeout=3", ["timeout"], {"timeuot": 3}, {"url": "https://x/"}]),
     ("observer", [5, "metrics", _NotAnObserver()]),
+    (
+        "store",
+        [
+            5,
+            "ftp://store.example",
+            "redis:/missing-slash",
+            {"timeout": 1.0},
+            {"url": "redis://127.0.0.1:1/0", "max_stalenes": 5},
+            {"url": "redis://127.0.0.1:1/0", "on_stale": "maybe"},
+            {"url": "redis://127.0.0.1:1/0", "secret": "too short"},
+            {"url": "memory://", "secret": "s" * 32},
+            ["redis://127.0.0.1:1/0"],
+        ],
+    ),
+    ("revocation", [5, "redis://127.0.0.1:1/0", object(), {"jti": 1}]),
 ]
 
 

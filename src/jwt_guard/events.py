@@ -60,6 +60,24 @@ class GuardObserver:
     def unknown_kid(self, source: str, kid: str | None) -> None:
         """A token named a kid the key set does not hold."""
 
+    # -- the shared stores (``store=``): ``store`` is ``"revocation"``, ``"replay"`` or
+    # ``"keysets"``, never a URL or a key, so it makes a bounded metric label.
+
+    def store_latency(self, store: str, operation: str, seconds: float) -> None:
+        """A call to a shared store answered after ``seconds`` (``operation``: what was asked,
+        e.g. ``"first_use"``, ``"get"``, ``"revoke"``, ``"resync"``)."""
+
+    def store_error(self, store: str, operation: str, error: str) -> None:
+        """A call to a shared store failed or timed out (``error``: a short description)."""
+
+    def replica_lag(self, store: str, seconds: float) -> None:
+        """A change to the shared deny-list reached this process's replica ``seconds`` after it
+        was made (clocks of two hosts: small negative skews read as 0)."""
+
+    def replica_resync(self, store: str, reason: str) -> None:
+        """This process's replica reloaded the whole list (a reconnect, a missed change, a
+        restarted or flushed store)."""
+
 
 P = ParamSpec("P")
 

@@ -10,9 +10,12 @@
     jwt-guard dpop-proof --dpop-key K --url URL [--method M] [--token T] [--nonce N]
                                         a DPoP proof (RFC 9449) for one request
     jwt-guard issuer [--key-file F]     serve discovery + JWKS for those keys on 127.0.0.1
+    jwt-guard revoke --store URL --jti X [--until T] | --sub S [--before T] | --token TOKEN
+    jwt-guard revocations list|remove --store URL    the fleet's deny-list
 
-Exit codes: 0 success (``verify``: the token is valid), 1 the token was refused or a demo answer
-was not the expected one, 2 usage or configuration error, 3 verification keys unavailable,
+Exit codes: 0 success (``verify``: the token is valid), 1 the token was refused, a demo answer
+was not the expected one or ``revocations remove`` found no such entry, 2 usage or
+configuration error, 3 verification keys (or the store) unavailable,
 130 interrupted (Ctrl-C), 141 stdout closed early (``| head -1``; quietly, as SIGPIPE would).
 Errors are one line on stderr, and nothing else is (jwt_guard's log lines only with ``-v``);
 ``--json`` prints one JSON document on stdout instead of text, for errors too.
@@ -43,6 +46,7 @@ from ._commands import (
 from ._demo import run_demo
 from ._dpop import DEFAULT_DPOP_ALG, run_dpop_proof
 from ._local import DEFAULT_AUDIENCE, DEFAULT_PORT, run_issuer, run_mint
+from ._revoke import add_revocation_commands, run_revocations, run_revoke
 
 __all__ = ["build_parser", "main"]
 
@@ -56,6 +60,8 @@ RUNNERS: dict[str, Runner] = {
     "mint": run_mint,
     "dpop-proof": run_dpop_proof,
     "issuer": run_issuer,
+    "revoke": run_revoke,
+    "revocations": run_revocations,
 }
 
 
@@ -146,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``jwt-guard``."""
     parser = _Parser(
         prog="jwt-guard",
-        description="Try, inspect, verify and mint JWT bearer tokens (jwt_guard).",
+        description="Try, inspect, verify and mint JWT bearer tokens, and revoke them across a "
+        "fleet (jwt_guard).",
     )
     parser.add_argument("--version", action="version", version=f"jwt-guard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -267,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         "issuer", parents=common, help="serve discovery + JWKS for a key file"
     )
     _add_keys(issuer)
+    add_revocation_commands(commands, common)
     return parser
 
 

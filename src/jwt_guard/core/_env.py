@@ -186,7 +186,38 @@ ENV_VARIABLES: dict[str, tuple[str, str, Parser, str]] = {
     "TRUSTED_PROXIES": ("middleware", "trusted_proxies", _list, "proxy addresses/networks"),
     "MTLS": ("middleware", "mtls", _mode, "certificate-bound tokens: off, allowed or required"),
     "MTLS_HEADER": ("middleware", "mtls_header", str, "header a trusted proxy sends the cert in"),
+    # The shared store (TokenVerifier(store={...}), see jwt_guard.stores.fleet.Stores.from_url).
+    "STORE_URL": (
+        "store",
+        "url",
+        str,
+        "shared store of a fleet: redis://, rediss:// or unix:// (unset: this process only)",
+    ),
+    "FLEET_SECRET": (
+        "store",
+        "secret",
+        str,
+        "fleet secret sealing shared key sets, 32+ bytes (unset: key sets not shared)",
+    ),
+    "STORE_NAMESPACE": ("store", "namespace", str, "prefix of every key in the store"),
+    "STORE_TIMEOUT": ("store", "timeout", _float, "seconds allowed for each store call"),
+    "STORE_MAX_STALENESS": (
+        "store",
+        "max_staleness",
+        _float,
+        "seconds the deny-list replica may go unconfirmed",
+    ),
+    "STORE_ON_STALE": (
+        "store",
+        "on_stale",
+        str,
+        "past max_staleness: refuse (503) or accept",
+    ),
 }
+
+
+# Variables whose value never appears in a message (a URL may hold a password too).
+_SECRET = frozenset({"FLEET_SECRET", "STORE_URL"})
 
 
 def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str, Any]]:
@@ -197,6 +228,7 @@ def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str,
         "middleware": {},
         "template": {},
         "dpop": {},
+        "store": {},
     }
     seen: dict[tuple[str, str], str] = {}
     for name, raw in env.items():
@@ -217,7 +249,8 @@ def _read(prefix: str, environ: Mapping[str, str] | None) -> dict[str, dict[str,
         try:
             found[where][option] = parse(raw)
         except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"{name}={raw[:80]!r}: {exc}") from None
+            shown = "<hidden>" if suffix in _SECRET else repr(raw[:80])
+            raise ConfigurationError(f"{name}={shown}: {exc}") from None
     return found
 
 
@@ -236,6 +269,8 @@ def verifier_options_from_env(
         options["jwks_options"] = found["jwks"]
     if found["template"]:
         options["issuer_template"] = found["template"]
+    if found["store"]:  # TokenVerifier builds the stores (a missing URL is named there)
+        options["store"] = found["store"]
     return options
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import inspect
 import logging
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -28,6 +31,9 @@ from ..sources.base import CheckedSource, KeySource
 from ..sources.jwks import JWKSClient
 from ..sources.options import JWKSOptions
 from ..sources.static import StaticKeys
+from ..stores._replica import Lookup
+from ..stores.base import RevocationStore
+from ..stores.fleet import Revocations, Stores
 from ._env import template_options, verifier_options_from_env
 from ._issuers import (
     Issuer,
@@ -93,6 +99,36 @@ class _Prepared:
 
 
 _OBSERVER_EVENTS = tuple(name for name in vars(GuardObserver) if not name.startswith("_"))
+
+# How long prefetch() waits for a shared deny-list's replica to load (it answers 503 until then).
+_STORE_READY_TIMEOUT = 5.0
+_REVOCATION_FIELDS = object()  # the Claims memo key of (jti, sub, iat)
+
+
+def _revocation_fields(claims: Claims) -> tuple[str | None, str | None, float | None]:
+    """What a deny-list looks up, computed once per verified token: ``jti`` and ``sub`` when
+    they are strings, ``iat`` when it is a number (``None`` otherwise: a subject entry refuses a
+    token without a usable ``iat``, since nothing shows it was issued after the sign-out)."""
+    data = claims._data
+    jti, sub, iat = data.get("jti"), data.get("sub"), data.get("iat")
+    return (
+        jti if isinstance(jti, str) else None,
+        sub if isinstance(sub, str) else None,
+        float(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else None,
+    )
+
+
+def _keyset_free(options: JWKSOptions) -> bool:
+    """Whether ``options`` leave the key-set store to the verifier."""
+    return options.keyset_store is None
+
+
+def _fields(claims: Claims) -> tuple[str | None, str | None, float | None]:
+    return claims.memo(_REVOCATION_FIELDS, _revocation_fields)
+
+
+def _revoked() -> RevokedToken:
+    return RevokedToken("the token is on the revocation list")
 
 
 def _audiences(state: IssuerState) -> str:
@@ -191,6 +227,14 @@ class TokenVerifier:
             ``allow_http``, ``session``... A ``ConfigurationError`` when no issuer has a
             remote JWKS (they would do nothing).
         observer: a :class:`~jwt_guard.events.GuardObserver` that receives every outcome.
+        store: the state a fleet shares (``jwt_guard.stores.fleet.Stores``): a ``Stores``, a
+            URL (``"redis://host:6379/0"``) or a dict of ``Stores.from_url`` options. Its
+            deny-list is checked on every request, cached tokens included (one lookup in a
+            local replica), its key-set store shares JWKS fetches, its replay store serves
+            DPoP. ``None``: this process's own deny-list in memory, made on first use of
+            :attr:`revocations`.
+        revocation: a ``RevocationStore`` of your own, checked like ``store``'s (give one or
+            the other).
 
     Example::
 
@@ -225,6 +269,8 @@ class TokenVerifier:
         monotonic: Callable[[], float] = time.monotonic,
         jwks_options: JWKSOptions | Mapping[str, Any] | None = None,
         observer: GuardObserver | None = None,
+        store: Stores | str | Mapping[str, Any] | None = None,
+        revocation: RevocationStore | None = None,
     ) -> None:
         own = "TokenVerifier"
         templates: list[IssuerTemplate] = []
@@ -301,6 +347,7 @@ class TokenVerifier:
             )
         self.clock, self.monotonic = clock, monotonic
         self.observer = observer
+        stores = self._stores_option(own, store, revocation, clock)
         self._claims_check = claims_check
         self._is_revoked = is_revoked
         # Hooks declared async need averify(); the WSGI adapters refuse them at construction.
@@ -308,6 +355,10 @@ class TokenVerifier:
         self._has_hooks = claims_check is not None or is_revoked is not None
         self._told_awaitable = False
         self._jwks_options = jwks_defaults(options, clock, monotonic, observer)
+        if stores is not None and stores.keysets is not None and _keyset_free(self._jwks_options):
+            self._jwks_options = dataclasses.replace(
+                self._jwks_options, keyset_store=stores.keysets
+            )
         self._issuers: dict[str, IssuerState] = {}
         for cfg in configs:
             if cfg.issuer in self._issuers:
@@ -349,6 +400,32 @@ class TokenVerifier:
             if cache_size > 0 and cache_bytes > 0
             else None
         )
+        # The deny-list: its request-path lookup (None: no list yet, nothing to look up).
+        self._store: Stores | None = stores
+        # A store built here (from a URL or a dict) is the verifier's to close.
+        self._owns_store = stores is not None and not isinstance(store, Stores)
+        self._store_lock = threading.Lock()
+        self._revoked: Lookup | None = None
+        if stores is not None:
+            stores.observe(observer)
+            self._revoked = stores.revocation.is_revoked
+            stores.start()  # a shared deny-list starts loading now, in the background
+
+    def _stores_option(
+        self,
+        own: str,
+        store: object,
+        revocation: RevocationStore | None,
+        clock: Callable[[], float],
+    ) -> Stores | None:
+        if revocation is not None:
+            if store is not None:
+                raise ConfigurationError(
+                    f"{own}: give revocation= or store=, not both "
+                    "(a deny-list of your own inside a bundle: store=Stores(revocation=...))"
+                )
+            return Stores(revocation=revocation)
+        return Stores.coerce(own, store, clock=clock)
 
     def __repr__(self) -> str:
         issuers = ", ".join(
@@ -359,9 +436,10 @@ class TokenVerifier:
             + (self._tenancy.describe() if self._tenancy is not None else [])
         )
         cache = "off" if self._cache is None else f"{self._cache.maxsize} tokens"
+        store = "" if self._store is None else f", store={self._store!r}"
         return (
             f"TokenVerifier(issuers={{{issuers}}}, algorithms={len(self._allowed)} allowed, "
-            f"leeway={self.leeway:g}s, cache={cache})"
+            f"leeway={self.leeway:g}s, cache={cache}{store})"
         )
 
     @classmethod
@@ -466,6 +544,9 @@ class TokenVerifier:
                     pending.refuse()
                     raise
                 claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
+            revoked = self._revoked  # the deny-list: one lookup in a local replica
+            if revoked is not None and revoked(*_fields(claims)):
+                raise _revoked()
             if self._has_hooks:
                 self._hooks_result(self._sync_results(self._call_hooks(claims)))
         if self.observer is not None:
@@ -483,6 +564,9 @@ class TokenVerifier:
                 except AwaitTenant as pending:  # an async tenant check, before any key fetch
                     prep = await pending.resolve()
                 claims = self._finish(prep, await prep.state.source.akeys_for(prep.kid))
+            revoked = self._revoked  # the deny-list: one lookup in a local replica
+            if revoked is not None and revoked(*_fields(claims)):
+                raise _revoked()
             if self._has_hooks:
                 results = self._call_hooks(claims)
                 self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
@@ -502,6 +586,12 @@ class TokenVerifier:
             return None
         try:
             claims = self._from_cache(token)
+            revoked = self._revoked  # the deny-list: one lookup in a local replica
+            if revoked is not None and claims is not None:
+                # (jti, sub, iat), worked out once per verified token and kept with its claims
+                fields = claims._memo.get(_REVOCATION_FIELDS) or _fields(claims)
+                if revoked(*fields):
+                    raise _revoked()
         except JWTGuardError as exc:
             self.rejected(exc, token, client)
             raise
@@ -555,25 +645,79 @@ class TokenVerifier:
         """A configured issuer, or a tenant's issuer a template admitted (safe to log)."""
         return iss in self._issuers or (self._tenancy is not None and self._tenancy.admitted(iss))
 
-    def prefetch(self) -> None:
+    def prefetch(self, *, store: bool = True) -> None:
         """Have every key source get its keys now (start-up): a remote JWKS is fetched, a file
-        checked, a static set does nothing. Raises ``KeysUnavailable`` on failure."""
+        checked, a static set does nothing. Raises ``KeysUnavailable`` on failure.
+
+        With a shared deny-list (and ``store``), also waits, at most 5 s, for its replica to
+        load: until then requests would be refused with 503. A store that does not answer is
+        not an error here: requests get its policy (``on_stale``), ``health()`` reports it.
+        """
+        if store and self._store is not None:
+            self._store.wait_ready(_STORE_READY_TIMEOUT)
         for source in self._sources().values():
             source.prefetch()
 
-    async def aprefetch(self) -> None:
+    async def aprefetch(self, *, store: bool = True) -> None:
         """Like :meth:`prefetch`, without blocking the event loop."""
+        if store and self._store is not None:
+            await asyncio.to_thread(self._store.wait_ready, _STORE_READY_TIMEOUT)
         for source in self._sources().values():
             await source.aprefetch()
 
     def health(self) -> dict[str, Any]:
-        """Per issuer: when its keys were fetched, their age, staleness, the last error.
+        """Per issuer: when its keys were fetched, their age, staleness, the last error; and
+        the shared store, when there is one.
 
-        ``{"ok": bool, "issuers": {iss: {...}}}``; ``ok`` is false when an issuer has no
-        usable keys.
+        ``{"ok": bool, "issuers": {iss: {...}}, "store": {...}}``; ``ok`` is false when an issuer
+        has no usable keys, or while the deny-list refuses requests (its replica too old, with
+        ``on_stale="refuse"``). ``"store"`` only when the verifier has one.
         """
         issuers = {name: source.status() for name, source in self._sources().items()}
-        return {"ok": all(s["usable"] for s in issuers.values()), "issuers": issuers}
+        report: dict[str, Any] = {
+            "ok": all(s["usable"] for s in issuers.values()),
+            "issuers": issuers,
+        }
+        if self._store is not None:
+            store = self._store.status()
+            report["store"] = store
+            report["ok"] = report["ok"] and bool(store["ok"])
+        return report
+
+    # -- the shared state (store=) ---------------------------------------------------------
+
+    @property
+    def store(self) -> Stores:
+        """The verifier's stores: the one given as ``store=``, or this process's own (a
+        deny-list and a DPoP replay store in memory, made on first use). From then on its
+        deny-list is checked on every request."""
+        store = self._store
+        if store is None:
+            with self._store_lock:
+                if self._store is None:
+                    built = Stores.memory(clock=self.clock)
+                    self._store, self._owns_store = built, True
+                    self._revoked = built.revocation.is_revoked
+                store = self._store
+        return store
+
+    @property
+    def revocations(self) -> Revocations:
+        """Revoke tokens and subjects in the verifier's deny-list (``store``'s): refused as
+        ``revoked`` (401) from then on, cached tokens included.
+
+        Example::
+
+            verifier.revocations.revoke(claims["jti"], until=claims["exp"])
+            verifier.revocations.revoke_subject("alice")  # tokens alice was issued until now
+        """
+        return Revocations(self.store.revocation, clock=self.clock)
+
+    def close(self) -> None:
+        """Stop the background work of a store this verifier built (from a URL or a dict) and
+        close its connections. A ``Stores`` given to it is yours to close."""
+        if self._store is not None and self._owns_store:
+            self._store.close()
 
     # -- the steps -------------------------------------------------------------------------
 

@@ -2,10 +2,12 @@
 
 A readiness path is open to anyone, so by default the answer says only that:
 ``{"ok": true, "issuers": {"https://idp.example.com/": {"ready": true}}}``, status 200 while
-every issuer has usable keys, 503 otherwise. What an operator needs to know why (fetch errors,
-the ``jwks_uri``, kids, ages, failure counts) goes to the log (a WARNING when the answer turns to
-not ready, an INFO when it is ready again) and stays in ``TokenVerifier.health()``; pass
-``details=True`` to put that full report in the body as well, on a path only your own
+every issuer has usable keys, 503 otherwise. A verifier with a shared store adds
+``"store": {"ready": ...}``: not ready while its deny-list refuses requests (its replica older
+than ``max_staleness`` with ``on_stale="refuse"``). What an operator needs to know why (fetch
+errors, the ``jwks_uri``, kids, ages, failure counts) goes to the log (a WARNING when the answer
+turns to not ready, an INFO when it is ready again) and stays in ``TokenVerifier.health()``;
+pass ``details=True`` to put that full report in the body as well, on a path only your own
 infrastructure reaches. When some issuer has no usable keys the probe first tries one fetch
 (single flight, bounded by the JWKS timeouts, never inside a back-off), so a pod that has served
 no request yet can become ready. Put the endpoint on an open path.
@@ -67,6 +69,15 @@ class _Probe:
         if ok:
             logger.info("health ready again")
             return
+        store = health.get("store")
+        if store is not None and not store.get("ok", True):
+            revocation = store.get("revocation", {})
+            logger.warning(
+                "health not ready store=%s staleness=%s last_error=%s",
+                safe(revocation.get("url", store.get("kind"))),
+                revocation.get("staleness"),
+                safe(revocation.get("last_error")),
+            )
         for iss, status in health["issuers"].items():
             if not status["usable"]:
                 # Why is in the key source's own lines (``jwks fetch failed ... error=...``).
@@ -78,14 +89,21 @@ class _Probe:
                 )
 
 
+def _keys_ready(verifier: TokenVerifier) -> bool:
+    return all(status["usable"] for status in verifier.health()["issuers"].values())
+
+
 def _bare(health: dict[str, Any]) -> dict[str, Any]:
-    """Ready or not, per issuer: nothing about sources, errors or keys."""
-    return {
+    """Ready or not, per issuer (and the store): nothing about sources, errors or keys."""
+    bare: dict[str, Any] = {
         "ok": bool(health["ok"]),
         "issuers": {
             iss: {"ready": bool(status["usable"])} for iss, status in health["issuers"].items()
         },
     }
+    if "store" in health:
+        bare["store"] = {"ready": bool(health["store"]["ok"])}
+    return bare
 
 
 class _HealthASGI:
@@ -98,9 +116,9 @@ class _HealthASGI:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        if not self.verifier.health()["ok"]:
+        if not _keys_ready(self.verifier):
             with contextlib.suppress(JWTGuardError):
-                await self.verifier.aprefetch()
+                await self.verifier.aprefetch(store=False)  # a probe never waits on the store
         status, body = self._probe.report()
         headers = [(k.encode(), v.encode()) for k, v in _HEADERS]
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -126,9 +144,9 @@ def health_wsgi_app(verifier: TokenVerifier, *, details: bool = False) -> WSGIAp
     probe = _Probe(verifier, details)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if not verifier.health()["ok"]:
+        if not _keys_ready(verifier):
             with contextlib.suppress(JWTGuardError):
-                verifier.prefetch()
+                verifier.prefetch(store=False)  # a probe never waits on the store
         status, body = probe.report()
         start_response("200 OK" if status == 200 else "503 Service Unavailable", list(_HEADERS))
         return [body]

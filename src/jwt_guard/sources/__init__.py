@@ -7,10 +7,11 @@ Set, directly or through OpenID discovery, tuned by ``options.JWKSOptions``) and
 source (``Issuer(key_source=...)``). Every key of every source is built by
 ``keys.jwk.KeySet.from_jwks``, the one key gate.
 
-Inside ``jwks``: ``_policy`` (the clock-driven cache policy), ``_singleflight`` (one fetch in a
-worker thread, shared) and ``_http`` (the only network I/O of the package).
+Inside ``jwks``: ``_policy`` (the clock-driven cache policy, jittered), ``_sharing`` (the steps
+of a fetch through a fleet's key-set store), ``_singleflight`` (one fetch in a worker thread,
+shared) and ``_http`` (the HTTP of the key sources).
 
-May import: ``keys`` and the foundation modules.
+May import: ``stores``, ``keys`` and the foundation modules.
 """
 
 from __future__ import annotations

@@ -26,8 +26,20 @@ The rules, in the words of the README:
 * a request waits for at most one fetch that started after it arrived: once one has completed,
   it is answered from what there is.
 
-The back-off schedule is a callable so that jitter can be given to it (a schedule drawing from an
-injected random source) without touching the rules.
+**Jitter** (so that a fleet started together does not fetch together): given a random source
+``rand`` (``[0, 1)``; injected, so tests and simulations are deterministic), each set's refresh
+point is drawn uniformly from the last quarter of its refresh-ahead interval (``refresh_ahead``
+x ``ttl`` x ``[0.75, 1]``); :class:`FullJitter` wraps the back-off schedule so a failure waits
+``uniform(0, backoff(n))`` ("full jitter"); and a failure while a set still answers (fresh, or
+stale within ``max_stale``) backs off over the longest wait, not from the first step: nothing
+waits on that fetch, and 2,000 workers retrying 1, 2, 4 ... s into an outage would make the
+provider's busiest seconds (``benchmarks/stampede_bench.py``). Without ``rand`` the schedule is
+exact.
+
+**Shared key sets** (a fleet's store, see ``jwks.py``): a set another worker fetched arrives with
+its ``age`` (:meth:`JWKSPolicy.fetched`), so its lifetime runs from the provider's answer, not
+from when this worker read it; and a fetch that failed while the store held an older set can
+still hand that set over (:meth:`JWKSPolicy.adopt`) without counting as a success.
 """
 
 from __future__ import annotations
@@ -38,9 +50,26 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["Action", "Attempt", "Backoff", "Decision", "Entry", "JWKSPolicy", "Reason"]
+__all__ = [
+    "PACED",
+    "REFRESH_SPREAD",
+    "Action",
+    "Attempt",
+    "Backoff",
+    "Decision",
+    "Entry",
+    "FullJitter",
+    "JWKSPolicy",
+    "Reason",
+]
 
 K = TypeVar("K", bound=Container[str])
+
+REFRESH_SPREAD = 0.25
+"""With jitter, a refresh falls uniformly within the last quarter of the refresh-ahead interval."""
+PACED = 64
+"""With jitter, a failure while a set still answers backs off as after this many: the longest
+wait (full jitter over it); only a worker with nothing to answer with retries from the first."""
 
 
 class Reason(enum.Enum):
@@ -116,6 +145,19 @@ class Backoff:
         return min(self.cap, self.base * 2.0 ** min(failures - 1, 64))
 
 
+@dataclass(frozen=True)
+class FullJitter:
+    """A back-off schedule with full jitter: ``uniform(0, schedule(n))`` seconds, drawn from
+    ``rand`` (``[0, 1)``). A fleet whose fetches all failed together retries spread over the
+    whole interval instead of all at once when the provider comes back."""
+
+    schedule: Callable[[int], float]
+    rand: Callable[[], float]
+
+    def __call__(self, failures: int) -> float:
+        return self.rand() * self.schedule(failures)
+
+
 class JWKSPolicy(Generic[K]):
     """When to answer, fetch, wait or refuse (module docstring); not thread-safe: lock around it.
 
@@ -124,7 +166,10 @@ class JWKSPolicy(Generic[K]):
         cooldown: seconds between refetches caused by unknown kids.
         max_stale: seconds past its lifetime a set serves while refreshes fail.
         fetch_timeout: seconds after which a fetch in flight counts as failed.
-        backoff: ``f(failures) -> seconds`` until the next fetch may start after a failure.
+        backoff: ``f(failures) -> seconds`` until the next fetch may start after a failure
+            (wrap it in :class:`FullJitter` for jitter).
+        rand: a random source in ``[0, 1)`` that spreads each set's refresh point over the last
+            quarter of its refresh-ahead interval; ``None``: exactly at ``refresh_ahead``.
     """
 
     def __init__(
@@ -135,9 +180,11 @@ class JWKSPolicy(Generic[K]):
         max_stale: float,
         fetch_timeout: float,
         backoff: Callable[[int], float],
+        rand: Callable[[], float] | None = None,
     ) -> None:
         self.refresh_ahead, self.cooldown, self.max_stale = refresh_ahead, cooldown, max_stale
         self.fetch_timeout, self.backoff = fetch_timeout, backoff
+        self.rand = rand
         self.entry: Entry[K] | None = None
         self.fetching: Attempt | None = None
         self.started = 0  # the number of the last attempt started
@@ -257,11 +304,15 @@ class JWKSPolicy(Generic[K]):
             self._unknown_at = now
         return attempt
 
-    def fetched(self, now: float, attempt: Attempt, keyset: K, ttl: float) -> bool:
+    def fetched(
+        self, now: float, attempt: Attempt, keyset: K, ttl: float, *, age: float = 0.0
+    ) -> bool:
         """``attempt`` brought ``keyset``, to live ``ttl`` seconds. False if it was superseded.
 
-        A fetch that completes after its deadline still brings good keys: they are taken unless
-        a later fetch has brought newer ones.
+        ``age``: how long ago the provider gave out this set (a set another worker fetched and
+        shared); its lifetime and refresh point run from then. A fetch that completes after its
+        deadline still brings good keys: they are taken unless a later fetch has brought newer
+        ones.
         """
         current = self.fetching is not None and self.fetching.number == attempt.number
         if current:
@@ -269,9 +320,28 @@ class JWKSPolicy(Generic[K]):
             self._done = max(self._done, attempt.number)
         elif self.entry is not None and self.entry.attempt > attempt.number:
             return False
-        self.entry = Entry(keyset, now, now + ttl * self.refresh_ahead, now + ttl, attempt.number)
+        self.entry = self._entry(now - max(0.0, age), keyset, ttl, attempt.number)
         self.failures, self.retry_at, self._delay, self.last_error = 0, -math.inf, 0.0, None
         return True
+
+    def adopt(self, now: float, attempt: Attempt, keyset: K, ttl: float, age: float) -> bool:
+        """A set fetched ``age`` seconds ago by another worker, handed over while ``attempt``
+        failed (the caller reports that failure too): it serves like this worker's own last
+        good set would, stale past its lifetime and for ``max_stale`` more. Taken only if it is
+        newer than the set held; nothing else changes (the back-off stays in force). Whether
+        it was taken."""
+        fetched = now - max(0.0, age)
+        entry = self.entry
+        if entry is not None and entry.fetched >= fetched:
+            return False
+        self.entry = self._entry(fetched, keyset, ttl, attempt.number)
+        return True
+
+    def _entry(self, fetched: float, keyset: K, ttl: float, number: int) -> Entry[K]:
+        ahead = ttl * self.refresh_ahead
+        if self.rand is not None:
+            ahead *= 1.0 - REFRESH_SPREAD * self.rand()
+        return Entry(keyset, fetched, fetched + ahead, fetched + ttl, number)
 
     def failed(self, now: float, attempt: Attempt, error: str) -> bool:
         """``attempt`` failed with ``error``. False (nothing counted) if it no longer counted:
@@ -281,7 +351,10 @@ class JWKSPolicy(Generic[K]):
         self.fetching = None
         self._done = max(self._done, attempt.number)
         self.failures += 1
-        self._delay = max(0.0, self.backoff(self.failures))
+        steps = self.failures
+        if self.rand is not None and self.usable(now):
+            steps = PACED  # keys still answer: no hurry, a fleet must not hammer a provider
+        self._delay = max(0.0, self.backoff(steps))
         self.retry_at = now + self._delay  # counted from the failure: a fetch can take seconds
         self.last_error = error
         return True

@@ -6,7 +6,12 @@ Three parts, composed by :class:`JWKSClient`:
   whether a request is answered from the key set in memory, waits for a fetch, or is refused;
 * single flight (``_singleflight.SingleFlight``): the fetch runs in a worker thread that every
   waiting thread and asyncio task shares, each wait bounded by the fetch's deadline;
-* HTTP (``_fetch.HTTPFetcher``): discovery, redirects, size and time limits.
+* HTTP (``_fetch.HTTPFetcher``): discovery, redirects, size and time limits;
+* with a shared key-set store (``keyset_store``), the steps of ``_sharing``: one fetch per
+  refresh for a whole fleet, the stored set for a cold worker while the provider is down.
+
+Refreshes and back-offs are jittered (``jitter``) so that workers started together spread their
+fetches instead of making them in the same second.
 
 Every interval (lifetime, refresh-ahead, cool-down, back-off, staleness, ages) is measured on the
 monotonic clock, so a step of the wall clock (NTP, a resumed VM) changes none of them; the wall
@@ -23,9 +28,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -36,7 +42,8 @@ from ..errors import ConfigurationError, KeysUnavailable
 from ..events import emit
 from ..keys.jwk import KeySet
 from ._http import FetchError, HTTPFetcher, check_url, ttl
-from ._policy import Action, Attempt, Backoff, Decision, Entry, JWKSPolicy
+from ._policy import Action, Attempt, Backoff, Decision, Entry, FullJitter, JWKSPolicy
+from ._sharing import Failed, Fetched, Obtained, obtain, run
 from ._singleflight import Flight, SingleFlight, reset_after_fork
 from .options import JWKSOptions
 
@@ -136,12 +143,16 @@ class JWKSClient:
         self.allow_link_local = allow_link_local
         self.session = session if session is not None else requests.Session()
         self.clock, self.monotonic, self.observer = clock, monotonic, observer
+        self.keyset_store, self.jitter = opts.keyset_store, opts.jitter
+        rand = _random_source(opts.jitter)
+        schedule: Callable[[int], float] = Backoff(*self.backoff)
         self._policy: JWKSPolicy[KeySet] = JWKSPolicy(
             refresh_ahead=self.refresh_ahead,
             cooldown=self.cooldown,
             max_stale=self.max_stale,
             fetch_timeout=self.total_timeout,
-            backoff=Backoff(*self.backoff),
+            backoff=schedule if rand is None else FullJitter(schedule, rand),
+            rand=rand,
         )
         self._flights = SingleFlight("jwt_guard-jwks")
         self._lock = threading.Lock()
@@ -324,28 +335,81 @@ class JWKSClient:
         """The worker thread of one fetch: tell the policy how it went, then log it."""
         started = time.perf_counter()
         try:
-            keyset, lifetime = self._fetch()
+            got = self._obtain(attempt)
         except BaseException as exc:
             error = str(exc) or type(exc).__name__
+            fallback = exc.fallback if isinstance(exc, Failed) else None
             with self._lock:
                 now = self.monotonic()
                 counted = self._policy.failed(now, attempt, error)
+                adopted = fallback is not None and self._policy.adopt(
+                    now, attempt, fallback.keyset, fallback.lifetime, fallback.age
+                )
+                if adopted and fallback is not None:
+                    self._entry = self._policy.entry
+                    self._fetched_at = fallback.fetched_at
                 serving = self._policy.usable(now)
             if counted:
                 self._failed(error, time.perf_counter() - started, serving)
+            if adopted and fallback is not None:
+                self._shared(fallback, adopted=True)
             if not isinstance(exc, Exception):
                 raise
             return
         with self._lock:
             old = self._policy.entry
-            applied = self._policy.fetched(self.monotonic(), attempt, keyset, lifetime)
+            applied = self._policy.fetched(
+                self.monotonic(), attempt, got.keyset, got.lifetime, age=got.age
+            )
             if applied:
                 self._entry = self._policy.entry
-                self._fetched_at = self.clock()
-                self.fetch_count += 1
+                self._fetched_at = got.fetched_at
+                if got.origin == "provider":
+                    self.fetch_count += 1
                 self._stale_logged = False
-        if applied:
-            self._fetched(keyset, lifetime, time.perf_counter() - started, old)
+        if applied and got.origin == "provider":
+            self._fetched(got.keyset, got.lifetime, time.perf_counter() - started, old)
+        elif applied:
+            self._shared(got, adopted=False)
+
+    def _obtain(self, attempt: Attempt) -> Obtained[KeySet]:
+        """Fetch from the provider, or through the fleet's key-set store when there is one."""
+        store = self.keyset_store
+        if store is None:
+            keyset, _, lifetime = self._fetch()
+            return Obtained(keyset, lifetime, 0.0, self.clock(), "provider")
+        with self._lock:
+            held = self._policy.entry
+            held_at = self._fetched_at if held is not None else None
+            serving = self._policy.usable(self.monotonic())
+        steps = obtain(
+            store,
+            self.name,
+            self._build_shared,
+            held_at=held_at,
+            serving=serving,
+            wall=self.clock,
+            mono=self.monotonic,
+            deadline=attempt.deadline,
+            lock_ttl=self.total_timeout,
+        )
+        return run(steps, self._fetch_shareable, time.sleep)
+
+    def _fetch_shareable(self) -> Fetched[KeySet]:
+        keyset, document, lifetime = self._fetch()
+        return Fetched(keyset, document, lifetime)
+
+    def _build_shared(self, document: Mapping[str, Any]) -> KeySet:
+        """A stored document, through every key check a fetched one goes through."""
+        keyset = KeySet.from_jwks(
+            document,
+            algorithms=self.algorithms,
+            allow_oct=self.allow_oct,
+            source=f"{self.name} (shared store)",
+        )
+        if len(keyset) == 0:
+            raise ValueError("the stored JWKS holds no usable key")
+        return keyset
 
     def _timed_out(self, attempt: Attempt, flight: Flight | None) -> None:
         """A waiter reached the fetch's deadline: it failed, for everyone."""
@@ -366,7 +430,7 @@ class JWKSClient:
             error = f"fetch took longer than {self.total_timeout:g}s"
             self._failed(error, self.total_timeout, serving)
 
-    def _fetch(self) -> tuple[KeySet, float]:
+    def _fetch(self) -> tuple[KeySet, dict[str, Any], float]:
         http = HTTPFetcher(
             self.session,
             self.timeout,
@@ -399,7 +463,7 @@ class JWKSClient:
         lifetime = ttl(
             cache_control, default=self.default_ttl, minimum=self.min_ttl, maximum=self.max_ttl
         )
-        return keyset, lifetime
+        return keyset, document, lifetime
 
     # -- start-up, explicit refresh, health ------------------------------------------------
 
@@ -487,6 +551,16 @@ class JWKSClient:
             safe(sorted(before - keyset.kids)),
         )
 
+    def _shared(self, got: Obtained[KeySet], *, adopted: bool) -> None:
+        logger.info(
+            "jwks key set from the shared store source=%s keys=%d age=%.0fs ttl=%.0fs%s",
+            safe(self.name),
+            len(got.keyset),
+            got.age,
+            got.lifetime,
+            " (the provider could not be reached: serving it meanwhile)" if adopted else "",
+        )
+
     def _failed(self, error: str, seconds: float, serving: bool) -> None:
         logger.warning(
             "jwks fetch failed source=%s error=%s failures=%d ms=%.1f serving=%s",
@@ -523,6 +597,14 @@ class JWKSClient:
 
 def _nothing() -> None:
     return None
+
+
+def _random_source(jitter: bool | Callable[[], float]) -> Callable[[], float] | None:
+    if jitter is False:
+        return None
+    if jitter is True:
+        return random.SystemRandom().random  # independent in every worker, forked or not
+    return jitter
 
 
 def _seconds(value: float | timedelta) -> float:

@@ -19,6 +19,7 @@ import requests
 from .._options import duration, positive_int
 from ..errors import ConfigurationError
 from ..events import GuardObserver
+from ..stores.base import KeySetStore
 
 __all__ = ["JWKSOptions"]
 
@@ -61,6 +62,14 @@ class JWKSOptions:
         max_stale: how long past its lifetime the last good set keeps serving while fetches
             fail.
         backoff: ``(first, longest)`` wait between failed fetches, doubling in between.
+        jitter: spread refreshes and retries so that workers started together do not fetch
+            together: each refresh falls at a random point of the last quarter of its
+            refresh-ahead interval, each back-off is ``uniform(0, wait)`` (full jitter).
+            ``True`` (a system random source), ``False`` (the exact schedule), or a
+            ``random()``-like callable in ``[0, 1)`` (deterministic tests, simulations).
+        keyset_store: a :class:`~jwt_guard.stores.base.KeySetStore` that shares the last good
+            key set with the rest of a fleet (one fetch per refresh for all; a cold worker
+            serves while the provider is down). ``None``: the verifier's (``store=``).
         clock: ``time.time``-like; only stamps ``fetched_at`` in ``status()``. ``None``: the
             verifier's own clock (``time.time`` for a ``JWKSClient`` built directly).
         monotonic: ``time.monotonic``-like; every interval runs on it. ``None``: the
@@ -90,6 +99,8 @@ class JWKSOptions:
     cooldown: Seconds = 30.0
     max_stale: Seconds = 3600.0
     backoff: tuple[Seconds, Seconds] = (1.0, 60.0)
+    jitter: bool | Callable[[], float] = True
+    keyset_store: KeySetStore | None = None
     clock: Callable[[], float] | None = None
     monotonic: Callable[[], float] | None = None
     observer: GuardObserver | None = None
@@ -117,6 +128,13 @@ class JWKSOptions:
         if backoff[1] < backoff[0]:
             raise ConfigurationError(f"{own}(backoff=...): the longest wait is below the first")
         fix("backoff", backoff)
+        if not isinstance(self.jitter, bool) and not callable(self.jitter):
+            raise _bad("jitter", "True, False or a random()-like callable", self.jitter)
+        if self.keyset_store is not None and not all(
+            callable(getattr(self.keyset_store, member, None))
+            for member in ("get", "put", "try_lock", "unlock")
+        ):
+            raise _bad("keyset_store", "a KeySetStore or None", self.keyset_store)
         for name in ("clock", "monotonic"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise _bad(name, "a callable or None", getattr(self, name))

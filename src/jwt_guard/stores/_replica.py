@@ -61,9 +61,16 @@ class Replica:
         self.syncs = 0  # how many times the replica was confirmed or reloaded
         # Called before each read while set: the Redis store starts its subscriber through it
         # (lazily, also in a forked child) and clears it once running.
-        self.before_read: Callable[[], object] | None = None
+        self._before_read: Callable[[], object] | None = None
+        # The request path's one comparison: past this (monotonic) instant, look closer (run
+        # the hook, refuse when stale): synced_at + max_staleness when refusing, -inf while a
+        # hook is set. _watch: whether there is anything to compare at all (no clock read for
+        # a replica that never refuses, like the in-process store's).
+        self._fresh_until = -math.inf
+        self._watch = True
         self._cond = threading.Condition()
         reset_after_fork(self)
+        self._reckon()
 
     # -- the request path ------------------------------------------------------------------
 
@@ -73,15 +80,8 @@ class Replica:
         Raises ``StoreUnavailable`` when the replica is older than ``max_staleness`` and the
         store refuses then; with ``on_stale="accept"`` it answers from what it holds.
         """
-        hook = self.before_read
-        if hook is not None:
-            hook()
-        limit = self._refuse_after
-        if limit is not None and self._monotonic() - self.synced_at > limit:
-            raise StoreUnavailable(
-                f"{self._owner}: the revocation list was last confirmed "
-                f"{self.staleness():.1f}s ago (max_staleness={limit:g}s)"
-            )
+        if self._watch and self._monotonic() > self._fresh_until:  # in bound: one comparison
+            self._look_closer()
         try:
             if jti is not None:
                 until = self._jti.get(jti)
@@ -96,6 +96,36 @@ class Replica:
             return False
         return False
 
+    def _look_closer(self) -> None:
+        hook = self._before_read
+        if hook is not None:
+            hook()
+        limit = self._refuse_after
+        if limit is not None and self._monotonic() - self.synced_at > limit:
+            raise StoreUnavailable(
+                f"{self._owner}: the revocation list was last confirmed "
+                f"{self.staleness():.1f}s ago (max_staleness={limit:g}s)"
+            )
+
+    @property
+    def before_read(self) -> Callable[[], object] | None:
+        """A hook run before reads while set (see ``__init__``)."""
+        return self._before_read
+
+    @before_read.setter
+    def before_read(self, hook: Callable[[], object] | None) -> None:
+        self._before_read = hook
+        self._reckon()
+
+    def _reckon(self) -> None:
+        """Recompute ``_fresh_until`` after ``synced_at`` or the hook changed."""
+        if self._before_read is not None:
+            self._fresh_until, self._watch = -math.inf, True
+        elif self._refuse_after is None:
+            self._fresh_until, self._watch = math.inf, False
+        else:
+            self._fresh_until, self._watch = self.synced_at + self._refuse_after, True
+
     def staleness(self) -> float:
         """Seconds since the replica last agreed with the store (``inf`` before the first)."""
         return max(0.0, self._monotonic() - self.synced_at)
@@ -106,6 +136,7 @@ class Replica:
         """The store was just seen to hold exactly this version."""
         with self._cond:
             self.synced_at = self._monotonic()
+            self._reckon()
             self.syncs += 1
             self._cond.notify_all()
 
@@ -130,6 +161,7 @@ class Replica:
             self._jti, self._sub = fresh_jti, fresh_sub
             self.epoch, self.version = epoch, version
             self.synced_at = self._monotonic()
+            self._reckon()
             self.syncs += 1
             self._cond.notify_all()
 

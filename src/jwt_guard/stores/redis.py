@@ -43,6 +43,12 @@ valid HMAC (:mod:`jwt_guard.stores._envelope`).
 Run Redis with persistence (AOF or RDB) if revocations must survive its restart: a replica
 follows the store, and an empty store after a restart means an empty deny-list.
 
+**Observability.** Each store has an ``observer`` (a ``GuardObserver``, ``None`` by default;
+``Stores`` gives it the verifier's): ``store_latency`` for every call that answered,
+``store_error`` for every one that did not, and for the deny-list ``replica_lag`` (from a change
+in Redis to this process's replica) and ``replica_resync``. ``status()`` gives the same picture
+for health endpoints.
+
 **Fork safety.** Connections, locks and the subscriber thread are per process: in a child
 forked from a process that used a store (gunicorn ``--preload``), each is rebuilt on first use.
 The replica's entries are inherited and age from the parent's last sync.
@@ -77,6 +83,7 @@ from .._codec import loads_object
 from .._logsafe import safe
 from .._options import duration, positive_int
 from ..errors import ConfigurationError, StoreFull, StoreUnavailable
+from ..events import GuardObserver, emit
 from ._envelope import check_secrets, open_sealed, seal
 from ._replica import Lookup, Replica
 from ._support import (
@@ -279,10 +286,27 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+class _Observed:
+    """The observer hooks of a store: one ``is None`` test when nobody listens."""
+
+    _KIND = ""
+    observer: GuardObserver | None = None
+
+    def _took(self, operation: str, started: float) -> None:
+        observer = self.observer
+        if observer is not None:
+            emit(observer.store_latency, self._KIND, operation, time.perf_counter() - started)
+
+    def _erred(self, operation: str, exc: BaseException) -> None:
+        observer = self.observer
+        if observer is not None:
+            emit(observer.store_error, self._KIND, operation, f"{type(exc).__name__}: {safe(exc)}")
+
+
 # -- replay -----------------------------------------------------------------------------------
 
 
-class RedisReplayStore:
+class RedisReplayStore(_Observed):
     """First use of a key within ``ttl`` seconds, across every worker sharing a Redis.
 
     One atomic ``SET <namespace>:replay:<sha256(key)> 1 NX PX <ttl>`` per check. Fails
@@ -299,11 +323,13 @@ class RedisReplayStore:
     """
 
     _OWNER = "RedisReplayStore"
+    _KIND = "replay"
 
     def __init__(self, connection: RedisConnection | str) -> None:
         self._conn, self._owned = _connection(self._OWNER, connection)
         self._log = LogOnce()
         self._failing = False
+        self._last_error: str | None = None
 
     def _name(self, key: str, ttl: float) -> tuple[str, int]:
         seconds = ttl_seconds(f"{self._OWNER}.first_use", ttl)
@@ -316,20 +342,24 @@ class RedisReplayStore:
     def first_use(self, key: str, ttl: float) -> bool:
         """``True`` the first time ``key`` is seen within ``ttl`` seconds, else ``False``."""
         name, ms = self._name(key, ttl)
+        started = time.perf_counter()
         try:
             reply = self._conn.client().set(name, b"1", nx=True, px=ms)
         except _FAILURES as exc:
             raise self._unavailable(exc) from exc
+        self._took("first_use", started)
         return self._answer(reply)
 
     async def afirst_use(self, key: str, ttl: float) -> bool:
         """:meth:`first_use` on the asyncio client (bounded by ``asyncio.wait_for`` too)."""
         name, ms = self._name(key, ttl)
+        started = time.perf_counter()
         try:
             client = self._conn.aclient()
             reply = await asyncio.wait_for(client.set(name, b"1", nx=True, px=ms), self._conn.bound)
         except _FAILURES as exc:
             raise self._unavailable(exc) from exc
+        self._took("first_use", started)
         return self._answer(reply)
 
     def _answer(self, reply: object) -> bool:
@@ -342,9 +372,20 @@ class RedisReplayStore:
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         self._failing = True
-        detail = f"replay store {self._conn.display}: {type(exc).__name__}: {safe(exc)}"
+        self._last_error = f"{type(exc).__name__}: {safe(exc)}"
+        detail = f"replay store {self._conn.display}: {self._last_error}"
         self._log.problem("replay", type(exc).__name__, "%s; replay checks fail closed", detail)
+        self._erred("first_use", exc)
         return StoreUnavailable(detail)
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready summary: whether the last check was answered, and the last error."""
+        return {
+            "store": "redis",
+            "url": self._conn.display,
+            "failing": self._failing,
+            "last_error": self._last_error,
+        }
 
     async def aclose(self) -> None:
         """Close the running event loop's connections (and the sync ones if the store owns
@@ -369,7 +410,7 @@ return 0
 """
 
 
-class RedisKeySetStore:
+class RedisKeySetStore(_Observed):
     """The last good JWKS document per issuer, sealed with a fleet secret, and fetch locks.
 
     Without ``secret`` key-set sharing is off (``enabled`` is false, ``get`` answers ``None``,
@@ -391,6 +432,7 @@ class RedisKeySetStore:
     """
 
     _OWNER = "RedisKeySetStore"
+    _KIND = "keysets"
 
     def __init__(
         self,
@@ -407,6 +449,7 @@ class RedisKeySetStore:
         self._clock = clock
         self._conn, self._owned = _connection(self._OWNER, connection)
         self._log = LogOnce()
+        self._last_error: str | None = None
 
     def __repr__(self) -> str:  # never the secret
         return f"RedisKeySetStore({self._conn.display!r}, enabled={self.enabled})"
@@ -432,12 +475,14 @@ class RedisKeySetStore:
         if not self._secrets:
             return None
         key = self._key(issuer)
+        started = time.perf_counter()
         try:
             raw = self._conn.client().get(key)
         except _FAILURES as exc:
-            self._outage(exc)
+            self._outage(exc, "get")
             return None
-        self._log.recovered("outage", "key-set store %s answers again", self._conn.display)
+        self._took("get", started)
+        self._recovered()
         if raw is None:
             return None
         try:
@@ -495,11 +540,14 @@ class RedisKeySetStore:
                 self.max_bytes,
             )
             return False
+        started = time.perf_counter()
         try:
             reply = self._conn.client().set(key, raw, px=_ms(remaining))
         except _FAILURES as exc:
-            self._outage(exc)
+            self._outage(exc, "put")
             return False
+        self._took("put", started)
+        self._recovered()
         return reply is True
 
     def try_lock(self, name: str, ttl: float) -> str | None:
@@ -509,10 +557,13 @@ class RedisKeySetStore:
         """
         ms = _ms(ttl_seconds(f"{self._OWNER}.try_lock", ttl))
         token = secrets.token_urlsafe(18)
+        started = time.perf_counter()
         try:
             reply = self._conn.client().set(self._lock_key(name), token, nx=True, px=ms)
         except _FAILURES as exc:
-            raise self._outage(exc) from exc
+            raise self._outage(exc, "try_lock") from exc
+        self._took("try_lock", started)
+        self._recovered()
         if reply is True:
             return token
         if reply is None:
@@ -523,10 +574,12 @@ class RedisKeySetStore:
 
     def unlock(self, name: str, token: str) -> bool:
         """Release ``name`` if ``token`` still holds it (compare and delete, atomically)."""
+        started = time.perf_counter()
         try:
             reply = self._conn.script(_UNLOCK)(keys=[self._lock_key(name)], args=[token])
         except _FAILURES as exc:
-            raise self._outage(exc) from exc
+            raise self._outage(exc, "unlock") from exc
+        self._took("unlock", started)
         return bool(reply == 1)
 
     def _lock_key(self, name: str) -> str:
@@ -536,10 +589,27 @@ class RedisKeySetStore:
             )
         return self._conn.key("lock", digest(name))
 
-    def _outage(self, exc: BaseException) -> StoreUnavailable:
-        detail = f"key-set store {self._conn.display}: {type(exc).__name__}: {safe(exc)}"
+    def _outage(self, exc: BaseException, operation: str) -> StoreUnavailable:
+        self._last_error = f"{type(exc).__name__}: {safe(exc)}"
+        detail = f"key-set store {self._conn.display}: {self._last_error}"
         self._log.problem("outage", type(exc).__name__, "%s; fetching key sets directly", detail)
+        self._erred(operation, exc)
         return StoreUnavailable(detail)
+
+    def _recovered(self) -> None:
+        if self._last_error is not None:
+            self._last_error = None
+            self._log.recovered("outage", "key-set store %s answers again", self._conn.display)
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready summary: whether sharing is on, whether Redis answered last time."""
+        return {
+            "store": "redis",
+            "url": self._conn.display,
+            "enabled": self.enabled,
+            "failing": self._last_error is not None,
+            "last_error": self._last_error,
+        }
 
     def close(self) -> None:
         """Close the connections if the store owns its connection."""
@@ -662,7 +732,7 @@ def _message(data: object) -> tuple[str, int, str, Revocation, float | None]:
     return head.group(1).decode("ascii"), int(head.group(2)), op, entry, at
 
 
-class RedisRevocationStore:
+class RedisRevocationStore(_Observed):
     """A deny-list shared through Redis, answered from a local replica in every process.
 
     ``is_revoked`` is a dictionary lookup; a daemon thread (started on first use, or by
@@ -695,6 +765,7 @@ class RedisRevocationStore:
     """
 
     _OWNER = "RedisRevocationStore"
+    _KIND = "revocation"
 
     is_revoked: Lookup
     """``is_revoked(jti, sub, iat) -> bool``: whether the local replica refuses a token with
@@ -847,12 +918,16 @@ class RedisRevocationStore:
 
     def _run_script(self, source: str, kind: str, args: list[Any]) -> tuple[str, int] | None:
         keys = [self._hashes[kind], self._expiry[kind], self._version_key]
+        operation = "revoke" if source is _REVOKE else "unrevoke"
+        started = time.perf_counter()
         try:
             reply = self._conn.script(source)(keys=keys, args=args)
         except _FAILURES as exc:
+            self._erred(operation, exc)
             raise StoreUnavailable(
                 f"revocation store {self._conn.display}: {type(exc).__name__}: {safe(exc)}"
             ) from exc
+        self._took(operation, started)
         if isinstance(reply, list) and reply and reply[0] in (b"full", b"none"):
             return None
         if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"ok":
@@ -1019,6 +1094,9 @@ class RedisRevocationStore:
         self._replica.mark_synced()
         if at is not None and outcome == "applied":
             self._lag = round(max(0.0, self._clock() - at), 6)
+            observer = self.observer
+            if observer is not None:
+                emit(observer.replica_lag, self._KIND, self._lag)
 
     def _check(self, client: redis.Redis, pubsub: PubSub) -> None:
         epoch, n = _version(client.hmget(self._version_key, ["epoch", "n"]))
@@ -1077,9 +1155,14 @@ class RedisRevocationStore:
         return version, jti, sub
 
     def _resync(self, client: redis.Redis, reason: str) -> None:
+        started = time.perf_counter()
         (epoch, n), jti, sub = self._snapshot(client)
         self._replica.replace(epoch, n, jti, sub)
         self._resyncs += 1
+        self._took("resync", started)
+        observer = self.observer
+        if observer is not None:
+            emit(observer.replica_resync, self._KIND, reason)
         logger.debug(
             "revocation store %s: reloaded (%s): version %s:%d, %d jti, %d sub",
             self._conn.display,
@@ -1093,6 +1176,7 @@ class RedisRevocationStore:
     def _failed(self, exc: BaseException) -> None:
         self._failures += 1
         self._last_error = f"{type(exc).__name__}: {safe(exc)}"
+        self._erred("follow", exc)
         staleness = self._replica.staleness()
         self._log.problem(
             "subscriber",
