@@ -201,6 +201,23 @@ def test_a_replay_to_another_worker_sharing_the_store_is_refused(
         assert worker_b.send("/me", client.headers("GET", "/me", token)).status == 200
 
 
+def test_workers_on_one_configured_store_share_its_replay_store(
+    framework: str, issuer: LocalIssuer, client: DPoPClient
+) -> None:
+    """A fleet configures one store (``store=``); the guard gives its replay store to the
+    proof checks by itself, so a proof one worker accepted is a replay to the other."""
+    from jwt_guard.stores.fleet import Stores
+
+    shared = Stores.memory()
+    with verifier_for(issuer, store=shared) as first, verifier_for(issuer, store=shared) as second:
+        worker_a, worker_b = app(framework, first), app(framework, second)
+        token = client.mint()
+        headers = client.headers("GET", "/me", token)
+        assert worker_a.send("/me", headers).status == 200
+        assert worker_b.send("/me", headers).status == 401
+        assert worker_b.send("/me", client.headers("GET", "/me", token)).status == 200
+
+
 def test_a_bound_token_sent_as_bearer_is_refused(
     framework: str, verifier: TokenVerifier, client: DPoPClient
 ) -> None:

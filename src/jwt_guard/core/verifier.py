@@ -404,6 +404,7 @@ class TokenVerifier:
         self._store: Stores | None = stores
         # A store built here (from a URL or a dict) is the verifier's to close.
         self._owns_store = stores is not None and not isinstance(store, Stores)
+        self._given_store = isinstance(store, Stores)
         self._store_lock = threading.Lock()
         self._revoked: Lookup | None = None
         if stores is not None:
@@ -685,6 +686,13 @@ class TokenVerifier:
         return report
 
     # -- the shared state (store=) ---------------------------------------------------------
+
+    @property
+    def configured_store(self) -> Stores | None:
+        """The stores given as ``store=`` (a URL, a dict or a ``Stores``), or ``None``: unlike
+        :attr:`store`, reading it makes nothing. The middlewares give its DPoP replay store to
+        the proof checks, so a fleet on one store refuses a proof replayed to another worker."""
+        return self._store if self._owns_store or self._given_store else None
 
     @property
     def store(self) -> Stores:

@@ -334,6 +334,12 @@ class Guard:
         if resource is not None:
             self.resource = ProtectedResource(owner, resource, resource_metadata, verifier.issuers)
             self.resource_metadata = self.resource.url
+        shared = getattr(verifier, "configured_store", None)
+        dpop_options = sender_options.get("dpop_options")
+        dpop_on = sender_options.get("dpop", "off") in ("allowed", "required")
+        if dpop_on and shared is not None and (dpop_options is None or isinstance(dpop_options, Mapping)):
+            # A fleet on one store: proofs are remembered there, not in this process alone.
+            sender_options["dpop_options"] = {"replay_store": shared.replay, **(dpop_options or {})}
         self.sender = SenderConstraints(
             owner=owner, clock=getattr(verifier, "clock", time.time), **sender_options
         )
