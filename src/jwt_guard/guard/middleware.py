@@ -337,7 +337,11 @@ class Guard:
         shared = getattr(verifier, "configured_store", None)
         dpop_options = sender_options.get("dpop_options")
         dpop_on = sender_options.get("dpop", "off") in ("allowed", "required")
-        if dpop_on and shared is not None and (dpop_options is None or isinstance(dpop_options, Mapping)):
+        if (
+            dpop_on
+            and shared is not None
+            and (dpop_options is None or isinstance(dpop_options, Mapping))
+        ):
             # A fleet on one store: proofs are remembered there, not in this process alone.
             sender_options["dpop_options"] = {"replay_store": shared.replay, **(dpop_options or {})}
         self.sender = SenderConstraints(
