@@ -8,6 +8,7 @@ import json
 import re
 import sys
 from array import array
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any, NoReturn
 
@@ -73,7 +74,9 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _decoder = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_reject_constant)
-_raw_decode = _decoder.raw_decode
+# What JSONDecoder.raw_decode calls, without its Python frame (set in __init__, not in the stubs).
+_scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
+_JSONDecodeError = json.JSONDecodeError
 _WHITESPACE = " \t\n\r"  # JSON's whitespace (RFC 8259 section 2)
 
 MAX_DEPTH = 32
@@ -108,17 +111,31 @@ def loads_object(data: bytes) -> dict[str, Any]:
     Raises ``ValueError`` for every bad input, including nesting deeper than ``MAX_DEPTH``
     (refused before the parser runs, so nothing downstream can recurse without bound).
     """
-    if data.count(b"{") + data.count(b"[") > MAX_DEPTH:  # else it cannot be too deep
+    return loads_counted(data)[0]
+
+
+def loads_counted(data: bytes) -> tuple[dict[str, Any], int]:
+    """:func:`loads_object`, and the number of ``{`` and ``[`` bytes in ``data``.
+
+    The count is a by-product of the depth check. It is 1 when the object holds no nested
+    object or array (each would need a ``{`` or ``[`` of its own), whatever its strings hold:
+    the verifier then knows, without walking the claims, that no value needs freezing.
+    """
+    brackets = data.count(b"{") + data.count(b"[")
+    if brackets > MAX_DEPTH:  # else it cannot be too deep
         _check_depth(data)
     try:
         text = data.decode("utf-8")
-        # What JSONDecoder.decode does, without its two regex calls.
+        # What JSONDecoder.decode does, without its two regex calls and raw_decode's frame.
         start = 0 if text[:1] == "{" else len(text) - len(text.lstrip(_WHITESPACE))
-        obj, end = _raw_decode(text, start)
+        try:
+            obj, end = _scan_once(text, start)
+        except StopIteration as err:
+            raise _JSONDecodeError("Expecting value", text, err.value) from None
         if end != len(text) and text[end:].lstrip(_WHITESPACE):
             raise ValueError("extra data after the JSON value")
     except RecursionError as exc:  # pragma: no cover - _check_depth bounds the nesting first
         raise ValueError("JSON nested too deeply") from exc
     if type(obj) is not dict:
         raise ValueError("JSON value is not an object")
-    return obj
+    return obj, brackets

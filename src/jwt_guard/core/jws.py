@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from .._codec import b64url_decode, loads_object
+from .._codec import b64url_decode, loads_counted
 from .._logsafe import safe
 from ..errors import (
     AlgorithmNotAllowed,
@@ -71,7 +71,7 @@ def parse(token: Any, max_size: int = DEFAULT_MAX_TOKEN_SIZE) -> ParsedJWS:
     if not header_seg or not sig_seg:
         raise MalformedToken("token has an empty header or signature")
     try:
-        header = loads_object(b64url_decode(header_seg))
+        header = loads_counted(b64url_decode(header_seg))[0]
         payload = b64url_decode(payload_seg)
         signature = b64url_decode(sig_seg)
     except ValueError as exc:

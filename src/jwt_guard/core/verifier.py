@@ -9,9 +9,9 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
-from .._codec import loads_object
+from .._codec import loads_counted, loads_object
 from .._logsafe import safe
 from .._options import duration, positive_int
 from ..errors import (
@@ -44,9 +44,10 @@ from ._tokencache import DEFAULT_CACHE_BYTES, TokenCache
 from .claims import (
     DEFAULT_SCOPE_CLAIMS,
     Claims,
+    _adopt_claims,
+    _claim_times,
     _issuer_mismatch,
     extract_scopes,
-    validate_claims,
 )
 from .jws import (
     DEFAULT_MAX_TOKEN_SIZE,
@@ -69,22 +70,6 @@ class _Unset:
 
 
 _UNSET = _Unset()
-
-
-class _Prepared:
-    __slots__ = ("alg", "kid", "parsed", "payload", "state", "token")
-
-    def __init__(
-        self,
-        token: Any,
-        parsed: ParsedJWS,
-        alg: str,
-        kid: str | None,
-        payload: dict[str, Any],
-        state: IssuerState,
-    ) -> None:
-        self.token, self.parsed, self.alg, self.kid = token, parsed, alg, kid
-        self.payload, self.state = payload, state
 
 
 _OBSERVER_EVENTS = tuple(name for name in vars(GuardObserver) if not name.startswith("_"))
@@ -119,29 +104,6 @@ def fingerprint(token: object) -> str:
     else:
         return "-"
     return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
-
-
-class _Refusals:
-    """Around one verification: log every refusal once; turn any other exception into one."""
-
-    __slots__ = ("client", "token", "verifier")
-
-    def __init__(self, verifier: TokenVerifier, token: object, client: str | None) -> None:
-        self.verifier, self.token, self.client = verifier, token, client
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: object, exc: BaseException | None, traceback: object
-    ) -> Literal[False]:
-        if isinstance(exc, JWTGuardError):
-            self.verifier.rejected(exc, self.token, self.client)
-        elif isinstance(exc, Exception):
-            error = self.verifier._unexpected(exc)
-            self.verifier.rejected(error, self.token, self.client)
-            raise error from exc
-        return False
 
 
 class TokenVerifier:
@@ -298,10 +260,12 @@ class TokenVerifier:
         self._allowed = frozenset().union(*(s.allowed for s in self._issuers.values()))
         # First in first out with a deadline per entry, bounded in count and in bytes.
         self._cache = (
-            TokenCache(cache_size, cache_bytes, cache_ttl, self.leeway)
+            TokenCache(cache_size, cache_bytes, cache_ttl, self.leeway, clock, monotonic)
             if cache_size > 0 and cache_bytes > 0
             else None
         )
+        # What cached() asks: the cache, unless hooks must run on every use.
+        self._answering_cache = None if self._has_hooks else self._cache
 
     def __repr__(self) -> str:
         issuers = ", ".join(
@@ -374,29 +338,55 @@ class TokenVerifier:
                 "TokenVerifier.verify() cannot await the async claims_check/is_revoked hook: "
                 "call averify(), or give a synchronous hook"
             )
-        with _Refusals(self, token, client):
-            claims = self._from_cache(token)
+        try:
+            cache = self._cache
+            claims = (
+                cache.get(token)
+                if cache is not None and type(token) is str and cache.holds(token)
+                else None
+            )
             cached = claims is not None
             if claims is None:
-                prep = self._prepare(token)
-                claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
+                parsed, alg, kid, payload, brackets, state = self._prepare(token)
+                keyset = state.source.keys_for(kid)
+                claims = self._finish(token, parsed, alg, kid, payload, brackets, state, keyset)
             if self._has_hooks:
                 self._hooks_result(self._sync_results(self._call_hooks(claims)))
+        except JWTGuardError as exc:  # every refusal is logged once, then raised
+            self.rejected(exc, token, client)
+            raise
+        except Exception as exc:  # and any other exception becomes one
+            error = self._unexpected(exc)
+            self.rejected(error, token, client)
+            raise error from exc
         if self.observer is not None:
             emit(self.observer.verified, claims["iss"], cached)
         return claims
 
     async def averify(self, token: str | bytes, *, client: str | None = None) -> Claims:
         """Verify ``token`` without blocking the event loop (JWKS fetches run in a thread)."""
-        with _Refusals(self, token, client):
-            claims = self._from_cache(token)
+        try:
+            cache = self._cache
+            claims = (
+                cache.get(token)
+                if cache is not None and type(token) is str and cache.holds(token)
+                else None
+            )
             cached = claims is not None
             if claims is None:
-                prep = self._prepare(token)
-                claims = self._finish(prep, await prep.state.source.akeys_for(prep.kid))
+                parsed, alg, kid, payload, brackets, state = self._prepare(token)
+                keyset = await state.source.akeys_for(kid)
+                claims = self._finish(token, parsed, alg, kid, payload, brackets, state, keyset)
             if self._has_hooks:
                 results = self._call_hooks(claims)
                 self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
+        except JWTGuardError as exc:
+            self.rejected(exc, token, client)
+            raise
+        except Exception as exc:
+            error = self._unexpected(exc)
+            self.rejected(error, token, client)
+            raise error from exc
         if self.observer is not None:
             emit(self.observer.verified, claims["iss"], cached)
         return claims
@@ -409,10 +399,11 @@ class TokenVerifier:
         the cache is off, does not hold the token, or hooks must run: call :meth:`verify` or
         :meth:`averify` then.
         """
-        if self._has_hooks:
+        cache = self._answering_cache
+        if cache is None or type(token) is not str:
             return None
         try:
-            claims = self._from_cache(token)
+            claims = cache.get(token)
         except JWTGuardError as exc:
             self.rejected(exc, token, client)
             raise
@@ -485,11 +476,15 @@ class TokenVerifier:
 
     # -- the steps -------------------------------------------------------------------------
 
-    def _prepare(self, token: Any) -> _Prepared:
+    def _prepare(
+        self, token: Any
+    ) -> tuple[ParsedJWS, str, str | None, dict[str, Any], int, IssuerState]:
+        """Parse ``token`` and pick its issuer: ``(parsed, alg, kid, payload, brackets, state)``,
+        ``brackets`` counting the ``{`` and ``[`` of the payload (1: no nested value)."""
         parsed = parse(token, self.max_token_size)
         alg, kid = check_header(parsed.header, self._allowed, self.typ)
         try:
-            payload = loads_object(parsed.payload)
+            payload, brackets = loads_counted(parsed.payload)
         except ValueError as exc:
             raise MalformedToken(f"payload is not a JSON object: {exc}") from None
         iss = payload.get("iss")
@@ -498,33 +493,30 @@ class TokenVerifier:
             raise _issuer_mismatch(iss, tuple(self._issuers))
         if alg not in state.allowed:
             check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
-        return _Prepared(token, parsed, alg, kid, payload, state)
+        return parsed, alg, kid, payload, brackets, state
 
-    def _finish(self, prep: _Prepared, keyset: KeySet) -> Claims:
-        check_signature(prep.parsed, keyset, prep.alg, prep.kid)
-        state = prep.state
+    def _finish(
+        self,
+        token: Any,
+        parsed: ParsedJWS,
+        alg: str,
+        kid: str | None,
+        payload: dict[str, Any],
+        brackets: int,
+        state: IssuerState,
+        keyset: KeySet,
+    ) -> Claims:
+        check_signature(parsed, keyset, alg, kid)
         now = self.clock()
-        validate_claims(prep.payload, state.rules, now)
-        claims = Claims._adopt(prep.payload, extract_scopes(prep.payload, state.scope_claims))
-        if self._cache is not None and isinstance(prep.token, str):
+        times = _claim_times(payload, state.rules, now)
+        scopes = extract_scopes(payload, state.scope_claims)
+        claims = _adopt_claims(payload, scopes, brackets == 1)
+        if self._cache is not None and isinstance(token, str):
+            members = len(payload) if brackets == 1 else None  # flat: no need to count bytes
             self._cache.put(
-                prep.token,
-                claims,
-                state,
-                prep.kid,
-                prep.alg,
-                keyset,
-                prep.payload,
-                prep.parsed.payload,
-                now,
-                self.monotonic(),
+                token, claims, scopes, state, kid, alg, keyset, times, parsed.payload, members, now
             )
         return claims
-
-    def _from_cache(self, token: Any) -> Claims | None:
-        if self._cache is None or type(token) is not str:
-            return None
-        return self._cache.get(token, self.clock(), self.monotonic())
 
     def _call_hooks(self, claims: Claims) -> list[Any]:
         results: list[Any] = []
