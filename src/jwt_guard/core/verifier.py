@@ -51,9 +51,9 @@ from .claims import (
 )
 from .jws import (
     DEFAULT_MAX_TOKEN_SIZE,
-    ParsedJWS,
+    _split_jws,
+    _verify_signature,
     check_header,
-    check_signature,
     normalize_typ,
     parse,
 )
@@ -71,6 +71,10 @@ class _Unset:
 
 _UNSET = _Unset()
 
+
+_Prepared = tuple[bytes, bytes, str, "str | None", dict[str, Any], bytes, int, IssuerState]
+"""What ``_prepare`` hands ``_finish``: signing input, signature, alg, kid, payload (parsed and
+raw), its bracket count, the issuer's state. A tuple: nothing is built per token."""
 
 _OBSERVER_EVENTS = tuple(name for name in vars(GuardObserver) if not name.startswith("_"))
 
@@ -347,9 +351,9 @@ class TokenVerifier:
             )
             cached = claims is not None
             if claims is None:
-                parsed, alg, kid, payload, brackets, state = self._prepare(token)
-                keyset = state.source.keys_for(kid)
-                claims = self._finish(token, parsed, alg, kid, payload, brackets, state, keyset)
+                prepared = self._prepare(token)
+                state, kid = prepared[7], prepared[3]
+                claims = self._finish(token, prepared, state.source.keys_for(kid))
             if self._has_hooks:
                 self._hooks_result(self._sync_results(self._call_hooks(claims)))
         except JWTGuardError as exc:  # every refusal is logged once, then raised
@@ -374,9 +378,9 @@ class TokenVerifier:
             )
             cached = claims is not None
             if claims is None:
-                parsed, alg, kid, payload, brackets, state = self._prepare(token)
-                keyset = await state.source.akeys_for(kid)
-                claims = self._finish(token, parsed, alg, kid, payload, brackets, state, keyset)
+                prepared = self._prepare(token)
+                state, kid = prepared[7], prepared[3]
+                claims = self._finish(token, prepared, await state.source.akeys_for(kid))
             if self._has_hooks:
                 results = self._call_hooks(claims)
                 self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
@@ -476,15 +480,13 @@ class TokenVerifier:
 
     # -- the steps -------------------------------------------------------------------------
 
-    def _prepare(
-        self, token: Any
-    ) -> tuple[ParsedJWS, str, str | None, dict[str, Any], int, IssuerState]:
-        """Parse ``token`` and pick its issuer: ``(parsed, alg, kid, payload, brackets, state)``,
-        ``brackets`` counting the ``{`` and ``[`` of the payload (1: no nested value)."""
-        parsed = parse(token, self.max_token_size)
-        alg, kid = check_header(parsed.header, self._allowed, self.typ)
+    def _prepare(self, token: Any) -> _Prepared:
+        """Parse ``token`` and pick its issuer: what :meth:`_finish` needs once it has the key
+        set (``brackets`` counts the ``{`` and ``[`` of the raw payload: 1, no nested value)."""
+        header, raw_payload, signing_input, signature = _split_jws(token, self.max_token_size)
+        alg, kid = check_header(header, self._allowed, self.typ)
         try:
-            payload, brackets = loads_counted(parsed.payload)
+            payload, brackets = loads_counted(raw_payload)
         except ValueError as exc:
             raise MalformedToken(f"payload is not a JSON object: {exc}") from None
         iss = payload.get("iss")
@@ -492,21 +494,12 @@ class TokenVerifier:
         if state is None:
             raise _issuer_mismatch(iss, tuple(self._issuers))
         if alg not in state.allowed:
-            check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
-        return parsed, alg, kid, payload, brackets, state
+            check_header(header, state.allowed)  # raises AlgorithmNotAllowed
+        return signing_input, signature, alg, kid, payload, raw_payload, brackets, state
 
-    def _finish(
-        self,
-        token: Any,
-        parsed: ParsedJWS,
-        alg: str,
-        kid: str | None,
-        payload: dict[str, Any],
-        brackets: int,
-        state: IssuerState,
-        keyset: KeySet,
-    ) -> Claims:
-        check_signature(parsed, keyset, alg, kid)
+    def _finish(self, token: Any, prepared: _Prepared, keyset: KeySet) -> Claims:
+        signing_input, signature, alg, kid, payload, raw_payload, brackets, state = prepared
+        _verify_signature(signing_input, signature, keyset, alg, kid)
         now = self.clock()
         times = _claim_times(payload, state.rules, now)
         scopes = extract_scopes(payload, state.scope_claims)
@@ -514,7 +507,7 @@ class TokenVerifier:
         if self._cache is not None and isinstance(token, str):
             members = len(payload) if brackets == 1 else None  # flat: no need to count bytes
             self._cache.put(
-                token, claims, scopes, state, kid, alg, keyset, times, parsed.payload, members, now
+                token, claims, scopes, state, kid, alg, keyset, times, raw_payload, members, now
             )
         return claims
 
