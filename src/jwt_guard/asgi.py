@@ -184,6 +184,9 @@ class JWTGuard:
         self.prefetch = flag_option("JWTGuard", "prefetch", prefetch)
         self.verifier = self.guard.verifier
         self._cached = self.verifier.cached
+        # Whether any request may pass unchecked (open paths, CORS preflights): may_open() is
+        # false for every method when it is false for OPTIONS.
+        self._opens = self.guard.may_open("OPTIONS")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _GUARDED:
@@ -193,38 +196,48 @@ class JWTGuard:
             return
         guard = self.guard
         scope[GUARD_KEY] = guard
-        authorization: list[bytes] = []
+        bearer = b""  # the Authorization value, when there is exactly one
+        count = 0  # Authorization headers
         origin = request_method = None
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                authorization.append(value)
-            elif name == b"origin":
-                origin = value
-            elif name == b"access-control-request-method":
-                request_method = value
-        method = scope.get("method", "GET")
+        if self._opens:  # open paths or preflights: the CORS headers may matter too
+            for name, value in scope.get("headers", ()):
+                if name == b"authorization":
+                    bearer = value
+                    count += 1
+                elif name == b"origin":
+                    origin = value
+                elif name == b"access-control-request-method":
+                    request_method = value
+        else:  # every request needs its token: only Authorization matters
+            for name, value in scope.get("headers", ()):
+                if name == b"authorization":
+                    bearer = value
+                    count += 1
         client = scope.get("client")
         address = client[0] if client else None  # a str, per the ASGI spec
         claims: Claims | None
         try:
-            if guard.may_open(method) and guard.is_open(
-                method,
-                scope.get("path", ""),
-                {
-                    "origin": _text(origin),
-                    "access-control-request-method": _text(request_method),
-                }.get,
+            if (
+                self._opens
+                and guard.may_open(method := scope.get("method", "GET"))
+                and guard.is_open(
+                    method,
+                    scope.get("path", ""),
+                    {
+                        "origin": _text(origin),
+                        "access-control-request-method": _text(request_method),
+                    }.get,
+                )
             ):
                 claims = None
             elif (
-                len(authorization) == 1
-                and authorization[0].startswith(b"Bearer ")
-                and (claims := self._cached(authorization[0][7:].decode("latin-1"), address))
-                is not None
+                count == 1
+                and bearer.startswith(b"Bearer ")
+                and (claims := self._cached(bearer[7:].decode("latin-1"), address)) is not None
             ):
                 pass  # a token verified before: the cache holds only well-formed tokens
             else:
-                claims = await self._verify([v.decode("latin-1") for v in authorization], address)
+                claims = await self._verify(_authorization(scope), address)
         except JWTGuardError as exc:
             await self._refuse(scope, receive, send, exc)
             return
@@ -305,6 +318,11 @@ class JWTGuard:
                 return
         # Starlette's Response sends "websocket.http.response.*" for a websocket scope
         await _to_response(self.guard.error_response(exc))(scope, receive, send)
+
+
+def _authorization(scope: Scope) -> list[str]:
+    """Every ``Authorization`` value of the request, in order."""
+    return [v.decode("latin-1") for n, v in scope.get("headers", ()) if n == b"authorization"]
 
 
 def _text(value: bytes | None) -> str | None:
