@@ -146,7 +146,7 @@ def _verifier(key: Key, clock: Clock, **options: Any) -> TokenVerifier:
 def _costs(verifier: TokenVerifier) -> Iterator[int]:
     cache = verifier._cache
     assert cache is not None
-    return (entry.cost for entry in cache._entries.values())
+    return iter(cache.costs())
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Final
 
 from ..errors import NotYetValid, TokenTooOld
 from ..keys.jwk import KeySet
@@ -79,48 +80,22 @@ _GC_HEADER = sys.getsizeof(frozenset()) - frozenset().__sizeof__()
 _INF = float("inf")
 
 
-class _Entry:
-    """One verified token: what a hit needs, worked out once when the token is stored (its
-    slots are filled by ``TokenCache.put``, without an ``__init__`` call on the path of every
-    new token).
+_Entry = tuple[
+    Claims, float, float, float, float, float, KeySource, bool, KeySet, "str | None", str, int
+]
+"""One verified token: ``(claims, until, retire, valid_from, iat, max_age, source, mono,
+keyset, kid, alg, cost)``, worked out once when the token is stored and built in one step (a
+tuple: no object to fill in on the path of every new token).
 
-    The time bounds are the same float operations the claim checks do (``exp + leeway``,
-    ``nbf - leeway``); ``max_age`` is infinite when none is set (``now - iat > inf`` never
-    holds, whatever ``iat``). The thumbprint of the key is asked of ``keyset`` only when the
-    source has fetched another set (a ``KeySet`` never changes).
-    """
-
-    __slots__ = (
-        "alg",
-        "claims",
-        "cost",
-        "iat",
-        "keyset",
-        "kid",
-        "max_age",
-        "retire_at",
-        "same_clock",
-        "source",
-        "until",
-        "valid_from",
-    )
-    claims: Claims
-    source: KeySource
-    same_clock: bool  # the source reads the verifier's monotonic clock: pass it the reading
-    # The key set the token was verified with: while the source still serves this very set,
-    # the key is known to be in it; after a refetch, still_verifies() decides.
-    keyset: KeySet
-    kid: str | None
-    alg: str
-    until: float  # wall clock: the token's exp + leeway
-    valid_from: float  # wall clock: nbf - leeway
-    retire_at: float  # monotonic: the cache lifetime
-    iat: float
-    max_age: float  # no leeway: the claim check adds none either
-    cost: int
-
-
-_new_entry = object.__new__
+``until`` (wall clock) is the token's ``exp + leeway``, ``retire`` (monotonic) the end of the
+cache lifetime, ``valid_from`` (wall clock) ``nbf - leeway``: the same float operations the claim
+checks do. ``max_age`` is infinite when none is set (``now - iat > inf`` never holds, whatever
+``iat``; no leeway, as in the claim check). ``mono``: ``source`` reads the verifier's
+monotonic clock, so it is handed the reading. ``keyset`` is the set the token was verified with:
+while the source still serves this very set, the key is known to be in it; after a refetch,
+``still_verifies`` decides, with the thumbprint asked of this set (a ``KeySet`` never changes).
+"""
+_COST: Final = 11
 
 
 class TokenCache:
@@ -188,14 +163,21 @@ class TokenCache:
         cost = entry_cost(token, raw_payload, scopes, members)
         if cost > self.maxbytes:
             return  # larger than the whole budget: verified every time instead
-        entry = _new_entry(_Entry)
-        entry.claims, entry.keyset, entry.kid, entry.alg = claims, keyset, kid, alg
-        entry.source, entry.same_clock = state.source, state.same_clock
-        entry.until, entry.valid_from = until, nbf - leeway
-        entry.retire_at = self.monotonic() + self.ttl
         max_age = state.rules.max_age
-        entry.iat, entry.max_age = iat, _INF if max_age is None else max_age
-        entry.cost = cost
+        entry: _Entry = (
+            claims,
+            until,
+            self.monotonic() + self.ttl,
+            nbf - leeway,
+            iat,
+            _INF if max_age is None else max_age,
+            state.source,
+            state.same_clock,
+            keyset,
+            kid,
+            alg,
+            cost,
+        )
         entries = self._entries
         lock = self._lock
         lock.acquire()  # not `with`: half the cost, on the path of every new token
@@ -204,8 +186,10 @@ class TokenCache:
             # its entry, as good as this one, stays (one dictionary operation either way).
             if entries.setdefault(token, entry) is entry:
                 total = self.bytes + cost
-                while len(entries) > self.maxsize or total > self.maxbytes:
-                    total -= entries.popitem(False)[1].cost  # the oldest (last=False)
+                while len(entries) > self.maxsize:  # once at most: one entry per put
+                    total -= entries.popitem(False)[1][_COST]  # the oldest (last=False)
+                while total > self.maxbytes:  # never this entry: cost <= maxbytes
+                    total -= entries.popitem(False)[1][_COST]
                 self.bytes = total
         finally:
             lock.release()
@@ -226,26 +210,37 @@ class TokenCache:
             now = self.clock()
         if monotonic is None:
             monotonic = self.monotonic()
-        if now >= entry.until or monotonic >= entry.retire_at:  # past exp or the lifetime
+        claims, until, retire, valid_from, iat, max_age, source, mono, then, kid, alg, cost = entry
+        if now >= until or monotonic >= retire:  # past exp or the lifetime
             self._drop(token, entry)
             return None
-        keyset = entry.source.current(monotonic if entry.same_clock else None)
-        if keyset is not entry.keyset:
-            kid, alg = entry.kid, entry.alg
+        keyset = source.current(monotonic if mono else None)
+        if keyset is not then:
             if keyset is None or not keyset.still_verifies(
-                kid, alg, entry.keyset.fingerprint_for(kid, alg)
+                kid, alg, then.fingerprint_for(kid, alg)
             ):
                 self._drop(token, entry)
                 return None
-            entry.keyset = keyset  # a refetch kept the key: no need to look it up again
-        if now < entry.valid_from:
+            # A refetch kept the key: remember the new set, so the next hit need not look.
+            new = claims, until, retire, valid_from, iat, max_age, source, mono, keyset
+            self._replace(token, entry, (*new, kid, alg, cost))
+        if now < valid_from:
             raise NotYetValid("token not valid yet (cached)")
-        if now - entry.iat > entry.max_age:
+        if now - iat > max_age:
             raise TokenTooOld("token too old (cached)")
-        return entry.claims
+        return claims
+
+    def costs(self) -> list[int]:
+        """The estimated memory (``entry_cost``) of each entry, oldest first."""
+        return [entry[_COST] for entry in self._entries.values()]
+
+    def _replace(self, token: str, entry: _Entry, new: _Entry) -> None:
+        with self._lock:
+            if self._entries.get(token) is entry:  # still there: same place, same cost
+                self._entries[token] = new
 
     def _drop(self, token: str, entry: _Entry) -> None:
         with self._lock:
             if self._entries.get(token) is entry:  # not a newer entry put meanwhile
                 del self._entries[token]
-                self.bytes -= entry.cost
+                self.bytes -= entry[_COST]
