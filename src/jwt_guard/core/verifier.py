@@ -72,9 +72,9 @@ class _Unset:
 _UNSET = _Unset()
 
 
-_Prepared = tuple[bytes, bytes, str, "str | None", dict[str, Any], bytes, int, IssuerState]
-"""What ``_prepare`` hands ``_finish``: signing input, signature, alg, kid, payload (parsed and
-raw), its bracket count, the issuer's state. A tuple: nothing is built per token."""
+_Prepared = tuple[IssuerState, "str | None", str, bytes, bytes, dict[str, Any], bytes, int]
+"""What ``_prepare`` hands ``_finish``: the issuer's state, kid, alg, signing input, signature,
+payload (parsed and raw) and its bracket count. A tuple: nothing is built per token."""
 
 _OBSERVER_EVENTS = tuple(name for name in vars(GuardObserver) if not name.startswith("_"))
 
@@ -351,9 +351,9 @@ class TokenVerifier:
             )
             cached = claims is not None
             if claims is None:
-                prepared = self._prepare(token)
-                state, kid = prepared[7], prepared[3]
-                claims = self._finish(token, prepared, state.source.keys_for(kid))
+                prepared = self._prepare(token)  # (state, kid, ...)
+                keyset = prepared[0].source.keys_for(prepared[1])
+                claims = self._finish(token, prepared, keyset)
             if self._has_hooks:
                 self._hooks_result(self._sync_results(self._call_hooks(claims)))
         except JWTGuardError as exc:  # every refusal is logged once, then raised
@@ -378,9 +378,9 @@ class TokenVerifier:
             )
             cached = claims is not None
             if claims is None:
-                prepared = self._prepare(token)
-                state, kid = prepared[7], prepared[3]
-                claims = self._finish(token, prepared, await state.source.akeys_for(kid))
+                prepared = self._prepare(token)  # (state, kid, ...)
+                keyset = await prepared[0].source.akeys_for(prepared[1])
+                claims = self._finish(token, prepared, keyset)
             if self._has_hooks:
                 results = self._call_hooks(claims)
                 self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
@@ -495,10 +495,10 @@ class TokenVerifier:
             raise _issuer_mismatch(iss, tuple(self._issuers))
         if alg not in state.allowed:
             check_header(header, state.allowed)  # raises AlgorithmNotAllowed
-        return signing_input, signature, alg, kid, payload, raw_payload, brackets, state
+        return state, kid, alg, signing_input, signature, payload, raw_payload, brackets
 
     def _finish(self, token: Any, prepared: _Prepared, keyset: KeySet) -> Claims:
-        signing_input, signature, alg, kid, payload, raw_payload, brackets, state = prepared
+        state, kid, alg, signing_input, signature, payload, raw_payload, brackets = prepared
         _verify_signature(signing_input, signature, keyset, alg, kid)
         now = self.clock()
         times = _claim_times(payload, state.rules, now)
