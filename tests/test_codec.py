@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jwt_guard._codec import MAX_DEPTH, b64url_decode, b64url_encode, loads_object
+from jwt_guard._codec import (
+    MAX_DEPTH,
+    b64url_decode,
+    b64url_decode_jws,
+    b64url_encode,
+    loads_counted,
+    loads_object,
+)
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -202,3 +209,46 @@ def test_the_depth_check_agrees_with_the_real_depth(value: Any, depth: int) -> N
     else:
         with pytest.raises(ValueError, match="nested deeper"):
             loads_object(data)
+
+
+# -- the verifier's fast paths agree with the plain functions -----------------------------------
+
+_segment = st.text(alphabet=_ALPHABET + "=+/ .\u00e9", max_size=9) | st.sampled_from(
+    ["Zg", "Zh", "Zm9", "Zm8", "Zm9vY", "", "eyJhIjoxfQ"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(header=_segment, payload=_segment, signature=_segment)
+def test_decoding_a_whole_token_agrees_with_decoding_each_segment(
+    header: str, payload: str, signature: str
+) -> None:
+    # The verifier decodes the three segments with one encode and one translation of the token;
+    # it must accept exactly what b64url_decode accepts, segment by segment, and nothing else.
+    try:
+        expected: tuple[bytes, ...] | None = (
+            b64url_decode(header),
+            b64url_decode(payload),
+            b64url_decode(signature),
+            f"{header}.{payload}".encode("ascii"),
+        )
+    except ValueError:
+        expected = None
+    assert b64url_decode_jws(f"{header}.{payload}.{signature}", header, payload, signature) == (
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "brackets"),
+    [
+        pytest.param(b"{}", 1, id="empty"),
+        pytest.param(b'{"a":1,"b":"x"}', 1, id="flat"),
+        pytest.param(b'{"a":"{[}]"}', 3, id="brackets-in-a-string"),
+        pytest.param(b'{"a":[1,{"b":[]}]}', 4, id="nested"),
+    ],
+)
+def test_loads_counted_counts_every_opening_bracket(data: bytes, brackets: int) -> None:
+    # 1 means no nested object or array (the verifier then skips freezing and byte counting);
+    # brackets inside strings count too, so the count errs high, never low.
+    assert loads_counted(data) == (loads_object(data), brackets)

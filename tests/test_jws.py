@@ -558,3 +558,15 @@ def test_a_single_algorithm_string_is_an_allowlist_of_one(good: str, es_key: Key
     _verify(good, es_key, algorithms="ES256")
     with pytest.raises(AlgorithmNotAllowed):
         _verify(good, es_key, algorithms="ES384")
+
+
+def test_the_first_bad_segment_names_the_error(es_key: Key) -> None:
+    # A header that is not JSON is reported as such even when a later segment is not base64url
+    # either (the fast path decodes all three at once, then defers to the one-by-one order).
+    header = b64e(b"not json")
+    with pytest.raises(MalformedToken, match="Expecting value"):
+        verify_jws(f"{header}.{b64e(b'{}')}.Zh", es_key.jwks())
+    with pytest.raises(MalformedToken, match="Expecting value"):
+        verify_jws(f"{header}.{b64e(b'{}')}.{b64e(b'sig')}", es_key.jwks())
+    with pytest.raises(MalformedToken, match="trailing bits"):
+        verify_jws(f"{b64e(b'{}')}.Zh.{b64e(b'sig')}", es_key.jwks())

@@ -46,6 +46,8 @@ def _filled(
 
     def build(n: int) -> str:
         body = ",".join(item.replace("#", str(k)) for k in range(n))
+        if not wrap:  # the items are members of the payload itself: it stays flat
+            return token(key, f"{head},{body}}}".encode())
         return token(key, f'{head},"{claim}":{wrap[0]}{body}{wrap[1]}}}'.encode())
 
     fits = _FITS.get((item, claim, wrap))
@@ -91,6 +93,11 @@ SHAPES: dict[str, Callable[[Key, Clock, int], str]] = {
     "scope-string": lambda k, c, i: token(
         k, _claims(c, i, scope=" ".join(f"s{n}" for n in range(1100)))
     ),
+    # Flat payloads (no nested object or array) are costed from their member count, not their
+    # bytes: many members, distinct numbers, and commas that are only text.
+    "flat-wide": lambda k, c, i: _filled(k, c, i, '"k#":"ab"', wrap=""),
+    "flat-numbers": lambda k, c, i: _filled(k, c, i, '"k#":1#', wrap=""),
+    "flat-commas": lambda k, c, i: token(k, _claims(c, i, x="," * 5000)),
 }
 
 
@@ -146,7 +153,7 @@ def _verifier(key: Key, clock: Clock, **options: Any) -> TokenVerifier:
 def _costs(verifier: TokenVerifier) -> Iterator[int]:
     cache = verifier._cache
     assert cache is not None
-    return (entry.cost for entry in cache._entries.values())
+    return iter(cache.costs())
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

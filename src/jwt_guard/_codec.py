@@ -8,6 +8,7 @@ import json
 import re
 import sys
 from array import array
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any, NoReturn
 
@@ -35,6 +36,38 @@ if sys.version_info >= (3, 11):
             raise ValueError("non-zero trailing bits in base64url")
         return raw
 
+    def b64url_decode_jws(
+        token: str, header: str, payload: str, signature: str
+    ) -> tuple[bytes, bytes, bytes, bytes] | None:
+        """``b64url_decode`` of each segment of the compact JWS ``token`` (``header``,
+        ``payload`` and ``signature``: its three dot-separated segments) and its signing input
+        (the ASCII bytes of ``header.payload``), with one encoding and one translation of the
+        whole token instead of one per segment.
+
+        ``None`` exactly when ``b64url_decode`` refuses a segment: call it to learn which, and
+        why. (A segment of ``4n + 1`` characters is refused by ``a2b_base64`` itself.)
+        """
+        h, p, s = len(header) % 4, len(payload) % 4, len(signature) % 4
+        if (
+            (h > 1 and header[-1] not in _LAST_CHAR_OK[h])
+            or (p > 1 and payload[-1] not in _LAST_CHAR_OK[p])
+            or (s > 1 and signature[-1] not in _LAST_CHAR_OK[s])
+        ):
+            return None
+        start = len(header) + 1  # of the payload
+        end = start + len(payload)  # the second dot
+        try:
+            raw = token.encode("ascii")
+            std = raw.translate(_TO_STANDARD)  # the dots stay dots, sliced off below
+            return (
+                _a2b(std[: start - 1] + _PAD_BYTES[h], strict_mode=True),
+                _a2b(std[start:end] + _PAD_BYTES[p], strict_mode=True),
+                _a2b(std[end + 1 :] + _PAD_BYTES[s], strict_mode=True),
+                raw[:end],
+            )
+        except (binascii.Error, UnicodeEncodeError):
+            return None
+
 else:  # pragma: no cover - Python 3.10 has no strict_mode; a regex checks the alphabet
     _B64URL = re.compile(r"[A-Za-z0-9_-]*\Z").match
     _PAD = ("", "", "==", "=")
@@ -47,6 +80,20 @@ else:  # pragma: no cover - Python 3.10 has no strict_mode; a regex checks the a
         if rem and segment[-1] not in _LAST_CHAR_OK[rem]:
             raise ValueError("non-zero trailing bits in base64url")
         return base64.urlsafe_b64decode(segment + _PAD[rem])
+
+    def b64url_decode_jws(
+        token: str, header: str, payload: str, signature: str
+    ) -> tuple[bytes, bytes, bytes, bytes] | None:
+        """See the Python 3.11 version: here, one ``b64url_decode`` per segment."""
+        try:
+            return (
+                b64url_decode(header),
+                b64url_decode(payload),
+                b64url_decode(signature),
+                token[: len(header) + 1 + len(payload)].encode("ascii"),
+            )
+        except ValueError:
+            return None
 
 
 def b64url_encode(data: bytes) -> str:
@@ -73,7 +120,9 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _decoder = json.JSONDecoder(object_pairs_hook=_unique_object, parse_constant=_reject_constant)
-_raw_decode = _decoder.raw_decode
+# What JSONDecoder.raw_decode calls, without its Python frame (set in __init__, not in the stubs).
+_scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
+_JSONDecodeError = json.JSONDecodeError
 _WHITESPACE = " \t\n\r"  # JSON's whitespace (RFC 8259 section 2)
 
 MAX_DEPTH = 32
@@ -108,17 +157,31 @@ def loads_object(data: bytes) -> dict[str, Any]:
     Raises ``ValueError`` for every bad input, including nesting deeper than ``MAX_DEPTH``
     (refused before the parser runs, so nothing downstream can recurse without bound).
     """
-    if data.count(b"{") + data.count(b"[") > MAX_DEPTH:  # else it cannot be too deep
+    return loads_counted(data)[0]
+
+
+def loads_counted(data: bytes) -> tuple[dict[str, Any], int]:
+    """:func:`loads_object`, and the number of ``{`` and ``[`` bytes in ``data``.
+
+    The count is a by-product of the depth check. It is 1 when the object holds no nested
+    object or array (each would need a ``{`` or ``[`` of its own), whatever its strings hold:
+    the verifier then knows, without walking the claims, that no value needs freezing.
+    """
+    brackets = data.count(b"{") + data.count(b"[")
+    if brackets > MAX_DEPTH:  # else it cannot be too deep
         _check_depth(data)
     try:
         text = data.decode("utf-8")
-        # What JSONDecoder.decode does, without its two regex calls.
+        # What JSONDecoder.decode does, without its two regex calls and raw_decode's frame.
         start = 0 if text[:1] == "{" else len(text) - len(text.lstrip(_WHITESPACE))
-        obj, end = _raw_decode(text, start)
+        try:
+            obj, end = _scan_once(text, start)
+        except StopIteration as err:
+            raise _JSONDecodeError("Expecting value", text, err.value) from None
         if end != len(text) and text[end:].lstrip(_WHITESPACE):
             raise ValueError("extra data after the JSON value")
     except RecursionError as exc:  # pragma: no cover - _check_depth bounds the nesting first
         raise ValueError("JSON nested too deeply") from exc
     if type(obj) is not dict:
         raise ValueError("JSON value is not an object")
-    return obj
+    return obj, brackets

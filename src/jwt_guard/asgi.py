@@ -221,6 +221,9 @@ class JWTGuard:
         )
         self._bearer, self._dpop = self.guard.bearer_scheme, self.guard.dpop_scheme
         self._bind_all = self.guard.sender.always  # a "required" mode: check every token
+        # Whether any request may pass unchecked (open paths, CORS preflights): may_open() is
+        # false for every method when it is false for OPTIONS.
+        self._opens = self.guard.may_open("OPTIONS")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -238,44 +241,52 @@ class JWTGuard:
                 await _to_response(answer)(scope, receive, send)
                 return
         scope[GUARD_KEY] = guard
-        authorization: list[bytes] = []
+        bearer = b""  # the Authorization value, when there is exactly one
+        count = 0  # Authorization headers
         origin = request_method = None
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                authorization.append(value)
-            elif name == b"origin":
-                origin = value
-            elif name == b"access-control-request-method":
-                request_method = value
-        method = scope.get("method", "GET")
+        if self._opens:  # open paths or preflights: the CORS headers may matter too
+            for name, value in scope.get("headers", ()):
+                if name == b"authorization":
+                    bearer = value
+                    count += 1
+                elif name == b"origin":
+                    origin = value
+                elif name == b"access-control-request-method":
+                    request_method = value
+        else:  # every request needs its token: only Authorization matters
+            for name, value in scope.get("headers", ()):
+                if name == b"authorization":
+                    bearer = value
+                    count += 1
         client = scope.get("client")
         address = client[0] if client else None  # a str, per the ASGI spec
         claims: Claims | None = None
         try:
-            if guard.may_open(method) and guard.is_open(
-                method,
-                scope.get("path", ""),
-                {
-                    "origin": _text(origin),
-                    "access-control-request-method": _text(request_method),
-                }.get,
+            if (
+                self._opens
+                and guard.may_open(method := scope.get("method", "GET"))
+                and guard.is_open(
+                    method,
+                    scope.get("path", ""),
+                    {
+                        "origin": _text(origin),
+                        "access-control-request-method": _text(request_method),
+                    }.get,
+                )
             ):
                 pass
             else:
                 scheme = BEARER
                 token = ""
-                if len(authorization) == 1:  # a token verified before? (the cache holds only
-                    value = authorization[0]  # well-formed tokens, so no parse is needed here)
-                    if value.startswith(b"Bearer ") and self._bearer:
-                        token = value[7:].decode("latin-1")
+                if count == 1:  # a token verified before? (the cache holds only well-formed
+                    if bearer.startswith(b"Bearer ") and self._bearer:  # tokens: no parse here)
+                        token = bearer[7:].decode("latin-1")
                         claims = self._cached(token, address)
-                    elif value.startswith(b"DPoP ") and self._dpop:
-                        scheme, token = DPOP, value[5:].decode("latin-1")
+                    elif bearer.startswith(b"DPoP ") and self._dpop:
+                        scheme, token = DPOP, bearer[5:].decode("latin-1")
                         claims = self._cached(token, address)
                 if claims is None:
-                    verified = await self._verify(
-                        [v.decode("latin-1") for v in authorization], address
-                    )
+                    verified = await self._verify(_authorization(scope), address)
                     if verified is not None:
                         scheme, token, claims = verified
                 if claims is not None:
@@ -433,6 +444,11 @@ class JWTGuard:
 
 def _none(name: str) -> str | None:
     return None  # a websocket handshake is never a CORS preflight
+
+
+def _authorization(scope: Scope) -> list[str]:
+    """Every ``Authorization`` value of the request, in order."""
+    return [v.decode("latin-1") for n, v in scope.get("headers", ()) if n == b"authorization"]
 
 
 def _text(value: bytes | None) -> str | None:

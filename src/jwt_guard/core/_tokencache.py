@@ -15,11 +15,13 @@ from __future__ import annotations
 import sys
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Final
 
 from ..errors import NotYetValid, TokenTooOld
 from ..keys.jwk import KeySet
 from ..sources._singleflight import reset_after_fork
+from ..sources.base import KeySource
 from ._issuers import IssuerState
 from .claims import Claims
 
@@ -42,92 +44,89 @@ _PER_ITEM = 112  # each , of the payload: a slot in a dict or tuple and a small 
 _PER_SCOPE = 128  # each distinct scope: a string object (its slot is in getsizeof(scopes))
 
 
-def entry_cost(token: str, payload: bytes, scopes: frozenset[str]) -> int:
+def entry_cost(
+    token: str, payload: bytes, scopes: frozenset[str], members: int | None = None
+) -> int:
     """An upper bound of the memory a cache entry for ``token`` holds, in bytes.
 
     Counts what the JSON parser turns into objects: brackets become containers (``{}`` and
     ``[]`` none: they are shared), commas separate the items in them. Bytes inside strings
-    count too, so this errs high, never low. A few ``bytes.count`` calls: cheap next to the
-    signature check that precedes it.
+    count too, so this errs high, never low. ``members``: for a payload that holds no nested
+    object or array (one ``{`` or ``[`` in all, as ``_codec.loads_counted`` counts), its number
+    of members; its one container and its items are then known without counting bytes (its
+    commas outside strings are ``members - 1``; those inside strings are text, paid for as
+    payload bytes like every other character).
     """
-    count = payload.count
+    if members is None:
+        count = payload.count
+        structure = (
+            _PER_OBJECT * (count(b"{") - count(b"{}"))
+            + _PER_ARRAY * (count(b"[") - count(b"[]"))
+            + _PER_ITEM * count(b",")
+        )
+    else:
+        structure = _PER_OBJECT + _PER_ITEM * (members - 1) if members else 0
     return (
         _FIXED
         + _PER_TOKEN_CHAR * len(token)
         + _PER_PAYLOAD_BYTE * len(payload)
-        + _PER_OBJECT * (count(b"{") - count(b"{}"))
-        + _PER_ARRAY * (count(b"[") - count(b"[]"))
-        + _PER_ITEM * count(b",")
-        + sys.getsizeof(scopes)
+        + structure
+        + scopes.__sizeof__()
+        + _GC_HEADER  # with __sizeof__(), what sys.getsizeof(scopes) gives, at a fifth the cost
         + _PER_SCOPE * len(scopes)
     )
 
 
-class _Entry:
-    __slots__ = (
-        "alg",
-        "claims",
-        "cost",
-        "exp",
-        "fingerprint",
-        "iat",
-        "keyset",
-        "kid",
-        "max_age",
-        "nbf",
-        "retire_at",
-        "source",
-        "state",
-        "until",
-        "valid_from",
-    )
-
-    def __init__(
-        self,
-        claims: Claims,
-        state: IssuerState,
-        kid: str | None,
-        alg: str,
-        keyset: KeySet,
-        payload: dict[str, Any],
-        leeway: float,
-        retire_at: float,
-    ) -> None:
-        self.claims, self.state, self.source = claims, state, state.source
-        self.kid, self.alg = kid, alg
-        # The key set the token was verified with: while the source still serves this very
-        # set, the key is known to be in it; after a refetch, still_verifies() decides.
-        self.keyset, self.fingerprint = keyset, keyset.fingerprint_for(kid, alg)
-        self.exp = _float(payload.get("exp"), float("inf"))
-        self.nbf = _float(payload.get("nbf"), float("-inf"))
-        self.iat = _float(payload.get("iat"), float("nan"))
-        # The bounds the time checks compare with, computed once (the same float operations).
-        # Served until `until` (wall clock: the token's exp + leeway) and `retire_at`
-        # (monotonic: the cache lifetime), never later.
-        self.until = self.exp + leeway
-        self.retire_at = retire_at
-        self.valid_from = self.nbf - leeway
-        self.max_age = state.rules.max_age  # no leeway: validate_claims adds none either
-        self.cost = 0
+_GC_HEADER = sys.getsizeof(frozenset()) - frozenset().__sizeof__()
+_INF = float("inf")
 
 
-def _float(value: Any, default: float) -> float:
-    return float(value) if isinstance(value, (int, float)) else default
+_Entry = tuple[
+    Claims, float, float, float, float, float, KeySource, bool, KeySet, "str | None", str, int
+]
+"""One verified token: ``(claims, until, retire, valid_from, iat, max_age, source, mono,
+keyset, kid, alg, cost)``, worked out once when the token is stored and built in one step (a
+tuple: no object to fill in on the path of every new token).
+
+``until`` (wall clock) is the token's ``exp + leeway``, ``retire`` (monotonic) the end of the
+cache lifetime, ``valid_from`` (wall clock) ``nbf - leeway``: the same float operations the claim
+checks do. ``max_age`` is infinite when none is set (``now - iat > inf`` never holds, whatever
+``iat``; no leeway, as in the claim check). ``mono``: ``source`` reads the verifier's
+monotonic clock, so it is handed the reading. ``keyset`` is the set the token was verified with:
+while the source still serves this very set, the key is known to be in it; after a refetch,
+``still_verifies`` decides, with the thumbprint asked of this set (a ``KeySet`` never changes).
+"""
+_COST: Final = 11
 
 
 class TokenCache:
     """Verified tokens, each with the deadline and key it was verified under.
 
     At most ``maxsize`` tokens whose estimated memory (``entry_cost``) adds up to at most
-    ``maxbytes``; the oldest go first.
+    ``maxbytes``; the oldest go first. ``clock`` and ``monotonic`` are the verifier's clocks,
+    read only when a lookup finds the token (a miss costs one dictionary lookup).
     """
 
-    def __init__(self, maxsize: int, maxbytes: int, ttl: float, leeway: float) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        maxbytes: int,
+        ttl: float,
+        leeway: float,
+        clock: Callable[[], float],
+        monotonic: Callable[[], float],
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError("the token cache needs a positive lifetime")
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self.holds = self._entries.__contains__
+        """Whether ``token`` is held (expired or not): one dictionary lookup, for a caller that
+        skips :meth:`get` (and reading the clocks) on a miss."""
         self._lock = threading.Lock()
         self.maxsize, self.maxbytes = maxsize, maxbytes
         self.bytes = 0  # the estimated memory of the entries held
         self.ttl, self.leeway = ttl, leeway
+        self.clock, self.monotonic = clock, monotonic
         reset_after_fork(self)
 
     def _after_fork(self) -> None:
@@ -141,59 +140,108 @@ class TokenCache:
         self,
         token: str,
         claims: Claims,
+        scopes: frozenset[str],
         state: IssuerState,
         kid: str | None,
         alg: str,
         keyset: KeySet,
-        payload: dict[str, Any],
+        times: tuple[float, float, float],
         raw_payload: bytes,
+        members: int | None,
         now: float,
-        monotonic: float,
     ) -> None:
-        """Remember a token just verified at ``now`` (wall clock; ``monotonic`` the same moment;
-        ``raw_payload``: its JSON text)."""
-        entry = _Entry(claims, state, kid, alg, keyset, payload, self.leeway, monotonic + self.ttl)
-        if now >= entry.until or self.ttl <= 0:
-            return
-        entry.cost = entry_cost(token, raw_payload, claims.scopes)
-        if entry.cost > self.maxbytes:
-            return  # larger than the whole budget: verified every time instead
-        entries = self._entries
-        with self._lock:
-            old = entries.pop(token, None)
-            if old is not None:
-                self.bytes -= old.cost
-            entries[token] = entry
-            self.bytes += entry.cost
-            while len(entries) > self.maxsize or self.bytes > self.maxbytes:
-                self.bytes -= entries.popitem(last=False)[1].cost
+        """Remember a token just verified at ``now`` (wall clock) with ``keyset``.
 
-    def get(self, token: str, now: float, monotonic: float) -> Claims | None:
+        ``scopes``: those of ``claims``; ``times``: its ``exp``, ``nbf`` and ``iat`` as the claim
+        checks read them (infinite, minus infinite and NaN when absent); ``raw_payload``: its
+        JSON text; ``members``: see :func:`entry_cost`.
+        """
+        exp, nbf, iat = times
+        leeway = self.leeway
+        until = exp + leeway
+        if now >= until:  # (the claim checks refused such a token already)
+            return
+        cost = entry_cost(token, raw_payload, scopes, members)
+        if cost > self.maxbytes:
+            return  # larger than the whole budget: verified every time instead
+        max_age = state.rules.max_age
+        entry: _Entry = (
+            claims,
+            until,
+            self.monotonic() + self.ttl,
+            nbf - leeway,
+            iat,
+            _INF if max_age is None else max_age,
+            state.source,
+            state.same_clock,
+            keyset,
+            kid,
+            alg,
+            cost,
+        )
+        entries = self._entries
+        lock = self._lock
+        lock.acquire()  # not `with`: half the cost, on the path of every new token
+        try:
+            # Held already only when another thread verified the same token meanwhile: then
+            # its entry, as good as this one, stays (one dictionary operation either way).
+            if entries.setdefault(token, entry) is entry:
+                total = self.bytes + cost
+                while len(entries) > self.maxsize:  # once at most: one entry per put
+                    total -= entries.popitem(False)[1][_COST]  # the oldest (last=False)
+                while total > self.maxbytes:  # never this entry: cost <= maxbytes
+                    total -= entries.popitem(False)[1][_COST]
+                self.bytes = total
+        finally:
+            lock.release()
+
+    def get(
+        self, token: str, now: float | None = None, monotonic: float | None = None
+    ) -> Claims | None:
         """The claims of ``token`` if it may be answered from the cache at ``now`` (wall clock;
-        ``monotonic``: the same moment on the monotonic clock).
+        ``monotonic``: the same moment on the monotonic clock; each read from the clocks given
+        at construction when left out, and only if the token is held).
 
         Raises ``NotYetValid`` or ``TokenTooOld`` when a time-based claim refuses it now.
         """
         entry = self._entries.get(token)
         if entry is None:
             return None
-        if now >= entry.until or monotonic >= entry.retire_at:  # past exp or the lifetime
+        if now is None:
+            now = self.clock()
+        if monotonic is None:
+            monotonic = self.monotonic()
+        claims, until, retire, valid_from, iat, max_age, source, mono, then, kid, alg, cost = entry
+        if now >= until or monotonic >= retire:  # past exp or the lifetime
             self._drop(token, entry)
             return None
-        keyset = entry.source.current(monotonic if entry.state.same_clock else None)
-        if keyset is not entry.keyset:
-            if keyset is None or not keyset.still_verifies(entry.kid, entry.alg, entry.fingerprint):
+        keyset = source.current(monotonic if mono else None)
+        if keyset is not then:
+            if keyset is None or not keyset.still_verifies(
+                kid, alg, then.fingerprint_for(kid, alg)
+            ):
                 self._drop(token, entry)
                 return None
-            entry.keyset = keyset  # a refetch kept the key: no need to look it up again
-        if now < entry.valid_from:
+            # A refetch kept the key: remember the new set, so the next hit need not look.
+            new = claims, until, retire, valid_from, iat, max_age, source, mono, keyset
+            self._replace(token, entry, (*new, kid, alg, cost))
+        if now < valid_from:
             raise NotYetValid("token not valid yet (cached)")
-        if entry.max_age is not None and now - entry.iat > entry.max_age:
+        if now - iat > max_age:
             raise TokenTooOld("token too old (cached)")
-        return entry.claims
+        return claims
+
+    def costs(self) -> list[int]:
+        """The estimated memory (``entry_cost``) of each entry, oldest first."""
+        return [entry[_COST] for entry in self._entries.values()]
+
+    def _replace(self, token: str, entry: _Entry, new: _Entry) -> None:
+        with self._lock:
+            if self._entries.get(token) is entry:  # still there: same place, same cost
+                self._entries[token] = new
 
     def _drop(self, token: str, entry: _Entry) -> None:
         with self._lock:
             if self._entries.get(token) is entry:  # not a newer entry put meanwhile
                 del self._entries[token]
-                self.bytes -= entry.cost
+                self.bytes -= entry[_COST]

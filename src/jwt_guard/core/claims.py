@@ -234,17 +234,25 @@ def extract_scopes(
 
     Paths may be dotted (``realm_access.roles``); values of other types are ignored.
     """
-    scopes: set[str] = set()
+    scopes = _NO_SCOPES
     for path in paths:
         value = data.get(path) if "." not in path else _lookup(data, path)
+        if value is None:
+            continue
         if isinstance(value, str):
             # RFC 6749 3.3: scope tokens are delimited by SP (%x20) only; a tab, newline or
             # no-break space is part of a (malformed) token, never a delimiter.
-            scopes.update(value.split(" "))  # the empty strings of doubled spaces go below
+            found = frozenset(value.split(" "))  # the "" of doubled spaces goes below
         elif isinstance(value, (list, tuple)):
-            scopes.update(v for v in value if isinstance(v, str))
-    scopes.discard("")
-    return frozenset(scopes)
+            found = frozenset([v for v in value if isinstance(v, str)])
+        else:
+            continue
+        scopes = scopes | found if scopes else found
+    return scopes - _BLANK if "" in scopes else scopes
+
+
+_NO_SCOPES: frozenset[str] = frozenset()
+_BLANK = frozenset([""])
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -290,22 +298,6 @@ class Claims(FrozenDict):
         _set(self, "_memo", {})
         if tenant is not None:
             _set(self, "_tenant", tenant)
-
-    @classmethod
-    def _adopt(cls, data: dict[str, Any], scopes: frozenset[str]) -> Claims:
-        """Claims over ``data``, a dict fresh from the JSON parser that nothing else holds.
-
-        Freezes nested objects and arrays in place instead of copying the whole mapping; the
-        parser has bounded their depth already (``_codec.MAX_DEPTH``).
-        """
-        for key, value in data.items():
-            if type(value) is dict or type(value) is list:  # all the parser makes besides leaves
-                data[key] = _freeze(value, 1)  # replaces a value: the dict's size never changes
-        claims = _new(cls)
-        _set_data(claims, data)
-        _set_scopes(claims, scopes)
-        _set_memo(claims, {})
-        return claims
 
     def __repr__(self) -> str:
         return f"Claims(sub={self.subject!r}, iss={self.issuer!r}, scopes={sorted(self._scopes)})"
@@ -409,6 +401,24 @@ set_tenant = Claims.__dict__["_tenant"].__set__
 """``set_tenant(claims, tenant)``: the verifier's way to record the tenant of fresh claims."""
 
 
+def _adopt_claims(data: dict[str, Any], scopes: frozenset[str], flat: bool) -> Claims:
+    """``Claims`` over ``data``, a dict fresh from the JSON parser that nothing else holds.
+
+    Freezes nested objects and arrays in place instead of copying the whole mapping (the parser
+    has bounded their depth already, ``_codec.MAX_DEPTH``). ``flat``: the parser saw no ``{`` or
+    ``[`` besides the outer one (``_codec.loads_counted``), so no value needs freezing.
+    """
+    if not flat:
+        for key, value in data.items():
+            if type(value) is dict or type(value) is list:  # all the parser makes besides leaves
+                data[key] = _freeze(value, 1)  # replaces a value: the dict's size never changes
+    claims = _new(Claims)
+    _set_data(claims, data)
+    _set_scopes(claims, scopes)
+    _set_memo(claims, {})
+    return claims
+
+
 @dataclass(frozen=True)
 class ClaimRules:
     """The claim checks for one issuer."""
@@ -452,34 +462,81 @@ def validate_claims(payload: Mapping[str, Any], rules: ClaimRules, now: float) -
     ``exp``, ``nbf`` and ``iat`` allow ``rules.leeway`` of clock skew. ``max_age`` does not:
     a token older than ``max_age`` seconds by this clock is refused.
     """
+    _claim_times(payload, rules, now)
+
+
+def _claim_times(
+    payload: Mapping[str, Any], rules: ClaimRules, now: float
+) -> tuple[float, float, float]:
+    """:func:`validate_claims`, returning ``exp``, ``nbf`` and ``iat`` as the floats it checked
+    (``inf``, ``-inf`` and ``nan`` for a claim left out), so the token cache need not read them
+    again. An integer claim, the common case, is converted inline (``float`` of an int is finite
+    or raises ``OverflowError``); anything else goes through ``_number``, which refuses booleans,
+    nulls, strings and values that are not finite.
+    """
     leeway = rules.leeway
-    exp = _number(payload, "exp")
-    if exp is None:
+    get = payload.get
+    value = get("exp")
+    if type(value) is int:  # the common case: float() of an int is finite or overflows
+        try:
+            number: float | None = float(value)
+        except OverflowError:
+            number = _number(payload, "exp")  # raises InvalidClaim
+    else:
+        number = _number(payload, "exp")
+    if number is None:
         if rules.require_exp:
             raise MissingClaim("claim 'exp' is required")
-    elif now >= exp + leeway:
-        raise ExpiredToken(f"token expired at {exp:.0f} (now {now:.0f}, leeway {leeway:g}s)")
-    nbf = _number(payload, "nbf")
-    if nbf is not None and now < nbf - leeway:
-        raise NotYetValid(f"token not valid before {nbf:.0f} (now {now:.0f})")
-    iat = _number(payload, "iat")
-    if iat is not None and iat > now + leeway:
-        raise IssuedInFuture(f"token issued at {iat:.0f}, in the future (now {now:.0f})")
-    if rules.max_age is not None:
-        if iat is None:
+        exp = _INF
+    else:
+        exp = number
+        if now >= exp + leeway:
+            raise ExpiredToken(f"token expired at {exp:.0f} (now {now:.0f}, leeway {leeway:g}s)")
+    nbf = _NEG_INF
+    if "nbf" in payload:
+        number = _number(payload, "nbf")  # a number: a null raises
+        if number is not None:
+            nbf = number
+            if now < nbf - leeway:
+                raise NotYetValid(f"token not valid before {nbf:.0f} (now {now:.0f})")
+    value = get("iat")
+    if type(value) is int:  # the common case: float() of an int is finite or overflows
+        try:
+            number = float(value)
+        except OverflowError:
+            number = _number(payload, "iat")  # raises InvalidClaim
+    else:
+        number = _number(payload, "iat")
+    if number is None:
+        if rules.max_age is not None:
             raise MissingClaim("claim 'iat' is required when a maximum token age is set")
-        if now - iat > rules.max_age:
+        iat = _NAN
+    else:
+        iat = number
+        if iat > now + leeway:
+            raise IssuedInFuture(f"token issued at {iat:.0f}, in the future (now {now:.0f})")
+        if rules.max_age is not None and now - iat > rules.max_age:
             raise TokenTooOld(f"token issued {now - iat:.0f}s ago, max age {rules.max_age:g}s")
-    if payload.get("iss") != rules.issuer:
-        raise _issuer_mismatch(payload.get("iss"), (rules.issuer,))
-    if rules.audiences is not None:
-        _check_audience(payload, rules.audiences)
-    for name in ("sub", "jti"):
-        if name in payload and not isinstance(payload[name], str):
-            raise InvalidClaim(f"claim {name!r} is not a string")
+    if get("iss") != rules.issuer:
+        raise _issuer_mismatch(get("iss"), (rules.issuer,))
+    audiences = rules.audiences
+    if audiences is not None:
+        aud = get("aud")
+        if type(aud) is not str or aud not in audiences:  # else: the common case, accepted
+            _check_audience(payload, audiences)
+    if not isinstance(get("sub", ""), str):  # present, and not a string (null included)
+        raise InvalidClaim("claim 'sub' is not a string")
+    if not isinstance(get("jti", ""), str):
+        raise InvalidClaim("claim 'jti' is not a string")
     for name in rules.required:
         if name not in payload:
             raise MissingClaim(f"required claim {name!r} is missing")
+    return exp, nbf, iat
+
+
+_INF = math.inf
+_NEG_INF = -math.inf
+_NAN = math.nan
 
 
 def _check_audience(payload: Mapping[str, Any], audiences: frozenset[str]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from .._codec import b64url_decode, loads_object
+from .._codec import b64url_decode, b64url_decode_jws, loads_counted
 from .._logsafe import safe
 from ..errors import (
     AlgorithmNotAllowed,
@@ -53,6 +53,12 @@ class ParsedJWS:
 
 def parse(token: Any, max_size: int = DEFAULT_MAX_TOKEN_SIZE) -> ParsedJWS:
     """Split and decode a compact JWS; raise ``MalformedToken`` (or a subclass) if it is not one."""
+    return ParsedJWS(*_split_jws(token, max_size))
+
+
+def _split_jws(token: Any, max_size: int) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+    """:func:`parse` as a plain tuple ``(header, payload, signing_input, signature)``, for the
+    verifier (no object built per token)."""
     if isinstance(token, bytes):
         try:
             token = token.decode("ascii")
@@ -62,22 +68,32 @@ def parse(token: Any, max_size: int = DEFAULT_MAX_TOKEN_SIZE) -> ParsedJWS:
         raise MalformedToken(f"token must be a string, not {type(token).__name__}")
     if len(token) > max_size:
         raise TokenTooLarge(f"token of {len(token)} characters exceeds {max_size}")
-    dots = token.count(".")
-    if dots != 2:
+    segments = token.split(".", 3)  # at most four pieces, whatever the token holds
+    if len(segments) != 3:
+        dots = token.count(".")
         if dots == 4:
             raise EncryptedToken("token has five segments (JWE)")
         raise MalformedToken(f"token has {dots + 1} segments, expected 3")
-    header_seg, payload_seg, sig_seg = token.split(".")
+    header_seg, payload_seg, sig_seg = segments
     if not header_seg or not sig_seg:
         raise MalformedToken("token has an empty header or signature")
+    decoded = b64url_decode_jws(token, header_seg, payload_seg, sig_seg)
+    if decoded is not None:  # the common case: all three segments decode
+        header_raw, payload, signature, signing_input = decoded
+        try:
+            header = loads_counted(header_raw)[0]
+        except ValueError as exc:
+            raise MalformedToken(f"token segment is malformed: {exc}") from None
+        return header, payload, signing_input, signature
+    # A segment does not decode: find the first bad one, in order, as the error names it.
     try:
-        header = loads_object(b64url_decode(header_seg))
+        header = loads_counted(b64url_decode(header_seg))[0]
         payload = b64url_decode(payload_seg)
         signature = b64url_decode(sig_seg)
     except ValueError as exc:
         raise MalformedToken(f"token segment is malformed: {exc}") from None
     signing_input = token[: len(header_seg) + 1 + len(payload_seg)].encode("ascii")
-    return ParsedJWS(header, payload, signing_input, signature)
+    return header, payload, signing_input, signature
 
 
 def check_header(
@@ -142,8 +158,14 @@ def normalize_typ(typ: str | None) -> str | None:
 
 def check_signature(parsed: ParsedJWS, keys: KeySet, alg: str, kid: str | None) -> None:
     """Verify the signature with the one key the kid and algorithm select."""
-    verifier = keys.find(kid, alg)
-    if not verifier.verify(parsed.signing_input, parsed.signature):
+    _verify_signature(parsed.signing_input, parsed.signature, keys, alg, kid)
+
+
+def _verify_signature(
+    signing_input: bytes, signature: bytes, keys: KeySet, alg: str, kid: str | None
+) -> None:
+    """:func:`check_signature` over the parts :func:`_split_jws` returns."""
+    if not keys.find(kid, alg).verify(signing_input, signature):
         raise BadSignature("signature does not verify")
 
 

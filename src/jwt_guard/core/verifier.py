@@ -12,9 +12,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
-from .._codec import loads_object
+from .._codec import loads_counted, loads_object
 from .._logsafe import safe
 from .._options import duration, positive_int
 from ..errors import (
@@ -54,16 +54,17 @@ from ._tokencache import DEFAULT_CACHE_BYTES, TokenCache
 from .claims import (
     DEFAULT_SCOPE_CLAIMS,
     Claims,
+    _adopt_claims,
+    _claim_times,
     _issuer_mismatch,
     extract_scopes,
     set_tenant,
-    validate_claims,
 )
 from .jws import (
     DEFAULT_MAX_TOKEN_SIZE,
-    ParsedJWS,
+    _split_jws,
+    _verify_signature,
     check_header,
-    check_signature,
     normalize_typ,
     parse,
 )
@@ -82,21 +83,9 @@ class _Unset:
 _UNSET = _Unset()
 
 
-class _Prepared:
-    __slots__ = ("alg", "kid", "parsed", "payload", "state", "token")
-
-    def __init__(
-        self,
-        token: Any,
-        parsed: ParsedJWS,
-        alg: str,
-        kid: str | None,
-        payload: dict[str, Any],
-        state: IssuerState,
-    ) -> None:
-        self.token, self.parsed, self.alg, self.kid = token, parsed, alg, kid
-        self.payload, self.state = payload, state
-
+_Prepared = tuple[IssuerState, "str | None", str, bytes, bytes, dict[str, Any], bytes, int]
+"""What ``_prepare`` hands ``_finish``: the issuer's state, kid, alg, signing input, signature,
+payload (parsed and raw) and its bracket count. A tuple: nothing is built per token."""
 
 _OBSERVER_EVENTS = tuple(name for name in vars(GuardObserver) if not name.startswith("_"))
 
@@ -162,29 +151,6 @@ def fingerprint(token: object) -> str:
     else:
         return "-"
     return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
-
-
-class _Refusals:
-    """Around one verification: log every refusal once; turn any other exception into one."""
-
-    __slots__ = ("client", "token", "verifier")
-
-    def __init__(self, verifier: TokenVerifier, token: object, client: str | None) -> None:
-        self.verifier, self.token, self.client = verifier, token, client
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: object, exc: BaseException | None, traceback: object
-    ) -> Literal[False]:
-        if isinstance(exc, JWTGuardError):
-            self.verifier.rejected(exc, self.token, self.client)
-        elif isinstance(exc, Exception):
-            error = self.verifier._unexpected(exc)
-            self.verifier.rejected(error, self.token, self.client)
-            raise error from exc
-        return False
 
 
 class TokenVerifier:
@@ -396,7 +362,7 @@ class TokenVerifier:
         )
         # First in first out with a deadline per entry, bounded in count and in bytes.
         self._cache = (
-            TokenCache(cache_size, cache_bytes, cache_ttl, self.leeway)
+            TokenCache(cache_size, cache_bytes, cache_ttl, self.leeway, clock, monotonic)
             if cache_size > 0 and cache_bytes > 0
             else None
         )
@@ -411,6 +377,8 @@ class TokenVerifier:
             stores.observe(observer)
             self._revoked = stores.revocation.is_revoked
             stores.start()  # a shared deny-list starts loading now, in the background
+        # What cached() asks: the cache, unless hooks must run on every use.
+        self._answering_cache = None if self._has_hooks else self._cache
 
     def _stores_option(
         self,
@@ -535,42 +503,68 @@ class TokenVerifier:
                 "TokenVerifier.verify() cannot await the async claims_check/is_revoked hook (or "
                 "IssuerTemplate tenants= function): call averify(), or give a synchronous one"
             )
-        with _Refusals(self, token, client):
-            claims = self._from_cache(token)
+        try:
+            cache = self._cache
+            claims = (
+                cache.get(token)
+                if cache is not None and type(token) is str and cache.holds(token)
+                else None
+            )
             cached = claims is not None
             if claims is None:
                 try:
-                    prep = self._prepare(token)
+                    prepared = self._prepare(token)  # (state, kid, ...)
                 except AwaitTenant as pending:  # an async tenant check: verify() cannot await
                     pending.refuse()
                     raise
-                claims = self._finish(prep, prep.state.source.keys_for(prep.kid))
+                keyset = prepared[0].source.keys_for(prepared[1])
+                claims = self._finish(token, prepared, keyset)
             revoked = self._revoked  # the deny-list: one lookup in a local replica
             if revoked is not None and revoked(*_fields(claims)):
                 raise _revoked()
             if self._has_hooks:
                 self._hooks_result(self._sync_results(self._call_hooks(claims)))
+        except JWTGuardError as exc:  # every refusal is logged once, then raised
+            self.rejected(exc, token, client)
+            raise
+        except Exception as exc:  # and any other exception becomes one
+            error = self._unexpected(exc)
+            self.rejected(error, token, client)
+            raise error from exc
         if self.observer is not None:
             emit(self.observer.verified, claims["iss"], cached)
         return claims
 
     async def averify(self, token: str | bytes, *, client: str | None = None) -> Claims:
         """Verify ``token`` without blocking the event loop (JWKS fetches run in a thread)."""
-        with _Refusals(self, token, client):
-            claims = self._from_cache(token)
+        try:
+            cache = self._cache
+            claims = (
+                cache.get(token)
+                if cache is not None and type(token) is str and cache.holds(token)
+                else None
+            )
             cached = claims is not None
             if claims is None:
                 try:
-                    prep = self._prepare(token)
+                    prepared = self._prepare(token)  # (state, kid, ...)
                 except AwaitTenant as pending:  # an async tenant check, before any key fetch
-                    prep = await pending.resolve()
-                claims = self._finish(prep, await prep.state.source.akeys_for(prep.kid))
+                    prepared = await pending.resolve()
+                keyset = await prepared[0].source.akeys_for(prepared[1])
+                claims = self._finish(token, prepared, keyset)
             revoked = self._revoked  # the deny-list: one lookup in a local replica
             if revoked is not None and revoked(*_fields(claims)):
                 raise _revoked()
             if self._has_hooks:
                 results = self._call_hooks(claims)
                 self._hooks_result([await r if inspect.isawaitable(r) else r for r in results])
+        except JWTGuardError as exc:
+            self.rejected(exc, token, client)
+            raise
+        except Exception as exc:
+            error = self._unexpected(exc)
+            self.rejected(error, token, client)
+            raise error from exc
         if self.observer is not None:
             emit(self.observer.verified, claims["iss"], cached)
         return claims
@@ -583,10 +577,11 @@ class TokenVerifier:
         the cache is off, does not hold the token, or hooks must run: call :meth:`verify` or
         :meth:`averify` then.
         """
-        if self._has_hooks:
+        cache = self._answering_cache
+        if cache is None or type(token) is not str:
             return None
         try:
-            claims = self._from_cache(token)
+            claims = cache.get(token)
             revoked = self._revoked  # the deny-list: one lookup in a local replica
             if revoked is not None and claims is not None:
                 # (jti, sub, iat), worked out once per verified token and kept with its claims
@@ -730,77 +725,52 @@ class TokenVerifier:
     # -- the steps -------------------------------------------------------------------------
 
     def _prepare(self, token: Any) -> _Prepared:
-        parsed = parse(token, self.max_token_size)
-        alg, kid = check_header(parsed.header, self._allowed, self.typ)
+        """Parse ``token`` and pick its issuer: what :meth:`_finish` needs once it has the key
+        set (``brackets`` counts the ``{`` and ``[`` of the raw payload: 1, no nested value).
+
+        An ``iss`` no exact issuer has goes to the issuer templates, whose tenant check runs
+        here, before any key is fetched; an async one raises ``AwaitTenant``, and ``averify``
+        carries on with what its ``resume`` makes of the admitted state."""
+        header, raw_payload, signing_input, signature = _split_jws(token, self.max_token_size)
+        alg, kid = check_header(header, self._allowed, self.typ)
         try:
-            payload = loads_object(parsed.payload)
+            payload, brackets = loads_counted(raw_payload)
         except ValueError as exc:
             raise MalformedToken(f"payload is not a JSON object: {exc}") from None
+
+        def prepared(state: IssuerState) -> _Prepared:
+            if alg not in state.allowed:
+                check_header(header, state.allowed)  # raises AlgorithmNotAllowed
+            return state, kid, alg, signing_input, signature, payload, raw_payload, brackets
+
         iss = payload.get("iss")
         state = self._issuers.get(iss) if isinstance(iss, str) else None
         if state is None:
             tenancy = self._tenancy
             if tenancy is None:
                 raise _issuer_mismatch(iss, tuple(self._issuers))
-            return self._prepare_templated(tenancy, token, parsed, alg, kid, payload, iss)
-        if alg not in state.allowed:
-            check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
-        return _Prepared(token, parsed, alg, kid, payload, state)
+            try:
+                state = tenancy.state_for(iss, payload)
+            except AwaitTenant as pending:
+                pending.resume = prepared  # averify carries on once the tenant check answered
+                raise
+        return prepared(state)
 
-    def _prepare_templated(
-        self,
-        tenancy: Tenancy,
-        token: Any,
-        parsed: ParsedJWS,
-        alg: str,
-        kid: str | None,
-        payload: dict[str, Any],
-        iss: object,
-    ) -> _Prepared:
-        """``_prepare`` for an ``iss`` no exact issuer has: an issuer template may admit it
-        (its tenant checked here, before any key is fetched)."""
-
-        def prepared(state: IssuerState) -> _Prepared:
-            if alg not in state.allowed:
-                check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
-            return _Prepared(token, parsed, alg, kid, payload, state)
-
-        try:
-            state = tenancy.state_for(iss, payload)
-        except AwaitTenant as pending:
-            pending.resume = prepared  # averify carries on once the tenant check answered
-            raise
-        if alg not in state.allowed:
-            check_header(parsed.header, state.allowed)  # raises AlgorithmNotAllowed
-        return _Prepared(token, parsed, alg, kid, payload, state)
-
-    def _finish(self, prep: _Prepared, keyset: KeySet) -> Claims:
-        check_signature(prep.parsed, keyset, prep.alg, prep.kid)
-        state = prep.state
+    def _finish(self, token: Any, prepared: _Prepared, keyset: KeySet) -> Claims:
+        state, kid, alg, signing_input, signature, payload, raw_payload, brackets = prepared
+        _verify_signature(signing_input, signature, keyset, alg, kid)
         now = self.clock()
-        validate_claims(prep.payload, state.rules, now)
-        claims = Claims._adopt(prep.payload, extract_scopes(prep.payload, state.scope_claims))
+        times = _claim_times(payload, state.rules, now)
+        scopes = extract_scopes(payload, state.scope_claims)
+        claims = _adopt_claims(payload, scopes, brackets == 1)
         if state.tenant is not None:
             set_tenant(claims, state.tenant)
-        if self._cache is not None and isinstance(prep.token, str):
+        if self._cache is not None and isinstance(token, str):
+            members = len(payload) if brackets == 1 else None  # flat: no need to count bytes
             self._cache.put(
-                prep.token,
-                claims,
-                state,
-                prep.kid,
-                prep.alg,
-                keyset,
-                prep.payload,
-                prep.parsed.payload,
-                now,
-                self.monotonic(),
+                token, claims, scopes, state, kid, alg, keyset, times, raw_payload, members, now
             )
         return claims
-
-    def _from_cache(self, token: Any) -> Claims | None:
-        if self._cache is None or type(token) is not str:
-            return None
-        return self._cache.get(token, self.clock(), self.monotonic())
 
     def _call_hooks(self, claims: Claims) -> list[Any]:
         results: list[Any] = []
