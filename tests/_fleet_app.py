@@ -2,7 +2,8 @@
 
 Configured from ``JWT_GUARD_*`` (the issuer, and the fleet's store: ``JWT_GUARD_STORE_URL``,
 ``JWT_GUARD_FLEET_SECRET``, ``JWT_GUARD_STORE_NAMESPACE``), keys fetched and the deny-list
-loaded at start-up (``prefetch=True``). Every answer, refusals included, names the worker
+loaded at start-up (``prefetch=True``); DPoP-bound tokens are accepted with a proof, whose
+``jti`` the workers remember in the shared store. Every answer, refusals included, names the worker
 (``x-worker``: its pid); ``/fleet`` (open) reports the worker's store.
 """
 
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from jwt_guard import ErrorResponse, JWTGuard, JWTGuardError, TokenVerifier
 
 WORKER = str(os.getpid())
+PUBLIC_URL = "https://fleet.test"  # what DPoP proofs name (htu): configuration, never Host
 verifier = TokenVerifier.from_env()
 
 
@@ -41,4 +43,6 @@ app: Any = JWTGuard(
     exclude_paths=["/fleet"],
     prefetch=True,
     error_handler=named,
+    dpop="allowed",  # proofs are remembered in the fleet's store (JWT_GUARD_STORE_URL)
+    public_url=PUBLIC_URL,
 )

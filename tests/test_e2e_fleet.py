@@ -65,9 +65,12 @@ class Server:
             )
         wait_until_listening(self.port, self.process, log, "uvicorn")
 
-    def get(self, path: str, token: str | None = None) -> httpx.Response:
+    def get(
+        self, path: str, token: str | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         """One request on a connection of its own (so either worker may take it)."""
-        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        if headers is None:
+            headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=self.url, timeout=DEADLINE) as client:
             return client.get(path, headers=headers)
 
@@ -206,3 +209,34 @@ def test_a_worker_started_while_the_provider_is_down_serves_from_the_stored_key_
             cold.stop()
     finally:
         provider.set_fault(None)
+
+
+def test_a_dpop_proof_one_worker_accepted_is_a_replay_to_the_other(
+    two_workers: Server, provider: LocalIssuer
+) -> None:
+    """The workers remember proofs in the fleet's store (the guard takes the configured store's
+    replay store by itself): a proof accepted by one worker is refused by the other."""
+    from jwt_guard.testing.dpop import DPoPKey
+
+    key = DPoPKey.generate("ES256")
+    token = provider.mint(dpop_key=key)
+    public_url = "https://fleet.test"  # the app's PUBLIC_URL (importing it would build the app)
+    headers = {
+        "Authorization": f"DPoP {token}",
+        "DPoP": key.proof("GET", f"{public_url}/me", access_token=token),
+    }
+    first = two_workers.get("/me", headers=headers)
+    assert first.status_code == 200, first.text
+    accepted_by = first.headers["x-worker"]
+    replays: dict[str, int] = {}
+
+    def other_worker_refused() -> bool:
+        reply = two_workers.get("/me", headers=headers)
+        replays[reply.headers["x-worker"]] = reply.status_code
+        assert reply.status_code == 401, reply.text  # a replay, whichever worker takes it
+        assert 'error="invalid_dpop_proof"' in reply.headers["www-authenticate"]
+        return any(worker != accepted_by for worker in replays)
+
+    poll(other_worker_refused, "the replay reaching the other worker")
+    fresh = {**headers, "DPoP": key.proof("GET", f"{public_url}/me", access_token=token)}
+    assert two_workers.get("/me", headers=fresh).status_code == 200
