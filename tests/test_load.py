@@ -36,6 +36,7 @@ from _hostile import AsgiDriver, asgi_app, call_wsgi, wsgi_app
 from _servers import free_port, wait_until_listening
 from jwt_guard import JWTGuardError, TokenVerifier
 from jwt_guard.testing import LocalIssuer, generate_key
+from jwt_guard.testing._server import ServingThread
 from jwt_guard.wsgi import JWTGuardWSGI
 
 IDENTITIES = 40
@@ -203,8 +204,7 @@ def test_threaded_wsgi_concurrent_identities_stay_isolated(issuer: LocalIssuer) 
             return [json.dumps(body).encode()]
 
         server = make_server("127.0.0.1", 0, JWTGuardWSGI(inner, verifier=verifier), threaded=True)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.start()
+        serving = ServingThread(server, "load-wsgi")
         local = threading.local()
         url = f"http://127.0.0.1:{server.server_port}/me"
 
@@ -220,8 +220,7 @@ def test_threaded_wsgi_concurrent_identities_stay_isolated(issuer: LocalIssuer) 
             with ThreadPoolExecutor(max_workers=16) as pool:
                 results = list(pool.map(one, plan))
         finally:
-            server.shutdown()
-            thread.join(timeout=10)
+            serving.stop(timeout=10)
             server.server_close()
     assert len(results) == IDENTITIES * 10 + IDENTITIES // 2
     for ident, response in results:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -24,6 +23,7 @@ from jwt_guard import ConfigurationError, JWTGuardError, TokenVerifier
 from jwt_guard.decorators import require_scopes
 from jwt_guard.guard.middleware import CLAIMS_KEY, GUARD_KEY, ErrorResponse
 from jwt_guard.testing import JWKSFault, LocalIssuer
+from jwt_guard.testing._server import ServingThread
 from jwt_guard.wsgi import JWTGuardWSGI, status_line
 
 View = Callable[[Request], Response]
@@ -235,8 +235,7 @@ def test_concurrent_requests_see_only_their_own_claims(
 ) -> None:
     app = JWTGuardWSGI(make_app(), verifier=verifier)
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serving = ServingThread(server, "wsgi-concurrent")
     url = f"http://127.0.0.1:{server.port}/me"
     tokens = {f"user-{n}": issuer.mint(subject=f"user-{n}") for n in range(20)}
     jobs = [f"user-{n % 20}" for n in range(200)]
@@ -252,9 +251,8 @@ def test_concurrent_requests_see_only_their_own_claims(
         with ThreadPoolExecutor(max_workers=32) as pool:
             results = list(pool.map(fetch, jobs))
     finally:
-        server.shutdown()
+        serving.stop()
         server.server_close()
-        thread.join(timeout=5)
     assert len(results) == 200
     for sub, status, body in results:
         assert (status, body) == (200, {"sub": sub})
