@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import socket
@@ -29,7 +28,7 @@ from typing import Any
 import pytest
 import requests
 
-from _core_helpers import Clock, settle_jwks_threads
+from _core_helpers import Clock, settle_jwks_threads, traced_memory
 from _hostile import Answer, AsgiDriver, asgi_app, call_asgi, call_wsgi, wsgi_app
 from jwt_guard import TokenVerifier
 from jwt_guard.sources._http import FetchError, HTTPFetcher
@@ -548,17 +547,13 @@ def test_a_long_outage_grows_neither_threads_nor_memory(
         for _ in range(20):
             cycle()
         threads: list[int] = []
-        tracemalloc.start()
-        try:
-            gc.collect()  # failures leave exception/traceback cycles for the collector
-            before = tracemalloc.get_traced_memory()[0]
+        # traced() collects first: failures leave exception/traceback cycles for the collector
+        with traced_memory() as traced:
+            before = traced()
             for _ in range(200):
                 cycle()
                 threads.append(threading.active_count())
-            gc.collect()
-            grown = tracemalloc.get_traced_memory()[0] - before
-        finally:
-            tracemalloc.stop()
+            grown = traced() - before
         assert rig.client.status()["failures"] == 220
         # Server connection threads come and go by one or two; 200 failures add none.
         assert max(threads) - min(threads) <= 2, threads

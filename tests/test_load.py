@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
 import json
 import logging
 import os
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,7 +29,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from _core_helpers import settle_jwks_threads
+from _core_helpers import settle_jwks_threads, traced_memory
 from _hostile import AsgiDriver, asgi_app, call_wsgi, wsgi_app
 from _servers import free_port, wait_until_listening
 from jwt_guard import JWTGuardError, TokenVerifier
@@ -275,16 +273,11 @@ def test_memory_stays_flat_over_many_distinct_tokens(
             settle = [mint(n) for n in range(600, 1200)]
             more = [mint(n) for n in range(1200, 4200)]
             run(warm)  # the cache fills up
-            tracemalloc.start()
-            try:
+            with traced_memory() as traced:
                 run(settle)  # the cache's content is now traced memory too
-                gc.collect()
-                before = tracemalloc.get_traced_memory()[0]
+                before = traced()
                 run(more)
-                gc.collect()
-                grown = tracemalloc.get_traced_memory()[0] - before
-            finally:
-                tracemalloc.stop()
+                grown = traced() - before
             cache = verifier._cache  # the bound under test
             assert cache is not None
             assert len(cache) == cache_size

@@ -8,16 +8,23 @@ estimate is never below it, and that a full cache never holds more than its byte
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import threading
-import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from _core_helpers import AUDIENCE, ISSUER, Clock, Key, claims_at, make_key, token
+from _core_helpers import (
+    AUDIENCE,
+    ISSUER,
+    Clock,
+    Key,
+    claims_at,
+    make_key,
+    token,
+    traced_memory,
+)
 from jwt_guard import JWTGuard, TokenVerifier
 from jwt_guard.core._tokencache import DEFAULT_CACHE_BYTES
 
@@ -128,15 +135,10 @@ async def _no_send(message: Any) -> None:
 
 def _held(run: Callable[[], None]) -> int:
     """Bytes still allocated after ``run()`` (tracemalloc), garbage collected first."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+    with traced_memory() as traced:
+        before = traced()
         run()
-        gc.collect()
-        return tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+        return traced() - before
 
 
 def _verifier(key: Key, clock: Clock, **options: Any) -> TokenVerifier:
