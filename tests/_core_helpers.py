@@ -273,12 +273,11 @@ def traced_memory() -> Iterator[Callable[[], int]]:
     """Trace allocations (tracemalloc) inside the block; the callable collects garbage and
     returns the bytes traced now, so ``after() - before()`` is what the code between kept.
 
-    Everything alive on entry is frozen out of the collector (``gc.freeze``) for the block:
-    a collection then walks only what the block made, not the whole test session's heap
-    (0.2 s a collection late in the suite, several per test). Frozen objects are not traced
-    either way, so the measurement is the same.
+    Everything that exists on entry, garbage included, is frozen out of the collector
+    (``gc.freeze``) for the block: a collection then walks only what the block made, not the
+    whole test session's heap (0.1-0.2 s a collection late in the suite). What existed before
+    was allocated before tracing started, so it counts for nothing either way.
     """
-    gc.collect()
     gc.freeze()
     tracemalloc.start()
 
