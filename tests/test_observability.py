@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 from werkzeug.test import Client as WerkzeugClient
 
 from _adapter_apps import FRAMEWORKS, ROUTE_REFUSES_OPEN_ME, Driver, driver
 from _asgi_helpers import call_raw
+from _observe import Recorder, bearer, make_app
 from jwt_guard import (
     ConfigurationError,
     ErrorResponse,
@@ -31,7 +30,6 @@ from jwt_guard import (
     TokenVerifier,
     health_asgi_app,
     health_wsgi_app,
-    require_scopes,
 )
 from jwt_guard.core.verifier import fingerprint
 from jwt_guard.errors import AlgorithmNotAllowed, ExpiredToken, MissingClaim
@@ -57,48 +55,6 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += seconds
         self.ticks += seconds
-
-
-class Recorder(GuardObserver):
-    """Counts every event, the way a Prometheus/StatsD adapter would."""
-
-    def __init__(self) -> None:
-        self.events: Counter[tuple[Any, ...]] = Counter()
-
-    def verified(self, issuer: str, cached: bool) -> None:
-        self.events["verified", cached] += 1
-
-    def rejected(self, code: str, issuer: str | None) -> None:
-        self.events["rejected", code] += 1
-
-    def keys_fetched(self, source: str, keys: int, seconds: float) -> None:
-        self.events["keys_fetched",] += 1
-
-    def keys_failed(self, source: str, error: str) -> None:
-        self.events["keys_failed",] += 1
-
-    def keys_stale(self, source: str, age: float) -> None:
-        self.events["keys_stale",] += 1
-
-    def unknown_kid(self, source: str, kid: str | None) -> None:
-        self.events["unknown_kid",] += 1
-
-
-def make_app(verifier: TokenVerifier, **options: Any) -> Starlette:
-    async def me(request: Request) -> JSONResponse:
-        return JSONResponse({"sub": request.user.identity})
-
-    @require_scopes("admin")
-    async def admin(request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True})
-
-    app = Starlette(routes=[Route("/me", me), Route("/admin", admin)])
-    app.add_middleware(JWTGuard, verifier=verifier, **options)
-    return app
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
