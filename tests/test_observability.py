@@ -1,4 +1,9 @@
-"""Operating jwt_guard: logs, the observer interface, health, start-up prefetch, env config."""
+"""Operating jwt_guard: its log lines (one per refusal, whichever adapter refuses; nothing
+secret; no raw control character) and start-up prefetch.
+
+The observer interface is tested in test_events.py, health in test_health.py, configuration from
+the environment in test_env.py.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
-from werkzeug.test import Client as WerkzeugClient
 
 from _adapter_apps import FRAMEWORKS, ROUTE_REFUSES_OPEN_ME, Driver, driver
 from _asgi_helpers import call_raw
@@ -28,7 +32,7 @@ from jwt_guard import (
     TokenVerifier,
 )
 from jwt_guard.core.verifier import fingerprint
-from jwt_guard.errors import AlgorithmNotAllowed, ExpiredToken, MissingClaim
+from jwt_guard.errors import ExpiredToken, MissingClaim
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 SECRET = "s3cr3t-value-that-must-never-be-logged-0123456789"
@@ -79,117 +83,6 @@ def test_prefetch_at_lifespan_start_means_no_request_waits_for_keys(
         assert jwt_issuer.jwks_requests == 1
         assert client.get("/me", headers=bearer(jwt_issuer.mint())).status_code == 200
         assert jwt_issuer.jwks_requests == 1
-
-
-def test_environment_configuration_round_trips(jwt_issuer: LocalIssuer) -> None:
-    environ = {
-        "JWT_GUARD_ISSUER": jwt_issuer.issuer,
-        "JWT_GUARD_AUDIENCE": f"other-api, {jwt_issuer.audience}",
-        "JWT_GUARD_JWKS_URL": jwt_issuer.jwks_url,
-        "JWT_GUARD_ALGORITHMS": "RS256,ES256",
-        "JWT_GUARD_LEEWAY": "5",
-        "JWT_GUARD_REQUIRED_CLAIMS": "sub,jti",
-        "JWT_GUARD_JWKS_MAX_STALE": "120",
-        "JWT_GUARD_JWKS_TIMEOUT": "1.5,2",
-        "JWT_GUARD_EXCLUDE_PATHS": "/health",
-        "UNRELATED": "ignored",
-    }
-    verifier = TokenVerifier.from_env(environ=environ)
-    assert verifier.issuers == (jwt_issuer.issuer,)
-    assert verifier.leeway == 5
-    source = verifier.key_sources()[jwt_issuer.issuer]
-    assert source.status()["source"] == jwt_issuer.jwks_url
-    assert source.max_stale == 120
-    assert source.timeout == (1.5, 2.0)
-    assert verifier.verify(jwt_issuer.mint()).subject == "user-1"
-    assert verifier.verify(jwt_issuer.mint(alg="ES256")).subject == "user-1"
-    with pytest.raises(AlgorithmNotAllowed):
-        verifier.verify(jwt_issuer.mint(alg="EdDSA"))
-
-    def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        start_response("200 OK", [])
-        return [b"ok"]
-
-    wsgi = JWTGuardWSGI.from_env(hello, environ=environ)
-    assert WerkzeugClient(wsgi).get("/health").status_code == 200
-    assert WerkzeugClient(wsgi).get("/other").status_code == 401
-    asgi = JWTGuard.from_env(make_app(verifier), environ=environ, realm="env")
-    response = TestClient(asgi).get("/me")
-    assert response.headers["www-authenticate"] == 'Bearer realm="env"'
-
-
-ISS = "https://idp.example.com/"
-
-
-@pytest.mark.parametrize("middleware", [JWTGuard, JWTGuardWSGI], ids=["asgi", "wsgi"])
-@pytest.mark.parametrize(
-    ("overrides", "check"),
-    [
-        pytest.param(
-            {"audience": "b"},
-            lambda v: v._issuers[ISS].rules.audiences == {"b"},
-            id="verifier-option-wins",
-        ),
-        pytest.param({"leeway": 5}, lambda v: v.leeway == 5, id="verifier-option-not-in-env"),
-        pytest.param(
-            {"jwks_options": {"max_stale": 7}},
-            lambda v: v.key_sources()[ISS].max_stale == 7,
-            id="jwks-options",
-        ),
-    ],
-)
-def test_middleware_from_env_keyword_arguments_win(
-    middleware: Any, overrides: dict[str, Any], check: Callable[[TokenVerifier], bool]
-) -> None:
-    # README: "keyword arguments win over the environment", for the verifier's options too
-    # (they raised "belong to TokenVerifier" when given to JWTGuard/JWTGuardWSGI.from_env).
-    environ = {
-        "JWT_GUARD_ISSUER": ISS,
-        "JWT_GUARD_AUDIENCE": "a",
-        "JWT_GUARD_JWKS_URL": ISS + "jwks.json",
-        "JWT_GUARD_REALM": "env",
-    }
-    guard = middleware.from_env(Starlette(), environ=environ, **overrides)
-    assert check(guard.verifier)
-    assert guard.guard.realm == "env"
-
-
-@pytest.mark.parametrize(
-    ("variable", "value", "message"),
-    [
-        pytest.param("JWT_GUARD_LEEWAY", "soon", "JWT_GUARD_LEEWAY='soon'", id="not-a-number"),
-        pytest.param("JWT_GUARD_LEEWAY", "-1", "finite number >= 0", id="negative"),
-        pytest.param("JWT_GUARD_OPTIONAL", "maybe", "expected true/false", id="not-a-bool"),
-        pytest.param("JWT_GUARD_ALGORITHMS", "RS256,none", "never accepted", id="alg-none"),
-        pytest.param("JWT_GUARD_AUDEINCE", "x", "did you mean JWT_GUARD_AUDIENCE", id="typo"),
-        pytest.param("JWT_GUARD_ISSUERS", "{bad json", "JWT_GUARD_ISSUERS", id="bad-json"),
-    ],
-)
-def test_bad_environment_values_name_the_variable(variable: str, value: str, message: str) -> None:
-    environ = {
-        "JWT_GUARD_ISSUER": "https://idp.example.com/",
-        "JWT_GUARD_AUDIENCE": "api",
-        variable: value,
-    }
-    with pytest.raises(ConfigurationError, match=message):
-        JWTGuard.from_env(Starlette(), environ=environ)
-
-
-def test_environment_needs_issuer_and_audience_and_takes_several_issuers(
-    jwt_issuer: LocalIssuer,
-) -> None:
-    with pytest.raises(ConfigurationError, match="set JWT_GUARD_ISSUER"):
-        TokenVerifier.from_env(environ={})
-    with pytest.raises(ConfigurationError, match="set APP_AUDIENCE"):
-        TokenVerifier.from_env("APP_", environ={"APP_ISSUER": "https://idp.example.com/"})
-    issuers = (
-        f'[{{"issuer": "{jwt_issuer.issuer}", "audience": "{jwt_issuer.audience}",'
-        f' "jwks_url": "{jwt_issuer.jwks_url}"}},'
-        ' {"issuer": "https://login.example.org/", "audience": "api"}]'
-    )
-    verifier = TokenVerifier.from_env(environ={"JWT_GUARD_ISSUERS": issuers})
-    assert verifier.issuers == (jwt_issuer.issuer, "https://login.example.org/")
-    assert verifier.verify(jwt_issuer.mint()).issuer == jwt_issuer.issuer
 
 
 def test_a_refetch_that_keeps_the_key_keeps_the_cached_tokens(jwt_issuer: LocalIssuer) -> None:

@@ -265,15 +265,3 @@ def test_concurrent_inserts_keep_both_bounds(key: Key, clock: Clock) -> None:
     assert cache is not None
     assert cache.bytes == sum(_costs(verifier)) <= 12 * cost
     assert 0 < len(cache) <= 12
-
-
-def test_the_byte_budget_can_come_from_the_environment(key: Key) -> None:
-    environ = {"JWT_GUARD_ISSUER": ISSUER, "JWT_GUARD_AUDIENCE": AUDIENCE}
-    options = {"jwks": key.jwks()}
-    budget = TokenVerifier.from_env(
-        environ={**environ, "JWT_GUARD_TOKEN_CACHE_BYTES": "123456"}, **options
-    )
-    assert budget._cache is not None
-    assert budget._cache.maxbytes == 123456
-    off = TokenVerifier.from_env(environ={**environ, "JWT_GUARD_TOKEN_CACHE_BYTES": "0"}, **options)
-    assert "cache=off" in repr(off)
