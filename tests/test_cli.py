@@ -454,8 +454,16 @@ def test_mint_without_a_key_file_says_the_keys_are_throwaway(
 
 @pytest.fixture
 def spawn() -> Iterator[Any]:
-    """Start ``python -m jwt_guard ...``; read its stdout up to a line; stop it with SIGINT."""
+    """Start ``python -m jwt_guard ...``; read its stdout up to a line; stop it with SIGINT.
+
+    A process started in the background by a shell without job control (``pytest &``) has
+    SIGINT ignored, and its children inherit that: Ctrl-C could not stop them. For as long as
+    the fixture lives, this process catches SIGINT as Python does by default, so the children
+    start with the default disposition."""
     started: list[subprocess.Popen[str]] = []
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def start(*argv: str, until: str) -> tuple[subprocess.Popen[str], list[str]]:
         proc = subprocess.Popen(
@@ -475,6 +483,8 @@ def spawn() -> Iterator[Any]:
         raise AssertionError(f"no {until!r} in output: {lines}; stderr: {proc.stderr}")
 
     yield start
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     for proc in started:
         if proc.poll() is None:
             proc.kill()
