@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -221,12 +219,10 @@ def test_verifier_and_its_options_together_are_refused(verifier: TokenVerifier) 
         JWTGuardWSGI(make_app(), verifier=verifier, issuer="https://x.test/")
 
 
-def test_exported_and_framework_free() -> None:
+def test_exported() -> None:
+    """(That importing it loads no framework is checked in test_layers.py.)"""
     assert jwt_guard.JWTGuardWSGI is JWTGuardWSGI
     assert "JWTGuardWSGI" in jwt_guard.__all__
-    code = "import sys, jwt_guard.wsgi; print(sorted({'flask', 'django'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
 
 
 def test_concurrent_requests_see_only_their_own_claims(
