@@ -1,4 +1,4 @@
-"""Every test SECURITY.md and README.md name exists, so the documents cannot go stale.
+"""Every test SECURITY.md, README.md and CONTRIBUTING.md name exists, so they cannot go stale.
 
 SECURITY.md maps each defence to the test that shows it. What counts as a reference:
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ["SECURITY.md", "README.md"]
+DOCUMENTS = ["SECURITY.md", "README.md", "CONTRIBUTING.md"]
 
 _CODE = re.compile(r"`([^`\n]+)`")
 _PATH = re.compile(r"tests/[\w/]+\.py")
