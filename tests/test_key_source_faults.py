@@ -328,12 +328,12 @@ def test_discovery_down_at_start_then_recovers(adapter: str) -> None:
 
 class RawServer:
     """A loopback HTTP server from a raw socket: ``trickle`` sends a declared 100 kB body one
-    byte per 50 ms; ``trickle-headers`` sends its status line and headers one byte per 100 ms
-    (about 48 s for the 480 bytes); ``stream`` sends ``size`` bytes with no Content-Length, as
+    byte per 50 ms; ``trickle-headers`` sends its status line and headers one byte per 50 ms
+    (about 24 s for the 480 bytes); ``stream`` sends ``size`` bytes with no Content-Length, as
     fast as it can. ``hung_up`` is set when a client closes a connection it is still sending on.
     """
 
-    HEADER_INTERVAL = 0.1
+    HEADER_INTERVAL = 0.05
 
     def __init__(self, mode: str, size: int = 50 * 1024 * 1024) -> None:
         self.mode, self.size = mode, size
@@ -407,23 +407,23 @@ def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
 def test_a_trickled_body_cannot_stretch_a_fetch_past_total_timeout(
     adapter: str, raw_server: RawServer
 ) -> None:
-    with make_rig(adapter, url=raw_server.url, total_timeout=0.5) as rig:
+    with make_rig(adapter, url=raw_server.url, total_timeout=0.3) as rig:
         started = time.monotonic()
         assert_unavailable(rig.send(rig.fresh()))
         elapsed = time.monotonic() - started
     assert raw_server.requests == 1
     # Without the deadline the 100 kB would take 5,000 s; total_timeout + one read timeout +
     # generous slack for a loaded 2-core machine cannot flake and still tells the two apart.
-    assert elapsed < 0.5 + 0.3 + 1.5
+    assert elapsed < 0.3 + 0.3 + 1.5
     assert "longer than" in str(rig.client.last_error)
 
 
 @pytest.mark.parametrize("raw_server", ["trickle-headers"], indirect=True)
 def test_a_fetch_ends_at_its_deadline_while_headers_trickle(raw_server: RawServer) -> None:
     """``total_timeout`` is a hard deadline for the fetch itself, headers included: the read
-    timeout (5 s here) never fires on a byte every 0.1 s, yet the fetch raises at the deadline
-    and its connection is shut down (no thread or socket lingers for the 48 s of the trickle)."""
-    total_timeout = 0.5
+    timeout (5 s here) never fires on a byte every 0.05 s, yet the fetch raises at the deadline
+    and its connection is shut down (no thread or socket lingers for the 24 s of the trickle)."""
+    total_timeout = 0.3
     with requests.Session() as session:
         fetcher = HTTPFetcher(session, (3.0, 5.0), total_timeout, 512 * 1024, False)
         started = time.monotonic()
@@ -432,10 +432,10 @@ def test_a_fetch_ends_at_its_deadline_while_headers_trickle(raw_server: RawServe
         elapsed = time.monotonic() - started
     assert raw_server.sent >= 1  # the headers had started to arrive
     assert elapsed >= total_timeout * 0.95
-    # Without the deadline this would be ~48 s; 3 s of headroom only absorbs scheduling delays
+    # Without the deadline this would be ~24 s; 3 s of headroom only absorbs scheduling delays
     # on a loaded 2-core machine, so the bound cannot flake and still tells the two apart.
     assert elapsed < total_timeout + 3.0
-    # The server notices the hang-up on its next byte (0.1 s later); generous wait, no sleep.
+    # The server notices the hang-up on its next byte (0.05 s later); generous wait, no sleep.
     assert raw_server.hung_up.wait(timeout=10)
     for thread in threading.enumerate():
         if thread.name == "jwt_guard-fetch":
@@ -457,7 +457,7 @@ def test_a_fetch_stuck_past_total_timeout_fails_for_everyone(
         for _ in range(2):
             started = time.monotonic()
             assert_unavailable(rig.send(token))
-            # the deadline plus generous slack (the trickle alone would take 48 s)
+            # the deadline plus generous slack (the trickle alone would take 24 s)
             assert time.monotonic() - started < 0.25 + 1.5
         assert raw_server.requests == 1  # the second request came inside the back-off
         assert rig.client.status()["failures"] == 1
