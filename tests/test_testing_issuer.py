@@ -338,7 +338,7 @@ def test_down_refuses_connections_then_comes_back_on_the_same_port(issuer: Local
 def test_hang_holds_requests_until_cleared(issuer: LocalIssuer) -> None:
     issuer.set_fault(JWKSFault.HANG, delay=0.5)
     with pytest.raises(requests.ReadTimeout):
-        _get(issuer.jwks_url, timeout=0.2)
+        _get(issuer.jwks_url, timeout=0.1)
     issuer.set_fault(None)
     assert _get(issuer.jwks_url).status_code == 200
 
@@ -363,7 +363,7 @@ def test_stop_is_prompt_with_a_hung_request_in_flight(issuer: LocalIssuer) -> No
     client = threading.Thread(target=fetch)
     client.start()
     with pytest.raises(requests.ReadTimeout):  # proves the server is holding requests
-        _get(issuer.jwks_url, timeout=0.2)
+        _get(issuer.jwks_url, timeout=0.1)
     started = time.monotonic()
     issuer.stop()
     assert time.monotonic() - started < 2
