@@ -1209,6 +1209,10 @@ def _vocabulary() -> str:
         classes.extend(cls.__subclasses__())
     texts = []
     for cls in classes:
+        if cls.__module__ != "jwt_guard.errors":
+            # Only the token layer's refusals, whatever else happens to be imported: the
+            # binding layer's (some need arguments) are not answered by these middlewares.
+            continue
         exc = InsufficientScope(scopes=("admin",)) if cls is InsufficientScope else cls()
         rendered = render_error(exc)
         headers = [(k, v) for k, v in rendered.headers]
