@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -10,9 +11,17 @@ from typing import Any
 import requests
 
 from jwt_guard import TokenVerifier
-from jwt_guard.testing import LocalIssuer
+from jwt_guard.testing import LocalIssuer, SigningKey, generate_key
 
-__all__ = ["parse_challenge", "verifier_for"]
+__all__ = ["parse_challenge", "shared_key", "verifier_for"]
+
+
+@functools.cache
+def shared_key(alg: str = "RS256") -> SigningKey:
+    """One generated key per algorithm for the whole run, for a ``LocalIssuer(keys=[...])``
+    whose test needs its server rather than a fresh key: generating an RSA key is most of what
+    starting an issuer costs. Not for two issuers in one test (they would share a kid)."""
+    return generate_key(alg)
 
 
 @contextlib.contextmanager

@@ -8,13 +8,16 @@ Key generation is cached per process (RSA is the slow part), so every module sha
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import gc
 import hashlib
 import hmac
 import json
 import threading
 import time
-from collections.abc import Mapping
+import tracemalloc
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,3 +266,27 @@ def settle_jwks_threads(timeout: float = 10.0) -> None:
     for thread in threading.enumerate():
         if thread.name in ("jwt_guard-jwks", "jwt_guard-fetch"):
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+@contextlib.contextmanager
+def traced_memory() -> Iterator[Callable[[], int]]:
+    """Trace allocations (tracemalloc) inside the block; the callable collects garbage and
+    returns the bytes traced now, so ``after() - before()`` is what the code between kept.
+
+    Everything that exists on entry, garbage included, is frozen out of the collector
+    (``gc.freeze``) for the block: a collection then walks only what the block made, not the
+    whole test session's heap (0.1-0.2 s a collection late in the suite). What existed before
+    was allocated before tracing started, so it counts for nothing either way.
+    """
+    gc.freeze()
+    tracemalloc.start()
+
+    def traced() -> int:
+        gc.collect()
+        return int(tracemalloc.get_traced_memory()[0])
+
+    try:
+        yield traced
+    finally:
+        tracemalloc.stop()
+        gc.unfreeze()

@@ -1210,6 +1210,8 @@ def _vocabulary() -> str:
         classes.extend(cls.__subclasses__())
     texts = []
     for cls in classes:
+        if cls.__module__ != "jwt_guard.errors":
+            continue  # only the package's own refusals, whatever else happens to be imported
         if cls is InsufficientScope:
             exc: JWTGuardError = InsufficientScope(scopes=("admin",))
         elif cls is UseDPoPNonce:

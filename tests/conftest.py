@@ -1,6 +1,10 @@
 """Module-scoped defaults for the adapter tests: one local issuer and a verifier trusting it.
 
 A test module that needs another issuer (other algorithms, say) defines its own ``issuer``.
+
+Property tests (hypothesis) are deterministic: the ``jwt_guard`` profile derives examples from
+each test alone (``derandomize``) and keeps no example database, so CI and a fresh clone run the
+same examples. ``scripts/fuzz_long.py`` asks ``test_fuzz`` for random ones.
 """
 
 from __future__ import annotations
@@ -8,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from _common import verifier_for
 from jwt_guard import TokenVerifier
 from jwt_guard.testing import LocalIssuer
+
+settings.register_profile("jwt_guard", derandomize=True, database=None, deadline=None)
+settings.load_profile("jwt_guard")
 
 
 @pytest.fixture(scope="module")

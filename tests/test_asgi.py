@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -28,7 +27,7 @@ from _asgi_helpers import (
     parse_challenge,
     verifier_for,
 )
-from jwt_guard import ConfigurationError, JWTGuard, JWTGuardWSGI, TokenVerifier
+from jwt_guard import ConfigurationError, JWTGuard, TokenVerifier
 from jwt_guard.asgi import JWTUser
 from jwt_guard.decorators import require_scopes
 from jwt_guard.errors import JWTGuardError
@@ -537,88 +536,3 @@ def test_shared_per_token_objects_are_read_only(
     assert seen_by_me["auth_scopes"] == ["read"]
     for seen in outcomes:
         assert "changed" not in seen, seen
-
-
-def _wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
-    return []
-
-
-ISSUER = {"issuer": "https://idp.example.test/", "audience": "api"}
-
-
-@pytest.mark.parametrize("middleware", [JWTGuard, JWTGuardWSGI], ids=["asgi", "wsgi"])
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        pytest.param(
-            {**ISSUER, "exclude_path": ["/health"]},
-            r"\(exclude_path=\.\.\.\): no such option; did you mean 'exclude_paths'\?",
-            id="typo-middleware-option",
-        ),
-        pytest.param(
-            {**ISSUER, "audiense": "api"},
-            r"\(audiense=\.\.\.\): no such option; did you mean 'audience'\?",
-            id="typo-verifier-option",
-        ),
-        pytest.param(
-            {**ISSUER, "exclude_paths": "/health"},
-            r"\(exclude_paths=\.\.\.\): give a list of paths, e\.g\. \['/health'\], not a single",
-            id="paths-as-a-string",
-        ),
-        pytest.param(
-            {**ISSUER, "exclude_prefixes": "/docs"},
-            r"\(exclude_prefixes=\.\.\.\): give a list of paths",
-            id="prefixes-as-a-string",
-        ),
-        pytest.param(
-            {**ISSUER, "exclude_paths": ["health"]},
-            r"\(exclude_paths=\.\.\.\): path 'health' must start with '/'",
-            id="relative-path",
-        ),
-        pytest.param(
-            {"issuer": "", "audience": "api"},
-            r"\(issuer=\.\.\.\): must be the exact 'iss'",
-            id="empty-issuer",
-        ),
-        pytest.param(
-            {**ISSUER, "optional": "false"},
-            r"\(optional=\.\.\.\): must be True or False",
-            id="optional-as-a-string",
-        ),
-        pytest.param(
-            {**ISSUER, "allow_preflight": 1},
-            r"\(allow_preflight=\.\.\.\): must be True or False",
-            id="preflight-as-an-int",
-        ),
-        pytest.param(
-            {**ISSUER, "prefetch": "yes"},
-            r"\(prefetch=\.\.\.\): must be True or False",
-            id="prefetch-as-a-string",
-        ),
-        pytest.param({**ISSUER, "realm": 3}, r"\(realm=\.\.\.\): must be printable", id="realm"),
-        pytest.param(
-            {**ISSUER, "error_handler": "mymodule.handler"},
-            r"\(error_handler=\.\.\.\): must be a function",
-            id="handler-not-callable",
-        ),
-        pytest.param(
-            {**ISSUER, "leeway": "soon"}, r": TokenVerifier\(leeway=\.\.\.\): must be", id="leeway"
-        ),
-    ],
-)
-def test_a_bad_option_names_the_middleware_and_the_option(
-    middleware: Any, options: dict[str, Any], message: str
-) -> None:
-    """``exclude_path=`` named TokenVerifier (a TypeError), ``exclude_paths="/health"`` said
-    "excluded path 'l' must start with '/'" and ``issuer=""`` talked about JWKS."""
-    with pytest.raises(ConfigurationError, match=f"^{middleware.__name__}(: |{message})") as info:
-        middleware(_wsgi_app, **options)
-    assert re.search(message, str(info.value)), str(info.value)
-
-
-@pytest.mark.parametrize("middleware", [JWTGuard, JWTGuardWSGI], ids=["asgi", "wsgi"])
-def test_from_env_keyword_typos_are_caught_too(middleware: Any) -> None:
-    environ = {"JWT_GUARD_ISSUER": "https://idp.example.test/", "JWT_GUARD_AUDIENCE": "api"}
-    expected = f"{middleware.__name__}.from_env(exclude_path=...): no such option; did you mean"
-    with pytest.raises(ConfigurationError, match=re.escape(expected)):
-        middleware.from_env(_wsgi_app, environ=environ, exclude_path=["/health"])

@@ -13,8 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import requests
 
 from _servers import free_port
 from jwt_guard import JWTGuardError, TokenVerifier
-from jwt_guard.cli import build_parser, main
+from jwt_guard.cli import _demo, _local, build_parser, main
 from jwt_guard.cli._commands import _report_refusal
 from jwt_guard.cli._keyfile import KeyFile, private_jwk, signing_key
 from jwt_guard.core.jws import verify_jws
@@ -453,8 +454,16 @@ def test_mint_without_a_key_file_says_the_keys_are_throwaway(
 
 @pytest.fixture
 def spawn() -> Iterator[Any]:
-    """Start ``python -m jwt_guard ...``; read its stdout up to a line; stop it with SIGINT."""
+    """Start ``python -m jwt_guard ...``; read its stdout up to a line; stop it with SIGINT.
+
+    A process started in the background by a shell without job control (``pytest &``) has
+    SIGINT ignored, and its children inherit that: Ctrl-C could not stop them. For as long as
+    the fixture lives, this process catches SIGINT as Python does by default, so the children
+    start with the default disposition."""
     started: list[subprocess.Popen[str]] = []
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def start(*argv: str, until: str) -> tuple[subprocess.Popen[str], list[str]]:
         proc = subprocess.Popen(
@@ -474,6 +483,8 @@ def spawn() -> Iterator[Any]:
         raise AssertionError(f"no {until!r} in output: {lines}; stderr: {proc.stderr}")
 
     yield start
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     for proc in started:
         if proc.poll() is None:
             proc.kill()
@@ -573,24 +584,40 @@ def dead_issuer() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def test_exit_codes_and_stderr_of_a_real_process(
-    jwt_issuer: LocalIssuer, mint_token: MintToken, dead_issuer: str
+@pytest.fixture
+def never_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For commands run in-process that must fail before serving: if one served instead, it
+    fails the test rather than blocking it until Ctrl-C."""
+
+    def fail() -> None:
+        raise AssertionError("the command started serving")
+
+    monkeypatch.setattr(_local, "wait_forever", fail)
+    monkeypatch.setattr(_demo, "wait_forever", fail)
+
+
+def test_exit_codes_and_stderr(
+    capsys: pytest.CaptureFixture[str], jwt_issuer: LocalIssuer, mint_token: MintToken
 ) -> None:
     token = mint_token()
     trusted = ["--issuer", jwt_issuer.issuer, "--audience", jwt_issuer.audience]
-    valid = cli("verify", token, *trusted)
-    assert (valid.returncode, valid.stderr) == (0, "")
-    refused = cli("verify", mint_token(expires_in=-3600), *trusted)
-    assert (refused.returncode, refused.stdout) == (1, "")
-    assert refused.stderr.startswith("invalid: expired (ExpiredToken): token expired at ")
-    usage = cli("verify", token, "--issuer", jwt_issuer.issuer)
-    assert (usage.returncode, usage.stdout) == (2, "")
-    assert usage.stderr == (
+    code, _, err = run(capsys, "verify", token, *trusted)
+    assert (code, err) == (0, "")
+    code, out, err = run(capsys, "verify", mint_token(expires_in=-3600), *trusted)
+    assert (code, out) == (1, "")
+    assert err.startswith("invalid: expired (ExpiredToken): token expired at ")
+    code, out, err = run(capsys, "verify", token, "--issuer", jwt_issuer.issuer)
+    assert (code, out) == (2, "")
+    assert err == (
         "jwt-guard verify: error: --audience is required: the 'aud' your API expects "
         "(or --any-audience)\n"
     )
-    # keys unavailable: the library logs the failed fetch and the 503 at WARNING, which Python
-    # would print on stderr by itself; without -v the command's own line is all there is
+
+
+def test_exit_codes_and_stderr_of_a_real_process(mint_token: MintToken, dead_issuer: str) -> None:
+    """What only a process shows: the exit code reaches the shell, and the library's WARNING
+    lines (the failed fetch, the 503), which Python would print on stderr by itself, do not
+    appear: without -v the command's own line is all there is; with --json, nothing."""
     orphan = mint_token(issuer=dead_issuer)
     down = cli("verify", orphan, "--issuer", dead_issuer, "--any-audience")
     assert (down.returncode, down.stdout) == (3, "")
@@ -601,26 +628,34 @@ def test_exit_codes_and_stderr_of_a_real_process(
     assert verbose.returncode == 3
     assert "WARNING jwt_guard.jwks: jwks fetch failed" in verbose.stderr
     assert verbose.stderr.splitlines()[-1] == down.stderr.rstrip()
+    as_json = cli("verify", orphan, "--issuer", dead_issuer, "--any-audience", "--json")
+    assert (as_json.returncode, as_json.stderr) == (3, "")
+    assert json.loads(as_json.stdout)["error"] == "keys_unavailable"
 
 
-def test_json_covers_errors_in_a_real_process(
-    tmp_path: Path, mint_token: MintToken, dead_issuer: str
+@pytest.mark.parametrize(
+    ("argv", "code", "kind", "text"),
+    [
+        pytest.param(["verify", "a.b.c", "--leeway", "x"], 2, "usage", "--leeway", id="usage"),
+        pytest.param(["mint", "--key-file", "."], 2, "configuration", "key file", id="config"),
+        pytest.param(["inspect", "not-a-token"], 1, "not_a_jwt", "not a JWT", id="not-a-jwt"),
+    ],
+)
+def test_json_covers_errors(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: list[str],
+    code: int,
+    kind: str,
+    text: str,
 ) -> None:
-    cases = [
-        (["verify", "a.b.c", "--leeway", "x", "--json"], 2, "usage", "--leeway"),
-        (["mint", "--key-file", str(tmp_path), "--json"], 2, "configuration", "key file"),
-        (["inspect", "not-a-token", "--json"], 1, "not_a_jwt", "not a JWT"),
-    ]
-    for argv, code, kind, text in cases:
-        result = cli(*argv)
-        document = json.loads(result.stdout)
-        assert (result.returncode, result.stderr) == (code, ""), argv
-        assert (document["error"], document["exit_code"]) == (kind, code)
-        assert text in document["message"]
-    orphan = mint_token(issuer=dead_issuer)
-    down = cli("verify", orphan, "--issuer", dead_issuer, "--any-audience", "--json")
-    assert (down.returncode, down.stderr) == (3, "")
-    assert json.loads(down.stdout)["error"] == "keys_unavailable"
+    monkeypatch.chdir(tmp_path)  # "." is a directory, not a key file
+    result, out, err = run(capsys, *argv, "--json")
+    document = json.loads(out)
+    assert (result, err) == (code, ""), argv
+    assert (document["error"], document["exit_code"]) == (kind, code)
+    assert text in document["message"]
 
 
 @pytest.mark.parametrize(
@@ -672,31 +707,35 @@ def test_head_dash_1_reads_one_line_and_nothing_complains() -> None:
         pytest.param(["issuer", "--port"], "--port", id="issuer"),
     ],
 )
-def test_a_busy_port_is_named_in_one_format(argv: list[str], option: str) -> None:
+def test_a_busy_port_is_named_in_one_format(
+    capsys: pytest.CaptureFixture[str], never_serve: None, argv: list[str], option: str
+) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = cli(*argv, str(port))
-        as_json = cli(*argv, str(port), "--json")
-    assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr.startswith(
+        code, out, err = run(capsys, *argv, str(port))
+        as_json = run(capsys, *argv, str(port), "--json")
+    assert (code, out) == (2, "")
+    assert err.startswith(
         f"jwt-guard {argv[0]}: error: cannot listen on 127.0.0.1:{port} ({option}): "
     )
-    assert result.stderr.count("\n") == 1
-    document = json.loads(as_json.stdout)
-    assert (as_json.returncode, as_json.stderr, document["error"]) == (2, "", "listen")
+    assert err.count("\n") == 1
+    document = json.loads(as_json[1])
+    assert (as_json[0], as_json[2], document["error"]) == (2, "", "listen")
     assert f"127.0.0.1:{port} ({option})" in document["message"]
 
 
-def test_an_issuer_whose_port_is_busy_leaves_no_key_file(tmp_path: Path) -> None:
+def test_an_issuer_whose_port_is_busy_leaves_no_key_file(
+    capsys: pytest.CaptureFixture[str], never_serve: None, tmp_path: Path
+) -> None:
     path = tmp_path / "keys.json"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = cli("issuer", "--key-file", str(path), "--port", str(port))
-    assert result.returncode == 2
+        code, _, _ = run(capsys, "issuer", "--key-file", str(path), "--port", str(port))
+    assert code == 2
     assert not path.exists()  # a file naming a port it never served would trap the next run
 
 
@@ -732,8 +771,7 @@ def test_help_shows_every_default() -> None:
             assert "default" in action.help, (name, action.option_strings)
             checked += 1
     assert checked >= 8
-    mint_help = cli("mint", "--help")
-    assert "(default 5m)" in " ".join(mint_help.stdout.split())
+    assert "(default 5m)" in " ".join(commands.choices["mint"].format_help().split())
 
 
 def test_a_refusal_is_one_line_whatever_its_detail_holds(
@@ -785,8 +823,57 @@ def test_verify_prints_the_exception_detail(
     assert json.loads(out)["detail"] == str(raised.value)
 
 
+@pytest.fixture
+def serve_in_thread(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Callable[..., Callable[[], int]]]:
+    """``start(*argv)`` runs ``jwt-guard issuer ARGV`` on a thread of this process until it
+    serves, and returns ``stop()``, which ends it where Ctrl-C would and returns its exit code.
+    (``spawn`` runs the real process; this is for tests about what is served, not the process.)
+    """
+    serving, stopping = threading.Event(), threading.Event()
+
+    def wait_forever() -> None:
+        serving.set()
+        stopping.wait(60)
+
+    monkeypatch.setattr(_local, "wait_forever", wait_forever)
+    threads: list[threading.Thread] = []
+
+    def start(*argv: str) -> Callable[[], int]:
+        serving.clear()
+        stopping.clear()
+        codes: list[int] = []
+
+        def target() -> None:
+            try:
+                codes.append(main(["issuer", *argv]))
+            finally:
+                serving.set()  # an early failure must not leave start() waiting
+
+        thread = threading.Thread(target=target)
+        threads.append(thread)
+        thread.start()
+        assert serving.wait(30)
+        assert thread.is_alive(), codes
+        capsys.readouterr()  # what it printed, out of the way of the test's own commands
+
+        def stop() -> int:
+            stopping.set()
+            thread.join(30)
+            capsys.readouterr()
+            return codes[0]
+
+        return stop
+
+    yield start
+    stopping.set()
+    for thread in threads:
+        thread.join(30)
+
+
 def test_regenerated_keys_get_new_kids_and_a_running_verifier_follows(
-    capsys: pytest.CaptureFixture[str], spawn: Any, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], serve_in_thread: Any, tmp_path: Path
 ) -> None:
     """Once every key file named its RSA key ``rs256-1``: after regenerating the keys, an app
     kept the old key under that kid, never refetched, and refused every new token."""
@@ -798,17 +885,17 @@ def test_regenerated_keys_get_new_kids_and_a_running_verifier_follows(
         token_cache_size=0,
         jwks_options={"cooldown": 0.0},
     )
-    proc, _ = spawn("issuer", "--key-file", str(path), "--port", str(port), until="Ctrl-C")
+    stop = serve_in_thread("--key-file", str(path), "--port", str(port))
     first = run(capsys, "mint", "--key-file", str(path))[1].strip()
     assert verifier.verify(first).subject == "user-1"
     old_kids = {key.kid for key in KeyFile.load(path).keys}
-    assert _stop(proc)[0] == 0
+    assert stop() == 0
     path.unlink()  # regenerate
-    proc, _ = spawn("issuer", "--key-file", str(path), "--port", str(port), until="Ctrl-C")
+    stop = serve_in_thread("--key-file", str(path), "--port", str(port))
     assert not old_kids & {key.kid for key in KeyFile.load(path).keys}
     second = run(capsys, "mint", "--key-file", str(path))[1].strip()
     assert verifier.verify(second).subject == "user-1"
-    assert _stop(proc)[0] == 0
+    assert stop() == 0
 
 
 def test_a_kid_written_into_the_key_file_is_kept(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request, Security, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Security, WebSocket
 from fastapi.testclient import TestClient as FastAPIClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -273,60 +270,6 @@ def test_scope_names_are_checked_once_for_every_entry_point(
 ) -> None:
     with pytest.raises(ConfigurationError, match=f"^{name}: scope"):
         entry("ok", bad)
-
-
-def test_the_generic_decorator_on_a_fastapi_route_fails_when_the_route_is_defined() -> None:
-    """``jwt_guard.require_scopes`` on a FastAPI route answered 500 at every request (FastAPI
-    passes no request to it). Now defining the route raises, pointing at the dependency."""
-    app = FastAPI()
-    message = r"cannot guard a FastAPI route.*jwt_guard\.fastapi\.require_scopes"
-    with pytest.raises(ConfigurationError, match=message):
-
-        @app.get("/items")
-        @jwt_guard.require_scopes("read:items")
-        async def items(request: Request) -> Any:
-            return {}
-
-    with pytest.raises(ConfigurationError, match=message):
-
-        @app.get("/sync", response_model=None)
-        @jwt_guard.require_scopes("read:items")
-        def sync_items(item: int, **extra: Any) -> Any:
-            return {}
-
-    with pytest.raises(ConfigurationError, match=message):
-
-        @app.websocket("/ws")
-        @jwt_guard.require_scopes("chat")
-        async def ws(websocket: WebSocket) -> None:
-            await websocket.close()
-
-    assert not [r for r in app.router.routes if getattr(r, "path", "") in ("/items", "/ws")]
-
-
-def test_the_generic_decorator_still_serves_starlette_routes_in_a_fastapi_app(
-    verifier: TokenVerifier, issuer: LocalIssuer
-) -> None:
-    """A plain Starlette route (``add_route``) is not a FastAPI operation: the decorator works
-    there, as on any Starlette endpoint."""
-    app = FastAPI()
-
-    @jwt_guard.require_scopes("read:items")
-    async def items(request: Request) -> JSONResponse:
-        return JSONResponse({"sub": request.user.identity})
-
-    app.add_route("/items", items)
-    app.add_middleware(JWTGuard, verifier=verifier)
-    with FastAPIClient(app) as client:
-        ok = client.get("/items", headers=bearer(issuer.mint(scopes=["read:items"])))
-        refused = client.get("/items", headers=bearer(issuer.mint()))
-    assert ok.json() == {"sub": "user-1"}
-    assert refused.status_code == 403
-
-
-def test_importing_jwt_guard_does_not_import_fastapi() -> None:
-    code = "import sys, jwt_guard, jwt_guard.asgi; assert 'fastapi' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 @pytest.mark.parametrize(

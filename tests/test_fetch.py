@@ -19,7 +19,6 @@ import os
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ from jwt_guard.errors import UnknownKey
 from jwt_guard.guard.health import health_wsgi_app
 from jwt_guard.sources.jwks import JWKSClient, check_url
 from jwt_guard.testing import LocalIssuer
+from jwt_guard.testing._server import ServingThread
 
 FAST: dict[str, Any] = {"timeout": (2.0, 2.0), "total_timeout": 5.0}
 
@@ -88,10 +88,7 @@ class Scripted:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         scheme = "https" if tls is not None else "http"
         self.origin = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._serving = ServingThread(self.httpd, "scripted")
 
     def url(self, path: str) -> str:
         return self.origin + path
@@ -110,7 +107,7 @@ class Scripted:
         return [path for path, _ in self.seen]
 
     def close(self) -> None:
-        self.httpd.shutdown()
+        self._serving.stop()
         self.httpd.server_close()
 
 

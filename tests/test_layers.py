@@ -10,6 +10,7 @@ where it belongs.
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -216,16 +217,29 @@ def test_the_package_namespace_imports_no_adapter_at_import_time() -> None:
 
 
 def test_import_jwt_guard_loads_no_web_framework() -> None:
+    """``import jwt_guard`` (and its core names) loads no web framework; then each adapter loads
+    no other framework: the WSGI one neither Flask, Django nor FastAPI, the ASGI (Starlette) one
+    not FastAPI. One fresh interpreter for the three steps."""
     code = (
-        "import sys, jwt_guard\n"
+        "import json, sys, jwt_guard\n"
+        f"frameworks = set({sorted(FRAMEWORKS)!r})\n"
+        "def loaded(): return sorted(frameworks & {m.split('.')[0] for m in sys.modules})\n"
         "jwt_guard.TokenVerifier, jwt_guard.Claims, jwt_guard.ErrorResponse\n"
-        f"print(sorted(set({sorted(FRAMEWORKS)!r}) & {{m.split('.')[0] for m in sys.modules}}))\n"
+        "steps = [loaded()]\n"
+        "import jwt_guard.wsgi\n"
+        "steps.append(loaded())\n"
+        "import jwt_guard.asgi\n"
+        "steps.append(loaded())\n"
+        "print(json.dumps(steps))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]", result.stdout
+    core, wsgi, asgi = json.loads(result.stdout)
+    assert core == [], core
+    assert not {"flask", "django", "fastapi"} & set(wsgi), wsgi
+    assert not {"flask", "django", "fastapi"} & set(asgi), asgi
 
 
 def test_adapter_names_load_on_first_use() -> None:

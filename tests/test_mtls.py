@@ -202,14 +202,14 @@ def test_confirmation_x5t() -> None:
 @pytest.mark.parametrize(
     ("expected", "presented", "ok"),
     [
-        (THUMB, THUMB, True),
-        (THUMB, OTHER_THUMB, False),
-        (THUMB, None, False),
-        (THUMB, THUMB.lower(), False),
-        (THUMB, "\u00e9" * 43, False),
-        (None, THUMB, False),
-        (42, THUMB, False),
-        ("short", "short", False),
+        pytest.param(THUMB, THUMB, True, id="same"),
+        pytest.param(THUMB, OTHER_THUMB, False, id="other"),
+        pytest.param(THUMB, None, False, id="none-presented"),
+        pytest.param(THUMB, THUMB.lower(), False, id="case"),
+        pytest.param(THUMB, "\u00e9" * 43, False, id="non-ascii"),
+        pytest.param(None, THUMB, False, id="none-expected"),
+        pytest.param(42, THUMB, False, id="not-a-string"),
+        pytest.param("short", "short", False, id="short"),
     ],
 )
 def test_check_certificate_binding(expected: Any, presented: str | None, ok: bool) -> None:

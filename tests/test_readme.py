@@ -91,11 +91,11 @@ def test_the_two_commands_and_ci_agree() -> None:
     commands = [b.code.strip() for b in BLOCKS if b.lang == "bash"][:2]
     assert commands == [
         "pip install -e . && jwt-guard demo",
-        'pip install -e ".[test]" && python -m pytest -q',
+        'pip install -e ".[test]" && python -m pytest -q -n auto --dist loadfile',
     ]
     assert _section("## Two commands").count("```bash") == 2
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
-    assert ci[-1] == "python -m pytest -q"
+    assert ci[-1] == "python -m pytest -q -n auto --dist loadfile"
     assert 'pip install --quiet -e ".[test]"' in ci[-2]
 
 

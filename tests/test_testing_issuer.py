@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from _common import shared_key
 from jwt_guard.errors import ConfigurationError
 from jwt_guard.keys.algorithms import ALGORITHMS
 from jwt_guard.keys.jwk import thumbprint
@@ -43,7 +44,8 @@ def make_issuer() -> Iterator[MakeIssuer]:
 
 @pytest.fixture
 def issuer(make_issuer: MakeIssuer) -> LocalIssuer:
-    return make_issuer()
+    """A started issuer of one RS256 key (shared by the run: these tests are about the server)."""
+    return make_issuer(keys=[shared_key("RS256")])
 
 
 def _get(url: str, timeout: float = 2.0, **kwargs: Any) -> requests.Response:
@@ -257,7 +259,7 @@ def test_requests_are_counted(issuer: LocalIssuer) -> None:
 
 
 def test_stop_start_and_context_manager_keep_the_port() -> None:
-    with LocalIssuer() as issuer:
+    with LocalIssuer(keys=[shared_key()]) as issuer:
         url = issuer.url
         assert issuer.start() is issuer
     with pytest.raises(requests.ConnectionError):
@@ -267,11 +269,11 @@ def test_stop_start_and_context_manager_keep_the_port() -> None:
         assert issuer.url == url
         assert _get(issuer.jwks_url).status_code == 200
     with pytest.raises(RuntimeError, match="start"):
-        _ = LocalIssuer().url
+        _ = LocalIssuer(keys=[shared_key()]).url
 
 
 def test_given_keys_and_port_through_the_constructor() -> None:
-    keys = [generate_key("ES256"), generate_key("RS256"), generate_key("ES256")]
+    keys = [generate_key("ES256"), shared_key("RS256"), generate_key("ES256")]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -336,16 +338,16 @@ def test_down_refuses_connections_then_comes_back_on_the_same_port(issuer: Local
 def test_hang_holds_requests_until_cleared(issuer: LocalIssuer) -> None:
     issuer.set_fault(JWKSFault.HANG, delay=0.5)
     with pytest.raises(requests.ReadTimeout):
-        _get(issuer.jwks_url, timeout=0.2)
+        _get(issuer.jwks_url, timeout=0.1)
     issuer.set_fault(None)
     assert _get(issuer.jwks_url).status_code == 200
 
 
 def test_slow_answers_after_the_delay(issuer: LocalIssuer) -> None:
-    issuer.set_fault(JWKSFault.SLOW, delay=0.3)
+    issuer.set_fault(JWKSFault.SLOW, delay=0.1)
     started = time.monotonic()
     assert _get(issuer.jwks_url).json() == issuer.jwks()
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.1
 
 
 def test_stop_is_prompt_with_a_hung_request_in_flight(issuer: LocalIssuer) -> None:
@@ -361,7 +363,7 @@ def test_stop_is_prompt_with_a_hung_request_in_flight(issuer: LocalIssuer) -> No
     client = threading.Thread(target=fetch)
     client.start()
     with pytest.raises(requests.ReadTimeout):  # proves the server is holding requests
-        _get(issuer.jwks_url, timeout=0.2)
+        _get(issuer.jwks_url, timeout=0.1)
     started = time.monotonic()
     issuer.stop()
     assert time.monotonic() - started < 2
@@ -455,10 +457,10 @@ def test_set_fault_refuses_what_it_does_not_know(
 
 
 def test_set_fault_takes_a_timedelta(issuer: LocalIssuer) -> None:
-    issuer.set_fault("slow", delay=datetime.timedelta(milliseconds=300))
+    issuer.set_fault("slow", delay=datetime.timedelta(milliseconds=100))
     started = time.monotonic()
     assert _get(issuer.jwks_url).status_code == 200
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.1
 
 
 def test_redirect_loop_and_per_endpoint_faults(issuer: LocalIssuer) -> None:

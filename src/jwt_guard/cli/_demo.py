@@ -14,7 +14,6 @@ import io
 import json
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from ..core.verifier import TokenVerifier
 from ..decorators import require_scopes
 from ..guard.middleware import CLAIMS_KEY
 from ..testing import LocalIssuer, generate_key
+from ..testing._server import ServingThread
 from ..wsgi import JWTGuardWSGI
 from ._commands import (
     EXIT_REFUSED,
@@ -179,14 +179,12 @@ def running_demo(app_port: int = 0, issuer_port: int = 0, *, log: bool = False) 
                 request_handler=handler,
                 fd=listening.fileno(),
             )
-        thread = threading.Thread(target=server.serve_forever, name="jwt_guard-demo", daemon=True)
-        thread.start()
+        serving = ServingThread(server, "jwt_guard-demo")  # stops at once, not at a poll
         try:
             yield Demo(issuer, server)
         finally:
-            server.shutdown()
+            serving.stop(timeout=5)
             server.server_close()
-            thread.join(timeout=5)
 
 
 def _listen(port: int) -> socket.socket:

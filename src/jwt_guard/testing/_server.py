@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import selectors
 import socket
 import socketserver
 import threading
@@ -15,10 +16,46 @@ from urllib.parse import urlsplit
 
 from ._faults import BROKEN_JWKS, DEFAULT_DELAY, JWKSFault
 
-__all__: list[str] = []
+__all__ = ["ServingThread"]
 
 _Doc = Callable[[], dict[str, Any]]
 _CHUNK = 64 * 1024
+
+
+class ServingThread:
+    """Serves ``server`` (any ``socketserver.TCPServer``) on a daemon thread until :meth:`stop`.
+
+    Unlike ``serve_forever``, which notices ``shutdown()`` only at its next poll (every 0.5 s by
+    default), ``stop()`` wakes the loop through a socket pair and returns as soon as it has
+    ended: a test that starts and stops a server per case does not wait for the poll.
+    """
+
+    def __init__(self, server: socketserver.TCPServer, name: str) -> None:
+        self._server = server
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector, self._wake_r:
+            selector.register(self._server, selectors.EVENT_READ, data=True)
+            selector.register(self._wake_r, selectors.EVENT_READ, data=False)
+            while not self._stopping:
+                ready = selector.select()
+                if self._stopping:
+                    break
+                if any(key.data for key, _ in ready):
+                    # what serve_forever calls when the listening socket is ready
+                    self._server._handle_request_noblock()  # type: ignore[attr-defined]
+                self._server.service_actions()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """End the loop (no new connection is accepted) and wait for it, up to ``timeout``."""
+        self._stopping = True
+        with contextlib.suppress(OSError), self._wake_w:
+            self._wake_w.send(b"\0")
+        self._thread.join(timeout)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -94,7 +131,7 @@ class _LoopbackServer:
         self._lock = threading.RLock()
         self._counts: Counter[str] = Counter()
         self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServingThread | None = None
         self._port: int | None = port or None
         self._running = False
         self._closing = threading.Event()
@@ -131,21 +168,14 @@ class _LoopbackServer:
         if listen and self._httpd is None:
             self._httpd = _HTTPServer(self._port or 0, self)
             self._port = self._httpd.server_address[1]
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"jwt_guard-local-issuer-{self._port}",
-                daemon=True,
-            )
-            self._thread.start()
+            self._serving = ServingThread(self._httpd, f"jwt_guard-local-issuer-{self._port}")
         elif not listen and self._httpd is not None:
-            httpd, thread = self._httpd, self._thread
-            self._httpd = self._thread = None
-            httpd.shutdown()
+            httpd, serving = self._httpd, self._serving
+            self._httpd = self._serving = None
+            if serving is not None:
+                serving.stop()
             httpd.close_connections()
             httpd.server_close()
-            if thread is not None:
-                thread.join(timeout=2.0)
         elif self._running and self._port is None:  # DOWN before the first start: get a port
             with _HTTPServer(0, self) as probe:
                 self._port = probe.server_address[1]
