@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 
 __all__ = ["RedisServer", "free_port", "server_binary"]
@@ -169,3 +170,22 @@ class RedisServer:
             yield
         finally:
             os.kill(self.process.pid, signal.SIGCONT)
+
+
+# The fixtures of the modules that need a real Redis (imported there by name).
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the module's tests, on a free loopback port."""
+    running = RedisServer(tmp_path_factory.mktemp("redis"))
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server this test may kill and restart."""
+    running = RedisServer(tmp_path)
+    running.start()
+    yield running
+    running.stop()

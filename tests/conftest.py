@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings
 
 from _common import verifier_for
+from _redis import own_server, server  # noqa: F401 (a real redis-server: the Redis tests' fixtures)
 from jwt_guard import TokenVerifier
 from jwt_guard.testing import LocalIssuer
 

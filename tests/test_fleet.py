@@ -244,23 +244,6 @@ def test_the_environment_builds_a_redis_store() -> None:
 # -- a fleet on one Redis --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    running = RedisServer(tmp_path_factory.mktemp("redis"))
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A server this test may kill and restart."""
-    running = RedisServer(tmp_path)
-    running.start()
-    yield running
-    running.stop()
-
-
 class Monotonic:
     """A monotonic clock the test moves by hand (a replica's staleness runs on it)."""
 

@@ -19,7 +19,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,23 +42,6 @@ HANG = 5.0
 SECRET = b"f" * 32
 JWKS: dict[str, Any] = {"keys": [{"kty": "oct", "kid": "k1", "k": "c2VjcmV0"}]}
 ISSUER = "https://idp.example.com/"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    running = RedisServer(tmp_path_factory.mktemp("redis"))
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A server this test may kill and restart."""
-    running = RedisServer(tmp_path)
-    running.start()
-    yield running
-    running.stop()
 
 
 class Clock:
