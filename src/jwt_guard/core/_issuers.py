@@ -104,7 +104,7 @@ def check_issuer_fields(
     jwks: object = None,
     algorithms: object = None,
     scope_claims: object = None,
-    key_source: object = None,
+    key_source: KeySource | None = None,
 ) -> None:
     """The options an ``Issuer`` and a single-issuer ``TokenVerifier`` share."""
     check_text(owner, "issuer", issuer)
@@ -237,11 +237,8 @@ def build_state(
     monotonic: Callable[[], float],
     jwks_options: JWKSOptions,
 ) -> IssuerState:
-    """Check one ``Issuer`` and build its claim rules, allowlist and key source.
-
-    A source the app brought is called through a ``CheckedSource`` (held to the contract at
-    run time); the package's own are called directly (nothing between the token cache and
-    their ``current()``)."""
+    """Check one ``Issuer`` and build its claim rules, allowlist and key source
+    (:func:`build_source`)."""
     allowed = allowed_algorithms(cfg.algorithms if cfg.algorithms is not None else algorithms)
     if isinstance(cfg.audience, str):
         audiences: frozenset[str] | None = frozenset([cfg.audience])
@@ -250,30 +247,56 @@ def build_state(
         if audiences is not None and not audiences:
             raise ConfigurationError("audience must name at least one audience (or be None)")
     rules = ClaimRules(cfg.issuer, audiences, leeway, require_exp, max_age, required)
-    source: KeySource
-    if cfg.key_source is not None:
-        given = cfg.key_source
-        source = given if type(given) in _OWN_SOURCES else CheckedSource(given)
-    elif cfg.jwks is not None:
-        try:
-            keyset = KeySet.from_jwks(cfg.jwks, algorithms=allowed, strict=True)
-        except ValueError as exc:
-            raise ConfigurationError(f"jwks= for {cfg.issuer!r}: {exc}") from exc
-        source = StaticKeys(keyset)
-    elif cfg.jwks_url is not None:
-        source = JWKSClient(
-            cfg.jwks_url, algorithms=allowed, allow_oct=cfg.allow_remote_oct, options=jwks_options
-        )
-    else:
-        source = JWKSClient(
-            discovery_issuer=cfg.issuer,
-            algorithms=allowed,
-            allow_oct=cfg.allow_remote_oct,
-            options=jwks_options,
-        )
+    source = build_source(
+        cfg.issuer,
+        allowed,
+        jwks_options,
+        key_source=cfg.key_source,
+        jwks=cfg.jwks,
+        jwks_url=cfg.jwks_url,
+        discovery=cfg.issuer,
+        allow_oct=cfg.allow_remote_oct,
+    )
     scopes = names(cfg.scope_claims if cfg.scope_claims is not None else scope_claims)
     same_clock = getattr(source, "monotonic", None) is monotonic
     return IssuerState(rules, allowed, source, scopes, same_clock)
+
+
+def build_source(
+    name: str,
+    allowed: frozenset[str],
+    jwks_options: JWKSOptions,
+    *,
+    key_source: KeySource | None = None,
+    jwks: Mapping[str, Any] | None = None,
+    jwks_url: str | None = None,
+    discovery: str | None = None,
+    discovery_templates: Sequence[str] = (),
+    allow_oct: bool = False,
+) -> KeySource:
+    """The key source of one issuer (or issuer template, ``name``), from the first of
+    ``key_source``, ``jwks``, ``jwks_url`` and ``discovery`` that is given.
+
+    A source the app brought is called through a ``CheckedSource`` (held to the contract at
+    run time); the package's own are called directly (nothing between the token cache and
+    their ``current()``)."""
+    if key_source is not None:
+        return key_source if type(key_source) in _OWN_SOURCES else CheckedSource(key_source)
+    if jwks is not None:
+        try:
+            keyset = KeySet.from_jwks(jwks, algorithms=allowed, strict=True)
+        except ValueError as exc:
+            raise ConfigurationError(f"jwks= for {name!r}: {exc}") from exc
+        return StaticKeys(keyset)
+    if jwks_url is not None:
+        return JWKSClient(jwks_url, algorithms=allowed, allow_oct=allow_oct, options=jwks_options)
+    return JWKSClient(
+        discovery_issuer=discovery,
+        discovery_templates=discovery_templates,
+        algorithms=allowed,
+        allow_oct=allow_oct,
+        options=jwks_options,
+    )
 
 
 # The package's own sources: called directly. Exact types: a subclass is the app's code.

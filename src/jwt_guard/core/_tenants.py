@@ -42,14 +42,12 @@ from urllib.parse import urlsplit
 from .._logsafe import exc_info, safe
 from .._options import duration
 from ..errors import ConfigurationError, InvalidToken, WrongIssuer
-from ..keys.jwk import KeySet
-from ..sources.base import CheckedSource, KeySource, check_key_source
-from ..sources.file import JWKSFile
-from ..sources.jwks import JWKSClient
+from ..sources.base import KeySource, check_key_source
 from ..sources.options import JWKSOptions
 from ..sources.static import StaticKeys
 from ._issuers import (
     IssuerState,
+    build_source,
     check_algorithms,
     check_flag,
     check_names,
@@ -781,35 +779,18 @@ def _source(
     tenant: str | None,
 ) -> KeySource:
     """The key source of ``cfg``, or of one of its tenants (a placeholder in the key URL)."""
-    if cfg.key_source is not None:
-        given = cfg.key_source
-        # The package's own sources are called directly; the app's own through the checker.
-        return given if type(given) in _OWN_SOURCES else CheckedSource(given)
-    if cfg.jwks is not None:
-        try:
-            keyset = KeySet.from_jwks(cfg.jwks, algorithms=allowed, strict=True)
-        except ValueError as exc:
-            raise ConfigurationError(f"jwks= for {cfg.name!r}: {exc}") from exc
-        return StaticKeys(keyset)
 
-    def filled(url: str) -> str:
-        return url if tenant is None else _PLACEHOLDER.sub(lambda _: tenant, url)
+    def filled(url: str | None) -> str | None:
+        return url if url is None or tenant is None else _PLACEHOLDER.sub(lambda _: tenant, url)
 
-    if cfg.jwks_url is not None:
-        return JWKSClient(
-            filled(cfg.jwks_url),
-            algorithms=allowed,
-            allow_oct=cfg.allow_remote_oct,
-            options=jwks_options,
-        )
-    return JWKSClient(
-        discovery_issuer=filled(str(cfg.discovery)),
+    return build_source(
+        cfg.name,
+        allowed,
+        jwks_options,
+        key_source=cfg.key_source,
+        jwks=cfg.jwks,
+        jwks_url=filled(cfg.jwks_url),
+        discovery=filled(None if cfg.discovery is None else str(cfg.discovery)),
         discovery_templates=cfg.templates,
-        algorithms=allowed,
         allow_oct=cfg.allow_remote_oct,
-        options=jwks_options,
     )
-
-
-# The package's own sources: called directly. Exact types: a subclass is the app's code.
-_OWN_SOURCES = frozenset({StaticKeys, JWKSClient, JWKSFile})
