@@ -11,6 +11,11 @@ from typing import Any
 import pytest
 
 import jwt_guard
+from _wsgi_helpers import ensure_django
+
+# Walking the package imports every module, jwt_guard.drf too: Django REST framework reads
+# Django's settings when imported, so they are configured first (as in any DRF project).
+ensure_django()
 
 # Public modules whose API is reached as ``jwt_guard.<module>.<name>``, never re-exported at the
 # top level: framework adapters (importing them imports their framework), the command line and
