@@ -10,6 +10,7 @@ request's ``Host`` says. Every framework through its own test client.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -31,7 +32,13 @@ from jwt_guard import (
     TokenVerifier,
 )
 from jwt_guard.binding.dpop import DPoPVerifier
-from jwt_guard.errors import InvalidToken, KeysUnavailable, MissingToken
+from jwt_guard.errors import (
+    InvalidDPoPProof,
+    InvalidToken,
+    JWTGuardError,
+    KeysUnavailable,
+    MissingToken,
+)
 from jwt_guard.guard.middleware import Guard, challenge, render_error
 from jwt_guard.testing import LocalIssuer
 
@@ -452,3 +459,31 @@ def test_from_env(issuer: LocalIssuer, mint: Any) -> None:
     assert WerkzeugClient(wsgi).get("/mcp", headers=mint(RESOURCE)).status_code == 401
     with pytest.raises(ConfigurationError, match="JWT_GUARD_RESOURCE_METADATA"):
         JWTGuard.from_env(Starlette(), environ={**environ, "JWT_GUARD_RESOURCE_METADATA": "[1]"})
+
+
+@pytest.mark.parametrize("mode", ["allowed", "required"])
+@pytest.mark.parametrize(
+    ("authorization", "exc"),
+    [
+        pytest.param((), MissingToken(), id="no-token"),
+        pytest.param(("Bearer x.y.z",), InvalidToken(), id="bearer-refused"),
+        pytest.param(("DPoP x.y.z",), InvalidToken(), id="dpop-refused"),
+        pytest.param(("DPoP x.y.z",), InvalidDPoPProof(), id="bad-proof"),
+    ],
+)
+def test_every_challenge_of_a_dpop_guard_names_the_metadata(
+    verifier: TokenVerifier, mode: str, authorization: tuple[str, ...], exc: JWTGuardError
+) -> None:
+    """RFC 9728 5.1: ``resource_metadata`` is a parameter of the challenge whatever the scheme,
+    so a client that only speaks DPoP finds the metadata too (and with both schemes offered,
+    each challenge carries it)."""
+    guard = Guard(
+        verifier=verifier, resource=RESOURCE, dpop=mode, public_url="https://api.example.com"
+    )
+    value = dict(guard.error_response(exc, authorization).headers)["www-authenticate"]
+    starts = [m.start(1) for m in re.finditer(r"(?:^|, )(Bearer|DPoP) ", value)]
+    parts = [value[a:b] for a, b in zip(starts, [*starts[1:], len(value)], strict=True)]
+    schemes = sorted(part.split(" ", 1)[0] for part in parts)
+    assert schemes == (["DPoP"] if mode == "required" else ["Bearer", "DPoP"]), value
+    for part in parts:
+        assert f'resource_metadata="{METADATA_URL}"' in part, (part, value)

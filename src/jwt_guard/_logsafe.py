@@ -1,4 +1,4 @@
-"""The one place where outside text is made safe for a log line.
+"""The one place where outside text is made safe for a log line (and for a response header).
 
 Every log call that carries bytes the guard did not write itself (a request path, a client
 address, a kid, an issuer from a token, a URL or ``Location`` from a key source, exception text)
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from types import TracebackType
 
-__all__ = ["exc_info", "safe"]
+__all__ = ["exc_info", "header_safe", "quoted", "safe"]
 
 _LIMIT = 200
 # C0 controls, DEL, C1 controls, the Unicode line/paragraph separators, bidi overrides and
@@ -83,3 +83,13 @@ def _escaped(exc: BaseException) -> BaseException:
 
 def _cause(exc: BaseException) -> BaseException | None:
     return exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+
+
+def header_safe(value: str) -> str:
+    """Keep only printable ASCII, so a value can never break or smuggle a header line."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in value)
+
+
+def quoted(value: str) -> str:
+    """An RFC 9110 quoted-string: the value between double quotes, ``\\`` and ``"`` escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -46,7 +46,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._codec import b64url_decode, b64url_encode, loads_object
-from .._logsafe import safe
+from .._logsafe import header_safe, quoted, safe
 from .._options import duration, positive_int
 from ..core.jws import DEFAULT_MAX_TOKEN_SIZE, allowed_algorithms, check_header, parse
 from ..errors import (
@@ -187,33 +187,30 @@ class _ProofKey:
 # -- the WWW-Authenticate challenge ---------------------------------------------------------
 
 
-def _quote(value: str) -> str:
-    """An RFC 9110 quoted-string (the same discipline as the Bearer challenge)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _header_safe(value: str) -> str:
-    """Keep only printable ASCII so a value can never break a header line."""
-    return "".join(ch if " " <= ch <= "~" else "?" for ch in value)
-
-
 def dpop_challenge(
-    exc: JWTGuardError | None, algs: Iterable[str], realm: str | None = "api"
+    exc: JWTGuardError | None,
+    algs: Iterable[str],
+    realm: str | None = "api",
+    *,
+    resource_metadata: str | None = None,
 ) -> str:
     """The ``WWW-Authenticate: DPoP ...`` value (RFC 9449 7.1) for ``exc`` (``None``: a bare one).
 
     ``DPoP realm="api", error="invalid_dpop_proof", error_description="...", algs="ES256 ..."``:
     the fixed description of the error class, never detail; every value quoted and escaped.
-    A 403 lists the missing scopes like the Bearer challenge.
+    A 403 lists the missing scopes like the Bearer challenge. ``resource_metadata``: the URL of
+    the protected-resource metadata (RFC 9728 5.1, a parameter of every scheme's challenge).
     """
-    parts = ["DPoP"] if realm is None else [f"DPoP realm={_quote(_header_safe(realm))}"]
+    parts = ["DPoP"] if realm is None else [f"DPoP realm={quoted(header_safe(realm))}"]
     params: list[str] = []
     if exc is not None and exc.error is not None:
-        params.append(f"error={_quote(exc.error)}")
-        params.append(f"error_description={_quote(exc.description)}")
+        params.append(f"error={quoted(exc.error)}")
+        params.append(f"error_description={quoted(exc.description)}")
         if isinstance(exc, InsufficientScope) and exc.scopes:
-            params.append(f"scope={_quote(_header_safe(' '.join(exc.scopes)))}")
-    params.append(f"algs={_quote(_header_safe(' '.join(algs)))}")
+            params.append(f"scope={quoted(header_safe(' '.join(exc.scopes)))}")
+    params.append(f"algs={quoted(header_safe(' '.join(algs)))}")
+    if resource_metadata is not None:
+        params.append(f"resource_metadata={quoted(header_safe(resource_metadata))}")
     if realm is None:
         return "DPoP " + ", ".join(params)
     return ", ".join([*parts, *params])

@@ -34,7 +34,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from .._logsafe import safe
+from .._logsafe import header_safe, quoted, safe
 from ..core.claims import Claims
 from ..errors import (
     CertificateBindingMismatch,
@@ -447,19 +447,29 @@ class SenderConstraints:
         )
 
     def challenge(
-        self, exc: JWTGuardError | None, scheme: str | None, realm: str, bearer: str
+        self,
+        exc: JWTGuardError | None,
+        scheme: str | None,
+        realm: str,
+        bearer: str,
+        resource_metadata: str | None = None,
     ) -> str:
         """The ``WWW-Authenticate`` value: ``bearer`` (the RFC 6750 challenge the guard made for
         ``exc``) alone with ``dpop="off"``, the ``DPoP`` challenge alone with ``"required"``, and
         both otherwise, the error in the challenge of the scheme the request used (``scheme``;
-        DPoP's own errors always in the ``DPoP`` one, RFC 9449 7.1)."""
+        DPoP's own errors always in the ``DPoP`` one, RFC 9449 7.1). ``resource_metadata``
+        (RFC 9728 5.1) goes into every challenge, as it does into ``bearer``."""
         if self.dpop == "off":
             return bearer
+        dpop = functools.partial(dpop_challenge, algs=self.algorithms, realm=realm)
         if self.dpop == "required":
-            return dpop_challenge(exc, self.algorithms, realm)
+            return dpop(exc, resource_metadata=resource_metadata)
         if scheme == DPOP or isinstance(exc, (InvalidDPoPProof, UseDPoPNonce)):
-            return f"{dpop_challenge(exc, self.algorithms, realm)}, Bearer realm={_quote(realm)}"
-        return f"{bearer}, {dpop_challenge(None, self.algorithms, realm)}"
+            plain = f"Bearer realm={quoted(realm)}"
+            if resource_metadata is not None:
+                plain += f", resource_metadata={quoted(header_safe(resource_metadata))}"
+            return f"{dpop(exc, resource_metadata=resource_metadata)}, {plain}"
+        return f"{bearer}, {dpop(None, resource_metadata=resource_metadata)}"
 
     # -- the steps ------------------------------------------------------------------------------
 
@@ -541,10 +551,6 @@ class SenderConstraints:
                 "host=..., or X-Forwarded-Proto and X-Forwarded-Host), and public_url is not set"
             )
         return request_url(_forwarded_base(proto.lower(), host), target)
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @functools.lru_cache(maxsize=1024)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._logsafe import exc_info, safe
+from .._logsafe import exc_info, header_safe, quoted, safe
 from ..binding.dpop import DPoPProof
 from ..binding.nonce import NONCE_HEADER
 from ..binding.policy import BEARER, DPOP, SENDER_OPTIONS, RequestFacts, SenderConstraints
@@ -73,15 +73,6 @@ _LATER_BEARER = re.compile(r"(?:\A|[\s,])bearer(?:\s|\Z)", re.IGNORECASE).search
 _LATER_DPOP = re.compile(r"(?:\A|[\s,])(?:bearer|dpop)(?:\s|\Z)", re.IGNORECASE).search
 _BEARER_ONLY = frozenset({BEARER})
 _QUOTABLE = re.compile(r"[\x20-\x7e]*\Z").match
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _header_safe(value: str) -> str:
-    """Keep only printable ASCII so a value can never break a header line."""
-    return "".join(ch if " " <= ch <= "~" else "?" for ch in value)
 
 
 def _is_token68(token: str) -> bool:
@@ -493,6 +484,7 @@ class Guard:
                 _request_scheme(authorization),
                 self.realm,
                 challenge(exc, self.realm, resource_metadata=metadata),
+                metadata,
             )
         if self.error_handler is None:
             return render_error(
@@ -737,14 +729,14 @@ def challenge(
     ``resource_metadata``: the URL of the protected-resource metadata (RFC 9728 5.1), from
     configuration.
     """
-    parts = [f"Bearer realm={_quote(realm)}"]
+    parts = [f"Bearer realm={quoted(realm)}"]
     if exc.error is not None:
-        parts.append(f"error={_quote(exc.error)}")
-        parts.append(f"error_description={_quote(exc.description)}")
+        parts.append(f"error={quoted(exc.error)}")
+        parts.append(f"error_description={quoted(exc.description)}")
     if isinstance(exc, InsufficientScope) and exc.scopes:
-        parts.append(f"scope={_quote(_header_safe(' '.join(exc.scopes)))}")
+        parts.append(f"scope={quoted(header_safe(' '.join(exc.scopes)))}")
     if resource_metadata is not None:
-        parts.append(f"resource_metadata={_quote(_header_safe(resource_metadata))}")
+        parts.append(f"resource_metadata={quoted(header_safe(resource_metadata))}")
     return ", ".join(parts)
 
 
@@ -775,7 +767,7 @@ def render_error(
             )
         )
     if isinstance(exc, UseDPoPNonce):
-        headers.append((NONCE_HEADER, _header_safe(exc.nonce)))
+        headers.append((NONCE_HEADER, header_safe(exc.nonce)))
     response = ErrorResponse(exc.status, headers, json.dumps(body).encode())
     if error_handler is not None:
         shaped = error_handler(exc, response)
