@@ -44,7 +44,6 @@ from ._commands import (
     run_inspect,
     run_verify,
 )
-from ._demo import run_demo
 from ._dpop import DEFAULT_DPOP_ALG, run_dpop_proof
 from ._local import DEFAULT_AUDIENCE, DEFAULT_PORT, run_issuer, run_mint
 from ._revoke import add_revocation_commands, run_revocations, run_revoke
@@ -54,6 +53,16 @@ __all__ = ["build_parser", "main"]
 DEFAULT_LIFETIME = "5m"
 
 Runner = Callable[[argparse.Namespace], int]
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``jwt-guard demo``; its module (and Werkzeug's server) loads for it alone, not at the
+    start of every command."""
+    from ._demo import run_demo as run
+
+    return run(args)
+
+
 RUNNERS: dict[str, Runner] = {
     "demo": run_demo,
     "inspect": run_inspect,
