@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from .._codec import b64url_decode, b64url_encode, b64url_uint
 from ..errors import ConfigurationError
-from ..keys.algorithms import EC_CURVES
+from ..keys.algorithms import ALGORITHMS, EC_CURVES
 from ..testing import SigningKey, generate_key
 
 __all__ = ["KeyFile", "private_jwk", "signing_key"]
@@ -133,6 +133,11 @@ class KeyFile:
     @classmethod
     def create(cls, issuer: str, audience: str, algorithms: Sequence[str]) -> KeyFile:
         """Fresh keys, one per algorithm, each named by its RFC 7638 thumbprint."""
+        for alg in algorithms:  # a name that is no algorithm fails before any key is made
+            if alg not in ALGORITHMS:
+                raise ConfigurationError(
+                    f"unknown algorithm {alg!r}; use one of {sorted(ALGORITHMS)}"
+                )
         keys = [generate_key(alg) for alg in dict.fromkeys(algorithms)]
         return cls(issuer, audience, keys)
 
