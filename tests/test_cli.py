@@ -518,7 +518,10 @@ def test_issuer_serves_a_key_file_that_mint_signs_with(
     capsys: pytest.CaptureFixture[str], spawn: Any, tmp_path: Path
 ) -> None:
     path, port = tmp_path / "keys.json", free_port()
-    proc, lines = spawn("issuer", "--key-file", str(path), "--port", str(port), until="Ctrl-C")
+    # EC keys only: an RSA key would cost the process 0.1 s, and new key files with the default
+    # algorithms (RSA too) are made in this process by the mint tests and serve_in_thread.
+    argv = ["--key-file", str(path), "--port", str(port), "--algorithms", "ES256,EdDSA"]
+    proc, lines = spawn("issuer", *argv, until="Ctrl-C")
     issuer = f"http://127.0.0.1:{port}"
     assert lines[0] == f"issuer     {issuer}   (created {path})"
     discovery = requests.get(issuer + "/.well-known/openid-configuration", timeout=5).json()
