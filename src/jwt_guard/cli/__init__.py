@@ -55,7 +55,7 @@ DEFAULT_LIFETIME = "5m"
 Runner = Callable[[argparse.Namespace], int]
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def _run_demo(args: argparse.Namespace) -> int:
     """``jwt-guard demo``; its module (and Werkzeug's server) loads for it alone, not at the
     start of every command."""
     from ._demo import run_demo as run
@@ -64,7 +64,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 RUNNERS: dict[str, Runner] = {
-    "demo": run_demo,
+    "demo": _run_demo,
     "inspect": run_inspect,
     "verify": run_verify,
     "mint": run_mint,
