@@ -738,8 +738,9 @@ def test_a_closed_stdout_ends_each_command_quietly_and_stops_its_servers(
         monkeypatch.undo()
     assert code == 141
     assert capsys.readouterr().err == stderr
-    started = [t.name for t in set(threading.enumerate()) - running if t.name.startswith("jwt")]
-    assert started == []
+    servers = ("jwt_guard-demo", "jwt_guard-local-issuer")  # ServingThread names
+    left = [t.name for t in set(threading.enumerate()) - running if t.name.startswith(servers)]
+    assert left == []
 
 
 def test_head_dash_1_reads_one_line_and_nothing_complains() -> None:
