@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from jwt_guard import TokenVerifier
-from jwt_guard.testing import LocalIssuer
 
 from ._fixtures import Bench
 from ._report import Row, verdict
@@ -63,7 +62,7 @@ class _Fixture:
 
     def __init__(self, bench: Bench) -> None:
         mode = bench.mode
-        self.issuer = LocalIssuer(algorithms=("RS256",)).start()
+        self.issuer = bench.rsa_issuer()
         mint = self.issuer.mint
         self.repeating = [mint(scopes=["read"], expires_in=3600) for _ in range(REPEAT_POOL)]
         self.new = [mint(scopes=["read"], expires_in=3600) for _ in range(mode.app_new_tokens)]

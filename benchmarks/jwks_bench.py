@@ -228,7 +228,7 @@ async def _scenario(issuer: LocalIssuer, mode: Any, results: dict[str, Any]) -> 
 
 def run_jwks(bench: Bench, results: dict[str, Any]) -> list[Row]:
     """The JWKS behaviours, on an issuer of their own (its request counts start at zero)."""
-    issuer = LocalIssuer(algorithms=("RS256",)).start()
+    issuer = bench.rsa_issuer()
     try:
         section: dict[str, Any] = {}
         rows = asyncio.run(_scenario(issuer, bench.mode, section))

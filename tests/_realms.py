@@ -7,8 +7,8 @@ discovery document and its JWKS, as Keycloak serves them, on 127.0.0.1.
 
 from __future__ import annotations
 
+import functools
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,15 +18,23 @@ from typing import Any
 
 from jwt_guard.testing import SigningKey, generate_key
 from jwt_guard.testing._keys import compact_jws
+from jwt_guard.testing._server import ServingThread
 
 CERTS = "/protocol/openid-connect/certs"
+
+
+@functools.cache
+def _realm_key(realm: str) -> SigningKey:
+    """Each realm's RS256 key, generated once a run: the realms of one server hold different
+    keys, which is what the tests need; a new RSA key per server costs more than the test."""
+    return generate_key("RS256")
 
 
 class Realms:
     """A running realms server: ``base`` URL, one RS256 key per realm, request counts."""
 
     def __init__(self, names: list[str]) -> None:
-        self.keys: dict[str, SigningKey] = {name: generate_key("RS256") for name in names}
+        self.keys: dict[str, SigningKey] = {name: _realm_key(name) for name in names}
         self.requests: Counter[str] = Counter()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -87,22 +95,20 @@ class Realms:
 
         return Handler
 
-    def serve(self) -> threading.Thread:
-        thread = threading.Thread(target=self._httpd.serve_forever, name="realms", daemon=True)
-        thread.start()
-        return thread
+    def serve(self) -> ServingThread:
+        """Serve on a thread; ``stop()`` it without waiting for ``serve_forever``'s 0.5 s poll."""
+        return ServingThread(self._httpd, "realms")
 
     def close(self) -> None:
-        self._httpd.shutdown()
         self._httpd.server_close()
 
 
 @contextmanager
 def realms(*names: str) -> Iterator[Realms]:
     server = Realms(list(names))
-    thread = server.serve()
+    serving = server.serve()
     try:
         yield server
     finally:
+        serving.stop(timeout=10)
         server.close()
-        thread.join(10)

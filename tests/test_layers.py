@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,41 +217,46 @@ def test_the_package_namespace_imports_no_adapter_at_import_time() -> None:
     assert not eager, f"jwt_guard/__init__.py must load these lazily (PEP 562): {eager}"
 
 
-def test_import_jwt_guard_loads_no_web_framework() -> None:
-    """``import jwt_guard`` (and its core names) loads no web framework; then each adapter loads
-    no other framework: the WSGI one neither Flask, Django nor FastAPI, the ASGI (Starlette) one
-    not FastAPI. One fresh interpreter for the three steps."""
+@pytest.fixture(scope="module")
+def fresh_import() -> dict[str, Any]:
+    """One fresh interpreter: ``import jwt_guard`` and its core names, then ``jwt_guard.wsgi``,
+    then the adapter names from the package (``jwt_guard.asgi`` loads on that first use); which
+    web frameworks are loaded after each step, and what the names turned out to be."""
     code = (
         "import json, sys, jwt_guard\n"
         f"frameworks = set({sorted(FRAMEWORKS)!r})\n"
         "def loaded(): return sorted(frameworks & {m.split('.')[0] for m in sys.modules})\n"
+        "report = {'asgi_at_import': 'jwt_guard.asgi' in sys.modules}\n"
         "jwt_guard.TokenVerifier, jwt_guard.Claims, jwt_guard.ErrorResponse\n"
-        "steps = [loaded()]\n"
+        "report['core'] = loaded()\n"
         "import jwt_guard.wsgi\n"
-        "steps.append(loaded())\n"
-        "import jwt_guard.asgi\n"
-        "steps.append(loaded())\n"
-        "print(json.dumps(steps))\n"
+        "report['wsgi'] = loaded()\n"
+        "from jwt_guard import JWTGuard, JWTGuardWSGI, require_scopes\n"
+        "report['asgi'] = loaded()\n"
+        "report['JWTGuard'] = JWTGuard.__module__\n"
+        "names = {'JWTGuard', 'JWTGuardWSGI', 'require_scopes'}\n"
+        "report['dir'] = sorted(names & set(dir(jwt_guard)))\n"
+        "print(json.dumps(report))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
-    core, wsgi, asgi = json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_import_jwt_guard_loads_no_web_framework(fresh_import: dict[str, Any]) -> None:
+    """``import jwt_guard`` (and its core names) loads no web framework; then each adapter loads
+    no other framework: the WSGI one neither Flask, Django nor FastAPI, the ASGI (Starlette) one
+    not FastAPI."""
+    core, wsgi, asgi = fresh_import["core"], fresh_import["wsgi"], fresh_import["asgi"]
     assert core == [], core
     assert not {"flask", "django", "fastapi"} & set(wsgi), wsgi
     assert not {"flask", "django", "fastapi"} & set(asgi), asgi
 
 
-def test_adapter_names_load_on_first_use() -> None:
-    code = (
-        "import sys, jwt_guard\n"
-        "assert 'jwt_guard.asgi' not in sys.modules\n"
-        "from jwt_guard import JWTGuard, JWTGuardWSGI, require_scopes\n"
-        "assert JWTGuard.__module__ == 'jwt_guard.asgi', JWTGuard.__module__\n"
-        "assert {'JWTGuard', 'JWTGuardWSGI', 'require_scopes'} <= set(dir(jwt_guard))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
+def test_adapter_names_load_on_first_use(fresh_import: dict[str, Any]) -> None:
+    assert fresh_import["asgi_at_import"] is False
+    assert fresh_import["JWTGuard"] == "jwt_guard.asgi"
+    assert fresh_import["dir"] == ["JWTGuard", "JWTGuardWSGI", "require_scopes"]

@@ -151,7 +151,7 @@ def test_a_changes_everything(jwt_issuer, jwt_verifier, mint_token, jwt_issuer_f
     ORIGINAL["audience"] = jwt_issuer.audience
     jwt_verifier.verify(mint_token())
     jwt_issuer.rotate()
-    jwt_issuer.add_key("PS256")
+    jwt_issuer.add_key("ES384")  # (an algorithm it had no key for; not RSA: no 0.1 s to wait)
     mint_token(alg="ES512")
     jwt_issuer.audience = "changed"
     jwt_issuer.cache_max_age = 1

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from _common import shared_key
 from jwt_guard import (
     Issuer,
     IssuerTemplate,
@@ -83,7 +84,9 @@ def _section(heading: str) -> str:
 
 def test_every_block_is_python_with_a_marker_or_bash() -> None:
     assert {b.lang for b in BLOCKS} == {"python", "bash", "text", "js"}
-    assert all(b.kind in KINDS for b in PYTHON), [(b.line, b.kind) for b in PYTHON]
+    assert all(b.kind in KINDS or b.kind in TOGETHER for b in PYTHON), [
+        (b.line, b.kind) for b in PYTHON
+    ]
     assert not [b.line for b in BLOCKS if b.lang == "bash" and b.kind]
 
 
@@ -438,14 +441,6 @@ def _refused(verifier: TokenVerifier, token: str) -> bool:
     return False
 
 
-def _run_pytest(block: Block, issuer: LocalIssuer, mint_token: MintToken, **kw: Any) -> None:
-    pytester: pytest.Pytester = kw["pytester"]
-    pytester.makepyfile(test_from_readme=block.code)
-    flags = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:hypothesispytest")
-    result = pytester.runpytest(*flags)
-    result.assert_outcomes(passed=block.code.count("\ndef test_"))
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How to run a provider recipe against the local issuer with a token shaped like theirs."""
@@ -614,7 +609,7 @@ def _run_tenants(block: Block, issuer: LocalIssuer, mint_token: MintToken, **_: 
         _check_entra(verifier, issuer, any_tenant=False)
     elif block.name == "entra-any-tenant":
         assert ENTRA_COMMON in code
-        with _EntraCommon(path="/common/v2.0") as common:
+        with _EntraCommon(keys=[shared_key()], path="/common/v2.0") as common:
             ns = _run(
                 dataclasses.replace(block, code=code.replace(ENTRA_COMMON, repr(common.issuer))),
                 issuer,
@@ -707,7 +702,6 @@ KINDS: dict[str, Callable[..., None]] = {
     "fleet": _run_fleet,
     "health": _run_health,
     "metrics": _run_metrics,
-    "pytest": _run_pytest,
     "recipe": _run_recipe,
     "sources": _run_sources,
     "tenants": _run_tenants,
@@ -715,25 +709,47 @@ KINDS: dict[str, Callable[..., None]] = {
 }
 
 
+# Test modules of a user's suite: they run as the files of one pytest session, as a suite holds
+# several (test_the_pytest_blocks_pass_in_one_session).
+TOGETHER = {"pytest"}
+ALONE = [b for b in PYTHON if b.kind not in TOGETHER]
+
+
 def test_every_recipe_is_in_the_readme() -> None:
     assert {b.name for b in PYTHON if b.kind == "recipe"} == set(RECIPES)
 
 
-@pytest.mark.parametrize("block", PYTHON, ids=[f"line{b.line}-{b.kind}{b.name}" for b in PYTHON])
+@pytest.mark.parametrize("block", ALONE, ids=[f"line{b.line}-{b.kind}{b.name}" for b in ALONE])
 def test_python_block_runs(
     block: Block,
     issuer_for_readme: LocalIssuer,
     mint_token: MintToken,
     monkeypatch: pytest.MonkeyPatch,
-    pytester: pytest.Pytester,
     tmp_path: Path,
 ) -> None:
-    kwargs: dict[str, Any] = {"pytester": pytester, "tmp_path": tmp_path}
+    kwargs: dict[str, Any] = {"tmp_path": tmp_path}
     if block.kind == "env":
         kwargs = {"monkeypatch": monkeypatch}
     elif block.kind == "fleet":
         kwargs = {"monkeypatch": monkeypatch, "tmp_path": tmp_path}
     KINDS[block.kind](block, issuer_for_readme, mint_token, **kwargs)
+
+
+def test_the_pytest_blocks_pass_in_one_session(pytester: pytest.Pytester) -> None:
+    """Each block a test module of its own (no conftest.py: the plugin's fixtures as installed),
+    all in one session with the plugin's session issuer; every test in each of them passes."""
+    blocks = [b for b in PYTHON if b.kind == "pytest"]
+    assert blocks
+    pytester.makepyfile(**{f"test_readme_line{b.line}": b.code for b in blocks})
+    flags = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:hypothesispytest")
+    result = pytester.runpytest(*flags, "-v")
+    tests = [
+        f"test_readme_line{b.line}.py::{name}"
+        for b in blocks
+        for name in re.findall(r"^def (test_\w+)", b.code, flags=re.MULTILINE)
+    ]
+    result.assert_outcomes(passed=len(tests))
+    result.stdout.fnmatch_lines_random([f"*{test} PASSED*" for test in tests])
 
 
 # -- the reference tables match the code
@@ -848,7 +864,10 @@ def test_the_audience_variable_documents_none() -> None:
 def _loggers_in(path: Path) -> Iterator[str]:
     """The logger names ``path`` passes to ``logging.getLogger`` (``__name__`` resolved)."""
     module = ".".join(path.relative_to(ROOT / "src").with_suffix("").parts)
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    source = path.read_text(encoding="utf-8")
+    if "getLogger" not in source:  # nothing to find: no need to parse it
+        return
+    for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Call):
             continue
         func = node.func

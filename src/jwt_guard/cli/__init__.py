@@ -24,6 +24,7 @@ Errors are one line on stderr, and nothing else is (jwt_guard's log lines only w
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -43,7 +44,6 @@ from ._commands import (
     run_inspect,
     run_verify,
 )
-from ._demo import run_demo
 from ._dpop import DEFAULT_DPOP_ALG, run_dpop_proof
 from ._local import DEFAULT_AUDIENCE, DEFAULT_PORT, run_issuer, run_mint
 from ._revoke import add_revocation_commands, run_revocations, run_revoke
@@ -53,8 +53,18 @@ __all__ = ["build_parser", "main"]
 DEFAULT_LIFETIME = "5m"
 
 Runner = Callable[[argparse.Namespace], int]
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    """``jwt-guard demo``; its module (and Werkzeug's server) loads for it alone, not at the
+    start of every command."""
+    from ._demo import run_demo as run
+
+    return run(args)
+
+
 RUNNERS: dict[str, Runner] = {
-    "demo": run_demo,
+    "demo": _run_demo,
     "inspect": run_inspect,
     "verify": run_verify,
     "mint": run_mint,
@@ -310,10 +320,17 @@ def _report(failure: Failure, command: str, as_json: bool) -> int:
     return failure.exit_code
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """:func:`build_parser`'s parser, built once: parsing leaves it as it was, and building it
+    (some 3 ms) costs more than most commands when ``main`` runs many times in one process."""
+    return build_parser()
+
+
 def _run(argv: list[str]) -> int:
     as_json = "--json" in argv  # known before parsing, so a usage error answers in JSON too
     try:
-        args = build_parser().parse_args(argv)
+        args = _parser().parse_args(argv)
     except Failure as failure:
         return _report(failure, failure.command or "jwt-guard", as_json)
     command = f"jwt-guard {args.command}"

@@ -107,7 +107,7 @@ class Demo:
         """The five cases, each with a freshly minted token."""
         issuer = self.issuer
         now = time.time()
-        stranger = generate_key("RS256")
+        stranger = generate_key("ES256")  # another issuer's key (EC: made in no time, unlike RSA)
         return [
             Step(
                 f"a valid token with scope {SCOPE}",

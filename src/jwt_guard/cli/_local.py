@@ -74,13 +74,13 @@ def run_mint(args: argparse.Namespace) -> int:
     claims = dict(_claim(c) for c in args.claim)
     lifetime = parse_duration(args.expires_in)
     certificate = read_certificate(args.cert) if args.cert else None
+    if args.dpop_alg and not args.dpop_key:
+        raise Failure("--dpop-alg needs --dpop-key FILE (the key the token is bound to)")
     keyfile, created = _keyfile(args)
     issuer = _issuer_for(keyfile)
     audience: Any = keyfile.audience
     if args.aud:
         audience = args.aud[0] if len(args.aud) == 1 else args.aud
-    if args.dpop_alg and not args.dpop_key:
-        raise Failure("--dpop-alg needs --dpop-key FILE (the key the token is bound to)")
     bound_to = dpop_key(args.dpop_key, args.dpop_alg) if args.dpop_key else None
     token = issuer.mint(
         claims,
