@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import subprocess
-import sys
-import textwrap
+import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import requests.adapters
 
 from _core_helpers import Clock, settle_jwks_threads
 from jwt_guard import ConfigurationError, Issuer, KeysUnavailable, TokenVerifier
@@ -943,78 +942,71 @@ def test_refresh_raises_the_public_error(
     assert verifier.verify(issuer.mint()).subject == "user-1"  # the last good set serves
 
 
-def test_a_fetch_in_flight_at_fork_time_does_not_hold_the_child(make_issuer: MakeIssuer) -> None:
+class _Signalling(requests.adapters.HTTPAdapter):
+    """A user's adapter that says when a request has been sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = threading.Event()
+
+    def send(self, *args: Any, **kwargs: Any) -> requests.Response:
+        self.sent.set()
+        return super().send(*args, **kwargs)
+
+
+def test_a_fetch_in_flight_at_fork_time_does_not_hold_the_child(
+    make_issuer: MakeIssuer, make_verifier: MakeVerifier
+) -> None:
     """Issue 10, item 33: a worker forked while the parent's fetch was in flight (and the key
     source's and the token cache's locks held) fetches for itself; before, it waited on a fetch
-    that does not exist in it."""
+    that does not exist in it. A real fork of this process (no interpreter to start)."""
     # No JWKS answer before two requests are held: the parent's fetch stays in flight until the
-    # child has made its own (a child waiting on the parent's fetch would make none: the
-    # barrier breaks at 60 s, the script's alarm fires first).
+    # child has made its own (a child waiting on the parent's fetch would make none: its alarm
+    # ends it at 60 s, and the barrier lets the parent's fetch go then).
     both = threading.Barrier(2)
     issuer = make_issuer(gated=True)
     issuer.gate = lambda: both.wait(60)
-    token = issuer.mint(issued_at=int(time.time()))  # the script runs on the real clock
-    args = [issuer.jwks_url, issuer.issuer, issuer.audience, token]
-    result = subprocess.run(
-        [sys.executable, "-c", FORK_SCRIPT, *args],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert issuer.jwks_requests == 2  # the parent's fetch and the child's own
-
-
-SRC = Path(__file__).resolve().parent.parent / "src"
-FORK_SCRIPT = textwrap.dedent(
-    """
-    import os, signal, sys, threading, warnings
-    import requests, requests.adapters
-    from jwt_guard import TokenVerifier
-
-    signal.alarm(60)  # a hang fails the test instead of blocking it
-    url, issuer, audience, token = sys.argv[1:5]
-
-    class Signalling(requests.adapters.HTTPAdapter):
-        def __init__(self):
-            super().__init__()
-            self.sent = threading.Event()
-
-        def send(self, *args, **kwargs):
-            self.sent.set()
-            return super().send(*args, **kwargs)
-
-    adapter = Signalling()
+    adapter = _Signalling()
     session = requests.Session()
     session.mount("http://", adapter)
-    verifier = TokenVerifier(
-        issuer=issuer, audience=audience, jwks_url=url,
-        jwks_options={"session": session, "timeout": (20.0, 20.0), "total_timeout": 30.0},
+    verifier = make_verifier(
+        issuer, jwks_options={"session": session, "timeout": (20.0, 20.0), "total_timeout": 30.0}
     )
-    (client,) = verifier.key_sources().values()
-    threading.Thread(target=verifier.verify, args=(token,), daemon=True).start()
+    client = _client(verifier)
+    cache = verifier._cache
+    assert cache is not None
+    token = issuer.mint()
+    parent = threading.Thread(target=verifier.verify, args=(token,), daemon=True)
+    parent.start()
     assert adapter.sent.wait(30)  # the parent's fetch is in flight (held until the child's)
     client._lock.acquire()  # as if request threads held the locks at the moment of the fork
-    verifier._cache._lock.acquire()
+    cache._lock.acquire()
+    read, write = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the point
         pid = os.fork()
-    if pid == 0:
-        signal.alarm(60)
+    if pid == 0:  # the child: it reports on the pipe and never returns into pytest
+        outcome = b"no outcome"
         try:
-            ok = verifier.verify(token).subject == "user-1"
-        except Exception as exc:
-            print(repr(exc), file=sys.stderr)
-            ok = False
-        os._exit(0 if ok else 1)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(60)  # a hang kills it: a failure
+            subject = verifier.verify(token).subject
+            outcome = b"ok" if subject == "user-1" else repr(subject).encode()
+        except BaseException as exc:
+            outcome = repr(exc).encode()
+        finally:
+            os.write(write, outcome)
+            os._exit(0)
+    os.close(write)
     client._lock.release()
-    verifier._cache._lock.release()
+    cache._lock.release()
+    with os.fdopen(read, "rb") as pipe:
+        outcome = pipe.read()
     _, status = os.waitpid(pid, 0)
-    sys.exit(os.waitstatus_to_exitcode(status))
-    """
-)
+    parent.join(30)
+    session.close()
+    assert outcome == b"ok", f"child: {outcome!r}, exit status {status}"
+    assert issuer.jwks_requests == 2  # the parent's fetch and the child's own
 
 
 # -- health ------------------------------------------------------------------------------------
