@@ -537,6 +537,9 @@ def test_small_order_ed25519_jwk_cannot_forge_proofs() -> None:
     clock = Clock()
     verifier = DPoPVerifier(clock=clock)
     raw_accepted = 0
+    # Claim sets are tried for the canonical encodings (as in test_attacks); the non-canonical
+    # ones (nearly all of Ed448's 772) get one forgery each, which the gate refuses like any other.
+    canonical = {curve.canonical(pt) for curve in CURVES.values() for pt in curve.torsion_points()}
     for curve_name, alg in (("Ed25519", "EdDSA"), ("Ed25519", "Ed25519"), ("Ed448", "Ed448")):
         for raw in small_order_encodings(CURVES[curve_name]):
             jwk = {"kty": "OKP", "crv": curve_name, "x": b64url_encode(raw)}
@@ -545,7 +548,8 @@ def test_small_order_ed25519_jwk_cannot_forge_proofs() -> None:
             def claims(n: int) -> dict[str, Any]:
                 return {"jti": f"forged-{n}", "htm": "GET", "htu": URL, "iat": int(NOW)}
 
-            forged, accepted = small_order_forgery(header, claims, curve_name, raw, tries=16)
+            tries = 16 if raw in canonical else 1
+            forged, accepted = small_order_forgery(header, claims, curve_name, raw, tries)
             raw_accepted += accepted
             with pytest.raises(InvalidDPoPProof, match="jwk"):
                 verifier.verify(forged, method="GET", url=URL)
