@@ -412,7 +412,9 @@ def test_cold_start_fault_is_503_then_recovers_after_backoff(
     assert time.monotonic() - started < 3.0  # bounded by the timeouts, never a hang
     assert excinfo.value.status == 503
     assert excinfo.value.retry_after >= 1
-    attempts = issuer.jwks_requests
+    # A hung fetch gives up in 0.1 s, maybe before the server's thread has counted it.
+    hung = fault is JWKSFault.HANG
+    attempts = issuer.wait_for_requests(1, issuer.jwks_url) if hung else issuer.jwks_requests
 
     set_fault(issuer, verifier, None)
     with pytest.raises(KeysUnavailable) as again:  # inside the back-off: no new attempt
