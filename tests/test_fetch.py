@@ -69,6 +69,9 @@ class Scripted:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle on, a kept-alive connection's
+            # second write waits for the client's delayed ACK (~40 ms a request), as in LocalIssuer.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 scripted.seen.append((self.path, self.client_address[1]))
