@@ -248,7 +248,7 @@ def test_small_order_eddsa_keys_cannot_mint_tokens(caplog: pytest.LogCaptureFixt
     forgery ``R = x, S = 0`` that such a key accepts is refused as an unknown key (the keys are
     skipped when the set is built), the provider's real keys keep serving, and one log line
     per fetch says so."""
-    caplog.set_level(logging.INFO, logger="jwt_guard")
+    caplog.set_level(logging.INFO, logger="jwt_guard.keys")  # the summaries asserted below
     planted = _small_order_jwks()
     assert len(planted) == 14 + len(small_order_encodings(CURVES["Ed448"]))
     raw_accepted: list[tuple[str, str]] = []
