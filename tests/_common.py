@@ -16,11 +16,15 @@ from jwt_guard.testing import LocalIssuer, SigningKey, generate_key
 __all__ = ["parse_challenge", "shared_key", "verifier_for"]
 
 
-@functools.cache
 def shared_key(alg: str = "RS256") -> SigningKey:
     """One generated key per algorithm for the whole run, for a ``LocalIssuer(keys=[...])``
     whose test needs its server rather than a fresh key: generating an RSA key is most of what
     starting an issuer costs. Not for two issuers in one test (they would share a kid)."""
+    return _generated(alg)  # shared_key() and shared_key("RS256") are one key
+
+
+@functools.cache
+def _generated(alg: str) -> SigningKey:
     return generate_key(alg)
 
 

@@ -3,7 +3,9 @@
 The curves of RFC 8032 (Ed25519: -x^2 + y^2 = 1 + d x^2 y^2; Ed448: x^2 + y^2 = 1 + d x^2 y^2)
 with the affine group law. The small-order (torsion) points are found as the RFC says they
 arise: ``[L]P`` for points ``P`` of the full group (of order ``cofactor * L``) lands in the
-torsion subgroup; collecting until there are ``cofactor`` distinct ones gives all of them.
+torsion subgroup, which has ``cofactor`` points; the first such point of order ``cofactor``
+generates it, and its ``cofactor`` distinct multiples are all of them (two or three scalar
+multiplications by ``L`` instead of collecting until ``cofactor`` distinct ones turn up).
 jwt_guard's check works the other way round (``[cofactor]P`` is the identity), so the two agree
 only if both are right. For Ed25519 the result is compared with libsodium's published blocklist.
 """
@@ -84,16 +86,22 @@ class Curve:
         return set(_torsion(self))
 
     def _torsion(self) -> frozenset[Point]:
-        found: set[Point] = set()
         y = 2
-        while len(found) < self.cofactor:
+        while True:
             x = self.x_for(y)
-            if x is not None:
-                for pt in ((x, y), (-x % self.p, y)):
-                    found.add(self.mul(self.order, pt))
+            for pt in () if x is None else ((x, y), (-x % self.p, y)):
+                generator = self.mul(self.order, pt)
+                if self.point_order(generator) == self.cofactor:
+                    found = {self.identity}
+                    multiple = generator
+                    while multiple != self.identity:
+                        assert self.on_curve(multiple)
+                        found.add(multiple)
+                        multiple = self.add(multiple, generator)
+                    assert len(found) == self.cofactor
+                    return frozenset(found)
             y += 1
             assert y < 1000, "the torsion subgroup should appear within a few points"
-        return frozenset(found)
 
     def encodings(self, pt: Point) -> list[bytes]:
         """Every encoding RFC 8032's decoder maps to ``pt``, the non-canonical ones included:

@@ -442,8 +442,9 @@ def test_okp_points_must_be_canonical_and_on_the_curve(crv: str, keyset_of: Any)
                 crv, (y | sign).to_bytes(curve.size, "little")
             )
     assert set(reasons.values()) == {"not canonically encoded"}, reasons
-    off_curve = [y for y in range(2, 60) if curve.x_for(y) is None]
-    on_curve = [y for y in range(2, 60) if curve.x_for(y) is not None]
+    xs = {y: curve.x_for(y) for y in range(2, 60)}  # a square root each: computed once
+    off_curve = [y for y, x in xs.items() if x is None]
+    on_curve = [y for y, x in xs.items() if x is not None]
     assert off_curve
     assert on_curve
     for y in off_curve:

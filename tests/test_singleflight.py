@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import textwrap
+import signal
 import threading
+import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from jwt_guard.sources._singleflight import Flight, SingleFlight
 
-SRC = Path(__file__).resolve().parent.parent / "src"
 LONG = 30.0  # a bound no passing test comes near: the events decide, not the clock
 
 
@@ -188,48 +185,29 @@ async def test_an_async_wait_on_a_finished_flight_returns_at_once() -> None:
     assert flight.wait(0) is True
 
 
-FORK_SCRIPT = textwrap.dedent(
-    """
-    import os, signal, sys, threading, warnings
-    from jwt_guard.sources._singleflight import SingleFlight
-
-    signal.alarm(20)  # a hang fails the test instead of blocking it
+def test_a_forked_child_starts_with_no_flight_and_a_free_lock() -> None:
+    """A real fork of this process (no interpreter to start): a flight in progress and the lock
+    held by another thread at that moment; the child sees neither and starts its own."""
     flights = SingleFlight("fork-test")
-    release = threading.Event()
-    running = threading.Event()
-
-    def stuck():
-        running.set()
-        release.wait()
-
+    stuck = Gate()
     parent_flight, _ = flights.join_or_start(stuck)
-    running.wait()
+    assert stuck.running.wait(LONG)
     flights._lock.acquire()  # as if another thread held it at the moment of the fork
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the point
         pid = os.fork()
-    if pid == 0:
-        signal.alarm(20)  # alarms are not inherited: the child sets its own
-        ok = flights.current is None
-        flight, started = flights.join_or_start(lambda: None)
-        ok = ok and started and flight.wait(10)
-        os._exit(0 if ok else 1)
+    if pid == 0:  # the child: it answers by its exit status and never returns into pytest
+        status = 1
+        try:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(20)  # a hang (a lock the fork kept held) kills it: a failure
+            if flights.current is None:
+                flight, started = flights.join_or_start(lambda: None)
+                status = 0 if started and flight.wait(10) else 1
+        finally:
+            os._exit(status)
     flights._lock.release()
     _, status = os.waitpid(pid, 0)
-    release.set()
-    parent_flight.wait(10)
-    sys.exit(os.waitstatus_to_exitcode(status))
-    """
-)
-
-
-def test_a_forked_child_starts_with_no_flight_and_a_free_lock() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", FORK_SCRIPT],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    stuck.release.set()
+    assert parent_flight.wait(LONG)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -8,10 +8,9 @@ import asyncio
 import json
 import logging
 import os
-import subprocess
-import sys
-import textwrap
+import signal
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -351,41 +350,30 @@ def test_log_lines_escape_the_path(tmp_path: Path, k1: Key, clock: Clock, caplog
 # -- fork -------------------------------------------------------------------------------------
 
 
-FORK_SCRIPT = textwrap.dedent(
-    """
-    import json, os, signal, sys
-    from jwt_guard.sources import JWKSFile
-
-    signal.alarm(60)  # a hang fails the test instead of blocking it
-    path, first, second = sys.argv[1:4]
-    with open(path, "w") as f:
-        f.write(first)
-    source = JWKSFile(path, reload=3600)
-    source._lock.acquire()  # a thread of the parent in the middle of a check at the fork
-    with open(path + ".new", "w") as f:
-        f.write(second)
-    os.replace(path + ".new", path)
-    pid = os.fork()
-    if pid == 0:
-        source.prefetch()  # in the child: a fresh lock, so the check runs
-        os._exit(0 if source.reads == 2 else 1)
-    _, status = os.waitpid(pid, 0)
-    sys.exit(os.waitstatus_to_exitcode(status))
-    """
-)
-
-
 def test_a_check_in_progress_at_fork_time_does_not_hold_the_child(
     tmp_path: Path, k1: Key, k2: Key
 ) -> None:
-    src = Path(__file__).resolve().parent.parent / "src"
-    args = [str(tmp_path / "jwks.json"), json.dumps(k1.jwks()), json.dumps(k2.jwks())]
-    result = subprocess.run(
-        [sys.executable, "-c", FORK_SCRIPT, *args],
-        env={**os.environ, "PYTHONPATH": str(src)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    """A real fork of this process (no interpreter to start) while a thread of it is in the
+    middle of a check (the source's lock held): the child checks for itself."""
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(k1.jwks()))
+    source = JWKSFile(str(path), reload=3600)
+    source._lock.acquire()  # a thread of the parent in the middle of a check at the fork
+    changed = tmp_path / "jwks.json.new"
+    changed.write_text(json.dumps(k2.jwks()))
+    os.replace(changed, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the point
+        pid = os.fork()
+    if pid == 0:  # the child: it answers by its exit status and never returns into pytest
+        status = 1
+        try:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(60)  # a hang (the lock the fork kept held) kills it: a failure
+            source.prefetch()  # a fresh lock in the child, so the check runs
+            status = 0 if source.reads == 2 else 1
+        finally:
+            os._exit(status)
+    source._lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -258,6 +258,17 @@ def test_requests_are_counted(issuer: LocalIssuer) -> None:
     assert issuer.request_count() == 0
 
 
+def test_wait_for_requests_counts_a_request_its_client_gave_up_on(issuer: LocalIssuer) -> None:
+    issuer.set_fault(JWKSFault.HANG)
+    with pytest.raises(requests.ReadTimeout):
+        _get(issuer.jwks_url, timeout=0.05)
+    assert issuer.wait_for_requests(1, issuer.jwks_url) == 1
+    assert issuer.wait_for_requests(1) == 1  # in all
+    # A count not reached: the count as it is when the timeout passes.
+    assert issuer.wait_for_requests(2, issuer.jwks_url, timeout=0.01) == 1
+    issuer.set_fault(None)
+
+
 def test_stop_start_and_context_manager_keep_the_port() -> None:
     with LocalIssuer(keys=[shared_key()]) as issuer:
         url = issuer.url

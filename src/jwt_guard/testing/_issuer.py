@@ -355,6 +355,17 @@ class LocalIssuer:
     def reset_counts(self) -> None:
         self._server.reset_counts()
 
+    def wait_for_requests(
+        self, count: int, path: str | None = None, *, timeout: float = 10.0
+    ) -> int:
+        """Wait until :meth:`request_count` for ``path`` reaches ``count``, at most ``timeout``
+        seconds, and return it.
+
+        For a test whose client can give up before the server's thread has counted its
+        request: a fetch that times out on a ``HANG`` fault after a fraction of a second.
+        """
+        return self._server.wait_count(count, path, timeout)
+
     @property
     def jwks_requests(self) -> int:
         return self._server.count(self.path + "/.well-known/jwks.json")

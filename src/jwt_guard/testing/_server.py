@@ -129,6 +129,7 @@ class _LoopbackServer:
         self._docs = {jwks_path: ("jwks", jwks), discovery_path: ("discovery", discovery)}
         self._cache_max_age = cache_max_age
         self._lock = threading.RLock()
+        self._counted = threading.Condition(self._lock)  # notified at each request counted
         self._counts: Counter[str] = Counter()
         self._httpd: _HTTPServer | None = None
         self._serving: ServingThread | None = None
@@ -202,9 +203,17 @@ class _LoopbackServer:
 
     def count(self, path: str | None) -> int:
         with self._lock:
-            if path is None:
-                return sum(self._counts.values())
-            return self._counts[urlsplit(path).path if "://" in path else path]
+            return self._count(path)
+
+    def wait_count(self, count: int, path: str | None, timeout: float) -> int:
+        with self._counted:
+            self._counted.wait_for(lambda: self._count(path) >= count, timeout)
+            return self._count(path)
+
+    def _count(self, path: str | None) -> int:  # under the lock
+        if path is None:
+            return sum(self._counts.values())
+        return self._counts[urlsplit(path).path if "://" in path else path]
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -216,6 +225,7 @@ class _LoopbackServer:
         path = urlsplit(handler.path).path
         with self._lock:
             self._counts[path] += 1
+            self._counted.notify_all()
             fault, delay, size = self._fault, self._delay, self._body_size
             released, closing, only = self._released, self._closing, self._fault_endpoint
         route = self._docs.get(path)
