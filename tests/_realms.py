@@ -7,8 +7,8 @@ discovery document and its JWKS, as Keycloak serves them, on 127.0.0.1.
 
 from __future__ import annotations
 
+import functools
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,19 +18,28 @@ from typing import Any
 
 from jwt_guard.testing import SigningKey, generate_key
 from jwt_guard.testing._keys import compact_jws
+from jwt_guard.testing._server import ServingThread
 
 CERTS = "/protocol/openid-connect/certs"
+
+
+@functools.cache
+def realm_key(realm: str) -> SigningKey:
+    """The RS256 key of ``realm``, one per realm name for the whole run: the realms of one server
+    have keys of their own, and generating RSA keys was most of what starting a server cost."""
+    return generate_key("RS256")
 
 
 class Realms:
     """A running realms server: ``base`` URL, one RS256 key per realm, request counts."""
 
     def __init__(self, names: list[str]) -> None:
-        self.keys: dict[str, SigningKey] = {name: generate_key("RS256") for name in names}
+        self.keys: dict[str, SigningKey] = {name: realm_key(name) for name in names}
         self.requests: Counter[str] = Counter()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._serving: ServingThread | None = None
 
     def issuer(self, realm: str) -> str:
         return f"{self.base}/realms/{realm}"
@@ -87,22 +96,20 @@ class Realms:
 
         return Handler
 
-    def serve(self) -> threading.Thread:
-        thread = threading.Thread(target=self._httpd.serve_forever, name="realms", daemon=True)
-        thread.start()
-        return thread
+    def serve(self) -> None:
+        self._serving = ServingThread(self._httpd, "realms")  # stops at once, not at a poll
 
     def close(self) -> None:
-        self._httpd.shutdown()
+        if self._serving is not None:
+            self._serving.stop()
         self._httpd.server_close()
 
 
 @contextmanager
 def realms(*names: str) -> Iterator[Realms]:
     server = Realms(list(names))
-    thread = server.serve()
+    server.serve()
     try:
         yield server
     finally:
         server.close()
-        thread.join(10)

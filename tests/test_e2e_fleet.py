@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from _redis import RedisServer
-from _servers import free_port, wait_until_listening
+from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,11 +59,12 @@ class Server:
         command = [sys.executable, "-m", "uvicorn", "_fleet_app:app", "--app-dir", "tests"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         command += ["--workers", str(workers)]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        wait_until_listening(self.port, self.process, log, "uvicorn")
+        self.process = start(command, log, cwd=ROOT, env=env)
+        try:
+            wait_until_listening(self.port, self.process, log, "uvicorn")
+        except BaseException:
+            stop(self.process)
+            raise
 
     def get(
         self, path: str, token: str | None = None, headers: dict[str, str] | None = None
@@ -75,12 +76,7 @@ class Server:
             return client.get(path, headers=headers)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=20)
+        stop(self.process)  # the supervisor and its workers
 
 
 def poll(until: Callable[[], bool], what: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from _servers import free_port, wait_until_listening
+from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard.testing import LocalIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,18 +28,12 @@ def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Ite
     }
     command = [sys.executable, "-m", "uvicorn", "examples.starlette_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start(command, log, cwd=ROOT, env=env)
     try:
         wait_until_listening(port, proc, log, "uvicorn")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 @pytest.fixture
