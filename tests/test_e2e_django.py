@@ -49,7 +49,7 @@ def server(
         stop(proc)  # gunicorn's worker too
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def http(server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server, timeout=10) as client:
         yield client

@@ -65,6 +65,9 @@ class Server:
         except BaseException:
             stop(self.process)
             raise
+        # No connection is kept alive: each request opens its own, so either worker may take it.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        self.http = httpx.Client(base_url=self.url, timeout=DEADLINE, limits=no_reuse)
 
     def get(
         self, path: str, token: str | None = None, headers: dict[str, str] | None = None
@@ -72,10 +75,10 @@ class Server:
         """One request on a connection of its own (so either worker may take it)."""
         if headers is None:
             headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=self.url, timeout=DEADLINE) as client:
-            return client.get(path, headers=headers)
+        return self.http.get(path, headers=headers)
 
     def stop(self) -> None:
+        self.http.close()
         stop(self.process)  # the supervisor and its workers
 
 

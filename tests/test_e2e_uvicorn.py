@@ -36,7 +36,7 @@ def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Ite
         stop(proc)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def http(server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server, timeout=10) as client:
         yield client
