@@ -2,10 +2,9 @@
 
 A revocation made with ``jwt-guard revoke`` (its ``main()``, run here: the workers are the other
 processes) is refused by every worker, and each worker's replica says how long the change took
-to reach it; a worker started while the
-provider is down serves from the key set the others stored. The workers are found by asking:
-every answer carries ``x-worker`` (the pid), and each request is a new connection, so the
-kernel hands them to either worker.
+to reach it; a worker started while the provider is down serves from the key set the others
+stored. The workers are found by asking: every answer carries ``x-worker`` (the pid), and each
+request is a new connection, so the kernel hands them to either worker.
 """
 
 from __future__ import annotations
