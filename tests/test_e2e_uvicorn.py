@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from _common import shared_key
 from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard.testing import LocalIssuer
 
@@ -67,7 +68,7 @@ def test_real_server(
 
 
 def test_real_server_refuses_a_forged_token(http: httpx.Client, issuer: LocalIssuer) -> None:
-    with LocalIssuer() as other:  # same iss claim, keys the server never saw
+    with LocalIssuer(keys=[shared_key()]) as other:  # same iss claim, keys the server never saw
         forged = other.mint(issuer=issuer.issuer, kid=issuer.key().kid)
     response = http.get("/me", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401

@@ -33,6 +33,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken, ProtectedRes
 from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 from mcp.shared.exceptions import MCPError
 
+from _common import shared_key
 from _hostile import challenge_params
 from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard.testing import LocalIssuer
@@ -126,7 +127,7 @@ def _serve(server: AuthorizationServer) -> ThreadingHTTPServer:
 
 @pytest.fixture(scope="module")
 def authorization_server() -> Iterator[AuthorizationServer]:
-    with LocalIssuer() as keys:
+    with LocalIssuer(keys=[shared_key()]) as keys:
         server = AuthorizationServer(keys, free_port())
         httpd = _serve(server)
         serving = ServingThread(httpd, "test-as")  # stops at once, not at a 0.5 s poll
