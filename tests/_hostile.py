@@ -21,6 +21,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import functools
 import hashlib
 import hmac
 import json
@@ -127,19 +128,28 @@ class Kit:
         return self.sign(self.header(), self.claims(**changes))
 
 
-def _named_keys(*algs: str) -> list[SigningKey]:
+def _named_keys(holder: str, *algs: str) -> list[SigningKey]:
     """Keys with the kids the cases name (``rs256-1``, ...): the issuer and the attacker share
     them on purpose, so a forged token can claim a trusted kid (generated keys would each get
-    their own thumbprint kid)."""
-    return [generate_key(alg, f"{alg.lower()}-1") for alg in algs]
+    their own thumbprint kid). Each ``holder`` has keys of its own."""
+    return [_named_key(holder, alg) for alg in algs]
+
+
+@functools.cache
+def _named_key(holder: str, alg: str) -> SigningKey:
+    """One key per holder and algorithm for the whole run: every module's kit starts issuers of
+    its own, and generating their RSA keys was most of what that cost."""
+    return generate_key(alg, f"{alg.lower()}-1")
 
 
 @contextlib.contextmanager
 def make_kit() -> Iterator[Kit]:
     """Start both issuers; stop them afterwards."""
     with (
-        LocalIssuer(keys=_named_keys("RS256", "ES256", "EdDSA")) as issuer,
-        LocalIssuer(keys=_named_keys("RS256", "ES256", "EdDSA", "PS256", "HS256")) as attacker,
+        LocalIssuer(keys=_named_keys("issuer", "RS256", "ES256", "EdDSA")) as issuer,
+        LocalIssuer(
+            keys=_named_keys("attacker", "RS256", "ES256", "EdDSA", "PS256", "HS256")
+        ) as attacker,
     ):
         yield Kit(issuer, attacker)
 
@@ -1339,8 +1349,8 @@ class TenantKit:
 @contextlib.contextmanager
 def make_tenant_kit() -> Iterator[TenantKit]:
     with (
-        LocalIssuer(keys=_named_keys("RS256")) as provider,
-        LocalIssuer(keys=_named_keys("RS256")) as attacker,
+        LocalIssuer(keys=_named_keys("tenant-provider", "RS256")) as provider,
+        LocalIssuer(keys=_named_keys("tenant-attacker", "RS256")) as attacker,
     ):
         yield TenantKit(provider, attacker)
 

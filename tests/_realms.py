@@ -24,9 +24,9 @@ CERTS = "/protocol/openid-connect/certs"
 
 
 @functools.cache
-def _realm_key(realm: str) -> SigningKey:
-    """Each realm's RS256 key, generated once a run: the realms of one server hold different
-    keys, which is what the tests need; a new RSA key per server costs more than the test."""
+def realm_key(realm: str) -> SigningKey:
+    """The RS256 key of ``realm``, one per realm name for the whole run: the realms of one server
+    have keys of their own, and generating RSA keys was most of what starting a server cost."""
     return generate_key("RS256")
 
 
@@ -34,11 +34,12 @@ class Realms:
     """A running realms server: ``base`` URL, one RS256 key per realm, request counts."""
 
     def __init__(self, names: list[str]) -> None:
-        self.keys: dict[str, SigningKey] = {name: _realm_key(name) for name in names}
+        self.keys: dict[str, SigningKey] = {name: realm_key(name) for name in names}
         self.requests: Counter[str] = Counter()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._serving: ServingThread | None = None
 
     def issuer(self, realm: str) -> str:
         return f"{self.base}/realms/{realm}"
@@ -95,20 +96,20 @@ class Realms:
 
         return Handler
 
-    def serve(self) -> ServingThread:
-        """Serve on a thread; ``stop()`` it without waiting for ``serve_forever``'s 0.5 s poll."""
-        return ServingThread(self._httpd, "realms")
+    def serve(self) -> None:
+        self._serving = ServingThread(self._httpd, "realms")  # stops at once, not at a poll
 
     def close(self) -> None:
+        if self._serving is not None:
+            self._serving.stop()
         self._httpd.server_close()
 
 
 @contextmanager
 def realms(*names: str) -> Iterator[Realms]:
     server = Realms(list(names))
-    serving = server.serve()
+    server.serve()
     try:
         yield server
     finally:
-        serving.stop(timeout=10)
         server.close()

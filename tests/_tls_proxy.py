@@ -12,9 +12,10 @@ import base64
 import http.client
 import http.server
 import ssl
-import threading
 from pathlib import Path
 from types import TracebackType
+
+from jwt_guard.testing._server import ServingThread
 
 __all__ = ["TLSProxy"]
 
@@ -68,14 +69,14 @@ class TLSProxy:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.upstream = upstream
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serving: ServingThread | None = None
 
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> TLSProxy:
-        self._thread.start()
+        self._serving = ServingThread(self._server, "tls-proxy")  # stops at once, not at a poll
         return self
 
     def __exit__(
@@ -84,6 +85,6 @@ class TLSProxy:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._server.shutdown()
+        if self._serving is not None:
+            self._serving.stop()
         self._server.server_close()
-        self._thread.join(timeout=10)

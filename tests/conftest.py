@@ -9,6 +9,7 @@ same examples. ``scripts/fuzz_long.py`` asks ``test_fuzz`` for random ones.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import pytest
@@ -17,15 +18,23 @@ from hypothesis import settings
 from _common import verifier_for
 from _redis import own_server, server  # noqa: F401 (a real redis-server: the Redis tests' fixtures)
 from jwt_guard import TokenVerifier
-from jwt_guard.testing import LocalIssuer
+from jwt_guard.testing import LocalIssuer, SigningKey, generate_key
 
 settings.register_profile("jwt_guard", derandomize=True, database=None, deadline=None)
 settings.load_profile("jwt_guard")
 
 
+@functools.cache
+def _module_issuer_key() -> SigningKey:
+    """The default issuer's RS256 key, generated once per process (it was most of what each
+    module's issuer cost). Not ``shared_key()``: a test may start a second issuer with that one,
+    whose kid must differ."""
+    return generate_key("RS256")
+
+
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[LocalIssuer]:
-    with LocalIssuer() as local:
+    with LocalIssuer(keys=[_module_issuer_key()]) as local:
         yield local
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from _common import parse_challenge, verifier_for
+from _common import parse_challenge, shared_key, verifier_for
 from _hostile import CORPUS, Answer, Hostile, Kit, assert_no_echo, make_kit, make_verifier
 from _wsgi_helpers import ensure_django
 
@@ -232,7 +232,11 @@ def test_behind_the_middleware_refusals_are_the_middlewares(
 
 
 def test_keys_unavailable_is_a_503_with_retry_after() -> None:
-    with LocalIssuer() as down, verifier_for(down) as verifier, drf_settings(verifier):
+    with (
+        LocalIssuer(keys=[shared_key()]) as down,
+        verifier_for(down) as verifier,
+        drf_settings(verifier),
+    ):
         down.set_fault(JWKSFault.ERROR_500)
         response = APIClient().get("/items", **auth(down.mint(scopes=["read:items"])))
     assert response.status_code == 503

@@ -22,7 +22,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,11 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from _certs import Pki
-from _servers import free_port, wait_until_listening
+from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard import JWTGuardWSGI, TokenVerifier
 from jwt_guard.guard.middleware import CLAIMS_KEY
 from jwt_guard.testing import LocalIssuer
+from jwt_guard.testing._server import ServingThread
 from jwt_guard.testing.dpop import DPoPClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,13 +86,12 @@ def werkzeug_tls(issuer: LocalIssuer, pki: Pki) -> Iterator[str]:
     context.load_cert_chain(str(pki.server_cert_file), str(pki.server_key_file))
     context.verify_mode = ssl.CERT_OPTIONAL  # a client without a certificate connects too
     server = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=context)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serving = ServingThread(server, "werkzeug-tls")  # stops at once, not at a 0.5 s poll
     try:
         yield f"https://127.0.0.1:{server.port}"
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
+        serving.stop()
+        server.server_close()
 
 
 def test_werkzeug_tls_server_binds_tokens_to_the_client_certificate(
@@ -140,19 +139,7 @@ def _uvicorn(
     }
     command = [sys.executable, "-m", "uvicorn", "_binding_app:app", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning", *options]
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+    return start(command, log, cwd=ROOT, env=environ)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +168,7 @@ def uvicorn_tls(
         wait_until_listening(port, process, log, "uvicorn (TLS)")
         yield f"https://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop(process)
 
 
 def test_uvicorn_over_tls_binds_tokens_to_the_client_certificate(
@@ -228,7 +215,7 @@ def behind_proxy(
         with TLSProxy(port, pki.server_cert_file, pki.server_key_file, pki.ca_file) as proxy:
             yield proxy.url, f"http://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop(process)
 
 
 def test_a_trusted_proxy_s_client_cert_header_binds_tokens(
@@ -267,7 +254,7 @@ def uvicorn_dpop(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) 
         wait_until_listening(port, process, log, "uvicorn (DPoP)")
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _raw(base: str, request: bytes) -> bytes:

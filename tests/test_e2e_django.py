@@ -5,7 +5,6 @@ server process, under uvicorn (ASGI: the middleware on the event loop) and under
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from _common import parse_challenge
-from _servers import free_port, wait_until_listening
+from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard.testing import LocalIssuer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -42,27 +41,15 @@ def server(
         "JWT_GUARD_JWKS_URL": issuer.jwks_url,
     }
     log = tmp_path_factory.mktemp(name) / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, *SERVERS[name], *bind],
-            cwd=EXAMPLES,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start([sys.executable, *SERVERS[name], *bind], log, cwd=EXAMPLES, env=env)
     try:
         wait_until_listening(port, proc, log, name)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)  # gunicorn's worker too
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def http(server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server, timeout=10) as client:
         yield client

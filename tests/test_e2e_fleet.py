@@ -1,10 +1,10 @@
 """End to end, a fleet: uvicorn with two worker processes behind one ``redis-server``.
 
-A revocation made with ``jwt-guard revoke`` (another process) is refused by every worker, and
-each worker's replica says how long the change took to reach it; a worker started while the
-provider is down serves from the key set the others stored. The workers are found by asking:
-every answer carries ``x-worker`` (the pid), and each request is a new connection, so the
-kernel hands them to either worker.
+A revocation made with ``jwt-guard revoke`` (its ``main()``, run here: the workers are the other
+processes) is refused by every worker, and each worker's replica says how long the change took
+to reach it; a worker started while the provider is down serves from the key set the others
+stored. The workers are found by asking: every answer carries ``x-worker`` (the pid), and each
+request is a new connection, so the kernel hands them to either worker.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -25,7 +24,8 @@ import httpx
 import pytest
 
 from _redis import RedisServer
-from _servers import free_port, wait_until_listening
+from _servers import free_port, start, stop, wait_until_listening
+from jwt_guard.cli import main
 from jwt_guard.testing import JWKSFault, LocalIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,11 +59,15 @@ class Server:
         command = [sys.executable, "-m", "uvicorn", "_fleet_app:app", "--app-dir", "tests"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         command += ["--workers", str(workers)]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        wait_until_listening(self.port, self.process, log, "uvicorn")
+        self.process = start(command, log, cwd=ROOT, env=env)
+        try:
+            wait_until_listening(self.port, self.process, log, "uvicorn")
+        except BaseException:
+            stop(self.process)
+            raise
+        # No connection is kept alive: each request opens its own, so either worker may take it.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        self.http = httpx.Client(base_url=self.url, timeout=DEADLINE, limits=no_reuse)
 
     def get(
         self, path: str, token: str | None = None, headers: dict[str, str] | None = None
@@ -71,16 +75,11 @@ class Server:
         """One request on a connection of its own (so either worker may take it)."""
         if headers is None:
             headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=self.url, timeout=DEADLINE) as client:
-            return client.get(path, headers=headers)
+        return self.http.get(path, headers=headers)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=20)
+        self.http.close()
+        stop(self.process)  # the supervisor and its workers
 
 
 def poll(until: Callable[[], bool], what: str) -> None:
@@ -132,7 +131,11 @@ def two_workers(
 
 
 def test_a_revocation_from_the_cli_is_refused_by_every_worker_within_a_second(
-    two_workers: Server, provider: LocalIssuer, fleet_env: dict[str, str]
+    two_workers: Server,
+    provider: LocalIssuer,
+    fleet_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     token = provider.mint(expires_in=3600)
     accepted: set[str] = set()
@@ -145,18 +148,17 @@ def test_a_revocation_from_the_cli_is_refused_by_every_worker_within_a_second(
 
     poll(cached_by_both, "the token verified (and cached) by both workers")
     claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    # The command as an operator runs it, configured like the workers (the JWT_GUARD_*
+    # variables); in process: `python -m jwt_guard` as a process is tests/test_cli.py's.
+    for name in [k for k in os.environ if k.startswith("JWT_GUARD_")]:
+        monkeypatch.delenv(name)
+    for name, value in fleet_env.items():
+        if name.startswith("JWT_GUARD_"):
+            monkeypatch.setenv(name, value)
     command = ["revoke", f"--jti={claims['jti']}", "--until", str(claims["exp"]), "--json"]
-    revoke = subprocess.run(
-        [sys.executable, "-m", "jwt_guard", *command],
-        cwd=ROOT,
-        env=fleet_env,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        check=False,
-    )
+    code = main(command)
     revoked_at = time.monotonic()
-    assert revoke.returncode == 0, revoke.stderr
+    assert code == 0, capsys.readouterr().err
     refused: dict[str, float] = {}
 
     def refused_by_both() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from _servers import free_port, wait_until_listening
+from _common import shared_key
+from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard.testing import LocalIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,21 +29,15 @@ def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Ite
     }
     command = [sys.executable, "-m", "uvicorn", "examples.starlette_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start(command, log, cwd=ROOT, env=env)
     try:
         wait_until_listening(port, proc, log, "uvicorn")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def http(server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server, timeout=10) as client:
         yield client
@@ -74,7 +68,7 @@ def test_real_server(
 
 
 def test_real_server_refuses_a_forged_token(http: httpx.Client, issuer: LocalIssuer) -> None:
-    with LocalIssuer() as other:  # same iss claim, keys the server never saw
+    with LocalIssuer(keys=[shared_key()]) as other:  # same iss claim, keys the server never saw
         forged = other.mint(issuer=issuer.issuer, kid=issuer.key().kid)
     response = http.get("/me", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401

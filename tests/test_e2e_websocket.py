@@ -1,19 +1,21 @@
 """End to end: WebSockets through a real uvicorn server, driven by the ``websockets`` client.
 
-Two set-ups: uvicorn serving in this process (on the test's event loop, so a
+Two set-ups: uvicorn serving in this process (on the tests' event loop, so a
 :class:`~jwt_guard.testing.ManualClock` drives the token's expiry) with each of uvicorn's
 websocket implementations, and ``examples/websocket_app.py`` under ``uvicorn`` in its own
-process. What uvicorn hands the app: ``scope["subprotocols"]`` is the header split at commas,
-each value stripped, and the ``websocket.http.response`` extension, so a refused handshake gets
-the RFC 6750 answer as an HTTP response.
+process. The handshake tests share one server per implementation (each opens and closes its
+own connections); the expiry test, which moves the server's clock, gets a server of its own.
+What uvicorn hands the app: ``scope["subprotocols"]`` is the header split at commas, each value
+stripped, and the ``websocket.http.response`` extension, so a refused handshake gets the
+RFC 6750 answer as an HTTP response.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,13 +23,14 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.typing import Subprotocol
 
 from _common import parse_challenge, verifier_for
-from _servers import STARTUP_DEADLINE, free_port, wait_until_listening
+from _servers import STARTUP_DEADLINE, free_port, start, stop, wait_until_listening
 from jwt_guard.guard.websocket import K8S_PREFIX
 from jwt_guard.testing import LocalIssuer, ManualClock
 
@@ -37,6 +40,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 from websocket_app import create_app  # noqa: E402
 
 IMPLEMENTATIONS = ["auto", "wsproto"]  # auto: websockets (sans-I/O) where installed
+
+# Every test on the module's event loop: the shared servers run on it.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 def k8s(token: str) -> str:
@@ -58,14 +64,16 @@ class Served:
         return connect(self.url + "/ws", subprotocols=offered, open_timeout=30, **kwargs)
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
-async def served(request: pytest.FixtureRequest, issuer: LocalIssuer) -> AsyncIterator[Served]:
+@contextlib.asynccontextmanager
+async def serving(issuer: LocalIssuer, ws: str) -> AsyncIterator[Served]:
+    """The example app, its verifier on a ManualClock, served by uvicorn (``ws``) on the running
+    event loop until the block ends."""
     clock = ManualClock()
     with verifier_for(issuer, clock=clock, monotonic=clock.monotonic) as verifier:
         app = create_app(verifier, websocket_sleep=clock.sleep)  # the watcher waits on it
         port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, ws=request.param, lifespan="off", log_level="warning"
+            app, host="127.0.0.1", port=port, ws=ws, lifespan="off", log_level="warning"
         )
         server = uvicorn.Server(config)
         task = asyncio.get_running_loop().create_task(server.serve())
@@ -79,6 +87,20 @@ async def served(request: pytest.FixtureRequest, issuer: LocalIssuer) -> AsyncIt
         finally:
             server.should_exit = True
             await asyncio.wait_for(task, 30)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=IMPLEMENTATIONS)
+async def served(request: pytest.FixtureRequest, issuer: LocalIssuer) -> AsyncIterator[Served]:
+    """One server per implementation for the handshake tests (its clock is never moved)."""
+    async with serving(issuer, request.param) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="module", params=IMPLEMENTATIONS)
+async def own_served(request: pytest.FixtureRequest, issuer: LocalIssuer) -> AsyncIterator[Served]:
+    """A server for one test that moves its clock."""
+    async with serving(issuer, request.param) as running:
+        yield running
 
 
 async def greeting(ws: ClientConnection) -> str:
@@ -160,11 +182,11 @@ async def test_a_refused_handshake_gets_the_rfc6750_answer(
 
 
 async def test_the_connection_closes_with_1008_when_the_token_expires(
-    served: Served, issuer: LocalIssuer
+    own_served: Served, issuer: LocalIssuer
 ) -> None:
-    clock = served.clock
+    clock = own_served.clock
     token = issuer.mint(issued_at=clock.now, expires_in=120)  # + leeway 60
-    async with served.open("chat", "bearer", token) as ws:
+    async with own_served.open("chat", "bearer", token) as ws:
         assert await greeting(ws) == "hello user-1"
         await clock.sleepers()
         clock.advance(120)  # a re-check at +60: still valid
@@ -193,18 +215,12 @@ def example(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> It
     }
     command = [sys.executable, "-m", "uvicorn", "examples.websocket_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start(command, log, cwd=ROOT, env=env)
     try:
         wait_until_listening(port, proc, log, "uvicorn")
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 async def test_the_example_under_uvicorn(example: str, issuer: LocalIssuer) -> None:

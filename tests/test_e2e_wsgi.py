@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from _servers import free_port, wait_until_listening
+from _servers import free_port, start, stop, wait_until_listening
 from _wsgi_helpers import parse_challenge
 from jwt_guard.testing import LocalIssuer
 
@@ -39,24 +38,12 @@ def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "JWT_GUARD_JWKS_URL": issuer.jwks_url,
     }
     log = tmp_path_factory.mktemp("e2e") / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-c", SERVE, str(port)],
-            cwd=EXAMPLES,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start([sys.executable, "-c", SERVE, str(port)], log, cwd=EXAMPLES, env=env)
     try:
         wait_until_listening(port, process, log, "the WSGI server")
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop(process)
 
 
 @pytest.fixture

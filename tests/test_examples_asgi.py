@@ -16,7 +16,7 @@ import pytest
 
 from _asgi_helpers import TestClient, bearer
 from _common import verifier_for
-from _servers import free_port, wait_until_listening
+from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard import ConfigurationError, JWTGuard
 from jwt_guard.sources.jwks import JWKSClient
 from jwt_guard.testing import LocalIssuer
@@ -131,8 +131,7 @@ def test_fastapi_example_under_uvicorn_with_discovery(issuer: LocalIssuer, tmp_p
     env = clean_env(JWT_GUARD_ISSUER=issuer.issuer, JWT_GUARD_AUDIENCE=issuer.audience)
     command = [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start(command, log, cwd=ROOT, env=env)
     try:
         wait_until_listening(port, proc, log, "uvicorn")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
@@ -140,8 +139,7 @@ def test_fastapi_example_under_uvicorn_with_discovery(issuer: LocalIssuer, tmp_p
             assert http.get("/me", headers=bearer(token)).json()["sub"] == "uv"
             assert http.get("/items").status_code == 401
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
 
 
 def test_fastapi_example_under_uvicorn_without_configuration_says_what_to_set() -> None:

@@ -4,7 +4,6 @@ guard ``jwt_guard.litestar.require_scopes``, claims from the connection; Litesta
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.testing import TestClient
 
 from _common import parse_challenge
-from _servers import free_port, wait_until_listening
+from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard import ConfigurationError, JWTGuard, TokenVerifier
 from jwt_guard.asgi import JWTUser
 from jwt_guard.decorators import require_scopes as require_scopes_decorator
@@ -176,8 +175,7 @@ def test_the_example_under_uvicorn(issuer: LocalIssuer, tmp_path: Path) -> None:
     }
     command = [sys.executable, "-m", "uvicorn", "examples.litestar_app:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start(command, log, cwd=ROOT, env=env)
     try:
         wait_until_listening(port, proc, log, "uvicorn")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
@@ -190,5 +188,4 @@ def test_the_example_under_uvicorn(issuer: LocalIssuer, tmp_path: Path) -> None:
             assert 'error="insufficient_scope"' in other.headers["www-authenticate"]
             assert http.get("/items").status_code == 401
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,9 +33,11 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken, ProtectedRes
 from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
 from mcp.shared.exceptions import MCPError
 
+from _common import shared_key
 from _hostile import challenge_params
-from _servers import free_port, wait_until_listening
+from _servers import free_port, start, stop, wait_until_listening
 from jwt_guard.testing import LocalIssuer
+from jwt_guard.testing._server import ServingThread
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID, CLIENT_SECRET = "mcp-client", "client-secret"
@@ -127,17 +127,15 @@ def _serve(server: AuthorizationServer) -> ThreadingHTTPServer:
 
 @pytest.fixture(scope="module")
 def authorization_server() -> Iterator[AuthorizationServer]:
-    with LocalIssuer() as keys:
+    with LocalIssuer(keys=[shared_key()]) as keys:
         server = AuthorizationServer(keys, free_port())
         httpd = _serve(server)
-        thread = threading.Thread(target=httpd.serve_forever, name="test-as", daemon=True)
-        thread.start()
+        serving = ServingThread(httpd, "test-as")  # stops at once, not at a 0.5 s poll
         try:
             yield server
         finally:
-            httpd.shutdown()
+            serving.stop()
             httpd.server_close()
-            thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -159,18 +157,12 @@ def mcp_url(
     )
     command = [sys.executable, "-m", "uvicorn", "examples.mcp_server:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start(command, log, cwd=ROOT, env=env)
     try:
         wait_until_listening(port, proc, log, "uvicorn")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 class MemoryStorage:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from _common import shared_key
 from _core_helpers import settle_jwks_threads
 from _hostile import (
     TENANT_A,
@@ -152,7 +153,7 @@ def test_any_tenant_accepts_every_well_formed_tenant_and_nothing_else(kit: Tenan
 
 def test_microsoft_hosts_default_to_the_guid_pattern() -> None:
     """On Microsoft's hosts the default pattern is a lower-case GUID; elsewhere a plain name."""
-    with LocalIssuer() as keys:
+    with LocalIssuer(keys=[shared_key()]) as keys:
         jwks = keys.jwks()
         on_entra = IssuerTemplate(
             "https://login.microsoftonline.com/{tid}/v2.0", "api", any_tenant=True, jwks=jwks
@@ -182,7 +183,7 @@ def test_microsoft_hosts_default_to_the_guid_pattern() -> None:
 
 def test_keycloak_realms_from_iss_itself() -> None:
     """Keycloak tokens carry the realm only in ``iss``: ``claim="iss"`` cuts it out exactly."""
-    with LocalIssuer() as kc:
+    with LocalIssuer(keys=[shared_key()]) as kc:
         template = IssuerTemplate(
             kc.url + "/realms/{realm}",
             "my-api",
@@ -251,7 +252,7 @@ def test_per_realm_keys_with_a_callable_are_made_for_admitted_realms_only() -> N
 
 def test_auth0_organisations_on_custom_domains() -> None:
     """One custom domain per organisation, the organisation's name in ``org_name``."""
-    with LocalIssuer() as auth0:
+    with LocalIssuer(keys=[shared_key()]) as auth0:
         template = IssuerTemplate(
             "https://{org_name}.auth.example.com/",
             "https://api.example.com",
@@ -526,7 +527,7 @@ def test_discovery_of_a_common_metadata_document() -> None:
         def discovery(self) -> dict[str, Any]:
             return {**super().discovery(), "issuer": f"{self.url}/{self.named}"}
 
-    with CommonMetadata(path="/common/v2.0") as provider:
+    with CommonMetadata(keys=[shared_key()], path="/common/v2.0") as provider:
         template = IssuerTemplate(
             provider.url + "/{tid}/v2.0",
             "api",
@@ -758,7 +759,7 @@ def test_a_template_twice_in_one_verifier_is_refused() -> None:
 
 
 def test_overlapping_templates_refuse_the_tokens_both_fit() -> None:
-    with LocalIssuer() as keys:
+    with LocalIssuer(keys=[shared_key()]) as keys:
         narrow = IssuerTemplate(
             "https://{org}.eu.example.com/", "api", any_tenant=True, jwks=keys.jwks()
         )
