@@ -16,6 +16,23 @@ from jwt_guard.testing import LocalIssuer, SigningKey, generate_key
 __all__ = ["parse_challenge", "shared_key", "verifier_for"]
 
 
+# Flags for a test session run inside this one (pytester): the plugins this process does not
+# load (pyproject's addopts; the inner session reads no pyproject) stay out of it too. pytester
+# restores sys.modules after each run, so a plugin it loaded would be imported again every time.
+INNER_PYTEST = (
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:asyncio",
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:anyio",
+    "-p",
+    "no:faker",
+)
+
+
 def shared_key(alg: str = "RS256") -> SigningKey:
     """One generated key per algorithm for the whole run, for a ``LocalIssuer(keys=[...])``
     whose test needs its server rather than a fresh key: generating an RSA key is most of what

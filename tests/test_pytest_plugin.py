@@ -7,6 +7,7 @@ import pytest
 import requests
 from starlette.responses import PlainTextResponse
 
+from _common import INNER_PYTEST
 from jwt_guard import ConfigurationError, JWTGuard, KeysUnavailable, TokenVerifier
 from jwt_guard.errors import ExpiredToken, UnknownKey, WrongAudience
 from jwt_guard.testing import JWKSFault, LocalIssuer
@@ -14,18 +15,7 @@ from jwt_guard.testing.pytest_plugin import IssuerFault, MintToken
 
 pytest_plugins = ["pytester"]
 
-INNER = (
-    "-p",
-    "no:cacheprovider",
-    "-p",
-    "no:asyncio",
-    "-p",
-    "no:hypothesispytest",
-    "-p",
-    "no:anyio",
-    "-W",
-    "error",
-)
+INNER = (*INNER_PYTEST, "-W", "error")
 
 
 # -- the fixtures, used the way a user's tests use them

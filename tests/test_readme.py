@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from _common import shared_key
+from _common import INNER_PYTEST, shared_key
 from jwt_guard import (
     Issuer,
     IssuerTemplate,
@@ -741,8 +741,7 @@ def test_the_pytest_blocks_pass_in_one_session(pytester: pytest.Pytester) -> Non
     blocks = [b for b in PYTHON if b.kind == "pytest"]
     assert blocks
     pytester.makepyfile(**{f"test_readme_line{b.line}": b.code for b in blocks})
-    flags = ("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:hypothesispytest")
-    result = pytester.runpytest(*flags, "-v")
+    result = pytester.runpytest(*INNER_PYTEST, "-v")
     tests = [
         f"test_readme_line{b.line}.py::{name}"
         for b in blocks
