@@ -10,6 +10,7 @@ where it belongs.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -145,7 +146,11 @@ def _classify(module: str, dotted: str, node: ast.stmt, guarded: set[int]) -> Im
     return Import(module, dotted.split(".")[0], False, node.lineno, checking)
 
 
-ALL_IMPORTS = [imp for module, path in MODULES.items() for imp in _imports(module, path)]
+@functools.cache
+def all_imports() -> list[Import]:
+    """Every import statement of the package (parsed on first use, not while collecting: each
+    xdist worker collects this module, one of them runs it)."""
+    return [imp for module, path in MODULES.items() for imp in _imports(module, path)]
 
 
 def test_every_module_has_a_layer() -> None:
@@ -157,7 +162,7 @@ def test_every_module_has_a_layer() -> None:
 def test_imports_point_only_downward(module: str) -> None:
     upward = [
         f"line {imp.line}: {imp.target or 'jwt_guard'} ({_layer_name(imp.target)})"
-        for imp in ALL_IMPORTS
+        for imp in all_imports()
         if imp.importer == module and imp.own and _layer(imp.target) > _layer(module)
     ]
     assert not upward, f"{module} ({_layer_name(module)}) imports upward: {upward}"
@@ -165,7 +170,7 @@ def test_imports_point_only_downward(module: str) -> None:
 
 def test_no_import_cycles() -> None:
     graph: dict[str, set[str]] = {m: set() for m in MODULES}
-    for imp in ALL_IMPORTS:
+    for imp in all_imports():
         if imp.own and imp.target != imp.importer:
             graph[imp.importer].add(imp.target)
     # A package's __init__ importing its own submodules is how a namespace is built: not a cycle
@@ -194,7 +199,7 @@ def test_no_import_cycles() -> None:
 def test_third_party_imports_stay_in_their_layer() -> None:
     misplaced = [
         f"{imp.importer}:{imp.line} imports {imp.target}"
-        for imp in ALL_IMPORTS
+        for imp in all_imports()
         if not imp.own
         and imp.target in RESTRICTED
         and not imp.type_checking
@@ -207,7 +212,7 @@ def test_the_package_namespace_imports_no_adapter_at_import_time() -> None:
     eager = sorted(
         {
             f"line {imp.line}: {imp.target}"
-            for imp in ALL_IMPORTS
+            for imp in all_imports()
             if imp.importer == ""
             and imp.own
             and not imp.type_checking

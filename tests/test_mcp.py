@@ -20,18 +20,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import httpx2
 import pytest
-from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
-from mcp.client.auth.utils import build_protected_resource_metadata_discovery_urls
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken, ProtectedResourceMetadata
-from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
-from mcp.shared.exceptions import MCPError
+
+if TYPE_CHECKING:
+    import httpx2
+    from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+
+# The MCP SDK (and its httpx2) is imported inside the tests that use it: importing it takes
+# most of a second, which every xdist worker would pay while collecting, and one runs them.
 
 from _common import shared_key
 from _hostile import challenge_params
@@ -192,6 +191,9 @@ def _leaves(error: BaseException) -> list[BaseException]:
 
 
 async def _call_add(url: str, http: httpx2.AsyncClient, tool: str = "add") -> Any:
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
     async with streamable_http_client(url, http_client=http) as streams:
         read, write = streams[0], streams[1]
         async with ClientSession(read, write) as session:
@@ -202,6 +204,9 @@ async def _call_add(url: str, http: httpx2.AsyncClient, tool: str = "add") -> An
 def test_the_mcp_client_discovers_gets_a_token_and_calls_a_tool(
     mcp_url: str, authorization_server: AuthorizationServer
 ) -> None:
+    import httpx2
+    from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+
     storage = MemoryStorage()
     provider = ClientCredentialsOAuthProvider(
         server_url=mcp_url,
@@ -230,6 +235,10 @@ def test_the_mcp_client_discovers_gets_a_token_and_calls_a_tool(
 
 def test_the_401_names_a_document_the_sdk_accepts(mcp_url: str) -> None:
     """What the SDK's own helpers make of the challenge and the document."""
+    from mcp.client.auth.utils import build_protected_resource_metadata_discovery_urls
+    from mcp.shared.auth import ProtectedResourceMetadata
+    from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_server_url
+
     initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
     with httpx.Client(timeout=10) as http:
         refused = http.post(mcp_url, json=initialize)
@@ -253,6 +262,9 @@ def test_a_token_for_another_resource_is_refused(
 ) -> None:
     """Same authorization server, same key, another audience: 401, and the MCP client's own
     transport gets nowhere with it."""
+    import httpx2
+    from mcp.shared.exceptions import MCPError
+
     keys, issuer = authorization_server.keys, authorization_server.issuer
     elsewhere = keys.mint(issuer=issuer, audience="http://127.0.0.1:1/mcp", scopes=SCOPES)
     initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
