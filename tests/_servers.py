@@ -1,5 +1,5 @@
 """Real server processes in tests: a free loopback port, starting a server, waiting until it
-listens, and stopping it."""
+listens, and stopping it; :func:`run_uvicorn` does all of it for an app of this project."""
 
 from __future__ import annotations
 
@@ -7,13 +7,18 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from jwt_guard.testing import LocalIssuer
+
 STARTUP_DEADLINE = 20.0
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -64,3 +69,35 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     if process.returncode is None:  # not reaped yet: the pid, so the group id, is still ours
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
+
+
+def clean_env(**variables: str) -> dict[str, str]:
+    """This process's environment without any JWT_GUARD_* variable, plus ``variables``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_GUARD_")}
+    return {**env, **variables}
+
+
+def issuer_env(issuer: LocalIssuer) -> dict[str, str]:
+    """:func:`clean_env` configured for ``issuer``: its issuer, audience and JWKS URL."""
+    return clean_env(
+        JWT_GUARD_ISSUER=issuer.issuer,
+        JWT_GUARD_AUDIENCE=issuer.audience,
+        JWT_GUARD_JWKS_URL=issuer.jwks_url,
+    )
+
+
+@contextmanager
+def run_uvicorn(
+    app: str, log: Path, env: Mapping[str, str], *options: str, port: int | None = None
+) -> Iterator[int]:
+    """``uvicorn <app>`` run from the project root on 127.0.0.1 (``port``, or a free one),
+    listening: the port. Stopped (with its workers) on leaving."""
+    port = free_port() if port is None else port
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--log-level", "warning", *options]
+    process = start(command, log, cwd=ROOT, env=env)
+    try:
+        wait_until_listening(port, process, log, "uvicorn")
+        yield port
+    finally:
+        stop(process)

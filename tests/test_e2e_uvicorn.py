@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from _common import shared_key
-from _servers import free_port, start, stop, wait_until_listening
+from _servers import issuer_env, run_uvicorn
 from jwt_guard.testing import LocalIssuer
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def server(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     log = tmp_path_factory.mktemp("uvicorn") / "uvicorn.log"
-    env = {
-        **os.environ,
-        "JWT_GUARD_ISSUER": issuer.issuer,
-        "JWT_GUARD_AUDIENCE": issuer.audience,
-        "JWT_GUARD_JWKS_URL": issuer.jwks_url,
-    }
-    command = [sys.executable, "-m", "uvicorn", "examples.starlette_app:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = start(command, log, cwd=ROOT, env=env)
-    try:
-        wait_until_listening(port, proc, log, "uvicorn")
+    env = issuer_env(issuer)
+    with run_uvicorn("examples.starlette_app:app", log, env) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,14 +28,13 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.typing import Subprotocol
 
 from _common import parse_challenge, verifier_for
-from _servers import STARTUP_DEADLINE, free_port, start, stop, wait_until_listening
+from _servers import ROOT, STARTUP_DEADLINE, free_port, issuer_env, run_uvicorn
 from jwt_guard.guard.websocket import K8S_PREFIX
 from jwt_guard.testing import LocalIssuer, ManualClock
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
-from websocket_app import create_app  # noqa: E402
+from websocket_app import create_app
 
 IMPLEMENTATIONS = ["auto", "wsproto"]  # auto: websockets (sans-I/O) where installed
 
@@ -205,22 +202,10 @@ async def test_the_connection_closes_with_1008_when_the_token_expires(
 
 @pytest.fixture(scope="module")
 def example(issuer: LocalIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     log = tmp_path_factory.mktemp("uvicorn-ws") / "uvicorn.log"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JWT_GUARD_")},
-        "JWT_GUARD_ISSUER": issuer.issuer,
-        "JWT_GUARD_AUDIENCE": issuer.audience,
-        "JWT_GUARD_JWKS_URL": issuer.jwks_url,
-    }
-    command = [sys.executable, "-m", "uvicorn", "examples.websocket_app:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = start(command, log, cwd=ROOT, env=env)
-    try:
-        wait_until_listening(port, proc, log, "uvicorn")
+    env = issuer_env(issuer)
+    with run_uvicorn("examples.websocket_app:app", log, env) as port:
         yield f"127.0.0.1:{port}"
-    finally:
-        stop(proc)
 
 
 async def test_the_example_under_uvicorn(example: str, issuer: LocalIssuer) -> None:

@@ -16,12 +16,11 @@ import pytest
 
 from _asgi_helpers import TestClient, bearer
 from _common import verifier_for
-from _servers import free_port, start, stop, wait_until_listening
+from _servers import ROOT, clean_env, run_uvicorn
 from jwt_guard import ConfigurationError, JWTGuard
 from jwt_guard.sources.jwks import JWKSClient
 from jwt_guard.testing import LocalIssuer
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
@@ -45,12 +44,6 @@ def close_guards(app: Any) -> None:
                     source.session.close()
         layer = getattr(layer, "app", None)
     assert found == 1
-
-
-def clean_env(**variables: str) -> dict[str, str]:
-    """This process's environment without any JWT_GUARD_* variable, plus ``variables``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_GUARD_")}
-    return {**env, **variables}
 
 
 @pytest.fixture(params=["starlette_app", "fastapi_app"])
@@ -127,19 +120,14 @@ def test_a_missing_variable_is_named(
 
 def test_fastapi_example_under_uvicorn_with_discovery(issuer: LocalIssuer, tmp_path: Path) -> None:
     """``uvicorn examples.fastapi_app:app`` with only the issuer and audience set."""
-    port, log = free_port(), tmp_path / "uvicorn.log"
     env = clean_env(JWT_GUARD_ISSUER=issuer.issuer, JWT_GUARD_AUDIENCE=issuer.audience)
-    command = [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = start(command, log, cwd=ROOT, env=env)
-    try:
-        wait_until_listening(port, proc, log, "uvicorn")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            token = issuer.mint(subject="uv", scopes=["read:items"])
-            assert http.get("/me", headers=bearer(token)).json()["sub"] == "uv"
-            assert http.get("/items").status_code == 401
-    finally:
-        stop(proc)
+    with (
+        run_uvicorn("examples.fastapi_app:app", tmp_path / "uvicorn.log", env) as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+    ):
+        token = issuer.mint(subject="uv", scopes=["read:items"])
+        assert http.get("/me", headers=bearer(token)).json()["sub"] == "uv"
+        assert http.get("/items").status_code == 401
 
 
 def test_fastapi_example_under_uvicorn_without_configuration_says_what_to_set() -> None:

@@ -3,8 +3,6 @@ guard ``jwt_guard.litestar.require_scopes``, claims from the connection; Litesta
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.testing import TestClient
 
 from _common import parse_challenge
-from _servers import free_port, start, stop, wait_until_listening
+from _servers import issuer_env, run_uvicorn
 from jwt_guard import ConfigurationError, JWTGuard, TokenVerifier
 from jwt_guard.asgi import JWTUser
 from jwt_guard.decorators import require_scopes as require_scopes_decorator
@@ -72,8 +70,6 @@ async def chat(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.send_json({"sub": None if claims is None else claims.subject})
     await socket.close()
 
-
-ROOT = Path(__file__).resolve().parent.parent
 
 HANDLERS = [me, items, any_of, open_items, health, helper, chat]
 OPTIONS = {"exclude_paths": ["/health"], "exclude_prefixes": ["/open"]}
@@ -166,26 +162,16 @@ def test_bad_scope_names_are_refused_at_definition() -> None:
 
 
 def test_the_example_under_uvicorn(issuer: LocalIssuer, tmp_path: Path) -> None:
-    port, log = free_port(), tmp_path / "uvicorn.log"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JWT_GUARD_")},
-        "JWT_GUARD_ISSUER": issuer.issuer,
-        "JWT_GUARD_AUDIENCE": issuer.audience,
-        "JWT_GUARD_JWKS_URL": issuer.jwks_url,
-    }
-    command = [sys.executable, "-m", "uvicorn", "examples.litestar_app:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = start(command, log, cwd=ROOT, env=env)
-    try:
-        wait_until_listening(port, proc, log, "uvicorn")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            assert http.get("/health").json() == {"status": "ok"}
-            reader = bearer(issuer.mint(subject="uv", scopes=["read:items"]))
-            assert http.get("/me", headers=reader).json() == {"sub": "uv", "scopes": ["read:items"]}
-            assert http.get("/items", headers=reader).json() == {"items": ["apple", "pear"]}
-            other = http.get("/items", headers=bearer(issuer.mint(scopes=["profile"])))
-            assert other.status_code == 403
-            assert 'error="insufficient_scope"' in other.headers["www-authenticate"]
-            assert http.get("/items").status_code == 401
-    finally:
-        stop(proc)
+    env = issuer_env(issuer)
+    with (
+        run_uvicorn("examples.litestar_app:app", tmp_path / "uvicorn.log", env) as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+    ):
+        assert http.get("/health").json() == {"status": "ok"}
+        reader = bearer(issuer.mint(subject="uv", scopes=["read:items"]))
+        assert http.get("/me", headers=reader).json() == {"sub": "uv", "scopes": ["read:items"]}
+        assert http.get("/items", headers=reader).json() == {"items": ["apple", "pear"]}
+        other = http.get("/items", headers=bearer(issuer.mint(scopes=["profile"])))
+        assert other.status_code == 403
+        assert 'error="insufficient_scope"' in other.headers["www-authenticate"]
+        assert http.get("/items").status_code == 401

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -34,11 +31,10 @@ if TYPE_CHECKING:
 
 from _common import shared_key
 from _hostile import challenge_params
-from _servers import free_port, start, stop, wait_until_listening
+from _servers import clean_env, free_port, run_uvicorn
 from jwt_guard.testing import LocalIssuer
 from jwt_guard.testing._server import ServingThread
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENT_ID, CLIENT_SECRET = "mcp-client", "client-secret"
 SCOPES = ["mcp:tools"]
 
@@ -145,8 +141,7 @@ def mcp_url(
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     log = tmp_path_factory.mktemp("mcp") / "uvicorn.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_GUARD_")}
-    env.update(
+    env = clean_env(
         JWT_GUARD_ISSUER=authorization_server.issuer,
         JWT_GUARD_JWKS_URL=authorization_server.keys.jwks_url,
         JWT_GUARD_RESOURCE=url,
@@ -154,14 +149,8 @@ def mcp_url(
             {"scopes_supported": SCOPES, "resource_name": "jwt_guard example"}
         ),
     )
-    command = [sys.executable, "-m", "uvicorn", "examples.mcp_server:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = start(command, log, cwd=ROOT, env=env)
-    try:
-        wait_until_listening(port, proc, log, "uvicorn")
+    with run_uvicorn("examples.mcp_server:app", log, env, port=port):
         yield url
-    finally:
-        stop(proc)
 
 
 class MemoryStorage:
